@@ -1,0 +1,3 @@
+from cai.main import cli_exit
+
+cli_exit()

@@ -1,0 +1,90 @@
+"""`cai doctor [--json]`: is everything cai needs here?"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from cai import output
+
+if TYPE_CHECKING:
+    import argparse
+
+    from cai.main import Ctx
+
+TOOLS = ("docker", "ssh", "ssh-keygen", "ssh-keyscan")
+
+
+def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check the engine, the SSH tools and the agent image",
+        description="Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
+        "and the agent image. Exits 1 when something cai needs is missing.",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser
+
+
+def collect(explicit_context: str | None) -> dict[str, Any]:
+    from cai import engine, labels
+    from cai.errors import CaiError
+
+    report: dict[str, Any] = {
+        "engine": {"context": explicit_context, "endpoint": None, "reachable": False, "version": None, "api_version": None, "error": None},
+        "tools": {tool: shutil.which(tool) for tool in TOOLS},
+        "image": {"name": labels.DEFAULT_IMAGE, "present": None},
+    }
+    problems: list[CaiError] = []
+    try:
+        context = engine.resolve_context(explicit_context)
+        report["engine"]["context"] = context
+        eng = engine.Engine(context)
+        report["engine"]["endpoint"] = eng.endpoint()
+        info = eng.info()
+        report["engine"].update(reachable=True, version=info.version, api_version=info.api_version)
+        report["image"]["present"] = eng.image_exists(labels.DEFAULT_IMAGE)
+    except CaiError as exc:
+        report["engine"]["error"] = " ".join([exc.message, *(line.replace("[ERROR]", "").strip() for line in exc.extra)])
+        problems.append(exc)
+    missing = [tool for tool, path in report["tools"].items() if path is None]
+    report["ok"] = report["engine"]["reachable"] and not missing and bool(report["image"]["present"])
+    report["problems"] = [exc.message for exc in problems] + [f"{tool} is not on PATH" for tool in missing]
+    if report["engine"]["reachable"] and not report["image"]["present"]:
+        report["problems"].append(f"agent image {labels.DEFAULT_IMAGE} is missing (run 'cai image build')")
+    report["_errors"] = problems
+    return report
+
+
+def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+    want_json = args.json
+    report = collect(ctx.context)
+    errors = report.pop("_errors")
+    if want_json:
+        output.emit_json(report)
+    else:
+        _print_text(report)
+    for exc in errors:
+        output.error(exc.message)
+        for line in exc.extra:
+            output.plain_err(line)
+    for problem in report["problems"][len(errors):]:
+        output.error(problem)
+    return 0 if report["ok"] else 1
+
+
+def _print_text(report: dict[str, Any]) -> None:
+    eng = report["engine"]
+    output.out("Docker engine")
+    output.out(f"  Context:    {eng['context'] or '-'}")
+    output.out(f"  Endpoint:   {eng['endpoint'] or '-'}")
+    output.out(f"  Reachable:  {'yes' if eng['reachable'] else 'no'}")
+    if eng["reachable"]:
+        output.out(f"  Version:    {eng['version']} (API {eng['api_version']})")
+    output.out("Tools")
+    for tool, path in report["tools"].items():
+        output.out(f"  {tool + ':':<13} {path or 'missing'}")
+    image = report["image"]
+    state = {True: "present", False: "missing", None: "unknown"}[image["present"]]
+    output.out("Agent image")
+    output.out(f"  {image['name']}: {state}")

@@ -1,0 +1,323 @@
+"""Paths, config files and workspace state.
+
+Workspace state lives in the user config `${XDG_CONFIG_HOME:-~/.config}/containai/config.toml`
+under `[workspace."<normalized path>"]`. It is read with tomllib and written atomically (temp
+file + rename) under an flock, so that concurrent cai runs lose no entry. Nothing here does I/O at
+import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import math
+import os
+import re
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from cai.errors import CaiError, ExitCode
+from cai import output
+
+DEFAULT_DATA_VOLUME = "containai-data"
+VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
+LOCK_TIMEOUT_S = 30.0
+
+
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(_home() / ".config")
+    return Path(base) / "containai"
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(_home() / ".local" / "state")
+    return Path(base) / "containai"
+
+
+def user_config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def ssh_dir() -> Path:
+    return _home() / ".ssh"
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def load_toml(path: Path, *, strict: bool) -> dict[str, Any]:
+    """A config file as a dict. Missing is empty; unreadable is an error only when `strict`."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        if strict:
+            raise CaiError(ExitCode.ERROR, f"Config file not found: {output.shown(str(path))}")
+        return {}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        if strict:
+            raise CaiError(ExitCode.ERROR, f"Failed to parse config: {output.shown(str(path))}", f"[ERROR]   {exc}")
+        output.info(f"Ignoring unreadable config {path}: {exc}")
+        return {}
+
+
+def discover_config(workspace: Path | None) -> Path | None:
+    """The repo-local `.containai/config.toml` above the workspace, else the user config.
+
+    The walk stops after the directory that holds `.git` and never checks `/`.
+    """
+    if workspace is not None:
+        current = Path(workspace)
+        while current != current.parent:
+            candidate = current / ".containai" / "config.toml"
+            if candidate.is_file():
+                return candidate
+            if (current / ".git").exists():
+                break
+            current = current.parent
+    user = user_config_path()
+    return user if user.is_file() else None
+
+
+def workspace_key(workspace: Path | str) -> str:
+    return str(workspace)
+
+
+def workspace_state(workspace: Path | str) -> dict[str, Any]:
+    """The user config's `[workspace."<path>"]` table, or {} (read failures degrade to empty)."""
+    table = load_toml(user_config_path(), strict=False).get("workspace", {})
+    entry = table.get(workspace_key(workspace), {}) if isinstance(table, dict) else {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def best_workspace_section(doc: dict[str, Any], workspace: Path | str) -> dict[str, Any]:
+    """The `[workspace."P"]` table whose P is the longest prefix of the workspace path."""
+    table = doc.get("workspace")
+    if not isinstance(table, dict):
+        return {}
+    ws = str(workspace).rstrip("/") or "/"
+    best, best_len = {}, -1
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            continue
+        prefix = str(key).rstrip("/") or "/"
+        if (ws == prefix or ws.startswith(prefix.rstrip("/") + "/")) and len(prefix) > best_len:
+            best, best_len = value, len(prefix)
+    return best
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def validate_volume_name(name: str, *, source: str = "") -> str:
+    if not name or len(name) > 255 or not VOLUME_NAME_RE.match(name):
+        where = f" (from {source})" if source else ""
+        raise CaiError(
+            ExitCode.ERROR,
+            f"Invalid volume name: {output.shown(name)}{where}",
+            "[ERROR] Volume names must start with alphanumeric and contain only [a-zA-Z0-9_.-]",
+        )
+    return name
+
+
+def valid_context_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and bool(CONTEXT_NAME_RE.match(name))
+
+
+# --- resolution ------------------------------------------------------------------------------
+
+
+def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path | None = None) -> str:
+    """Data volume precedence: flag, env, workspace state, repo/explicit config, user config, default."""
+    if cli_value is not None:
+        return validate_volume_name(cli_value, source="--data-volume")
+    env = os.environ.get("CONTAINAI_DATA_VOLUME")
+    if env:
+        return validate_volume_name(env, source="CONTAINAI_DATA_VOLUME")
+    state = workspace_state(workspace).get("data_volume")
+    if isinstance(state, str) and state:
+        return validate_volume_name(state, source="workspace state")
+    sources: list[tuple[Path, bool]] = []
+    if explicit_config is not None:
+        sources.append((explicit_config, True))
+    else:
+        found = discover_config(workspace)
+        if found is not None:
+            sources.append((found, False))
+    user = user_config_path()
+    if all(path != user for path, _ in sources):
+        sources.append((user, False))
+    for path, strict in sources:
+        doc = load_toml(path, strict=strict)
+        section = best_workspace_section(doc, workspace)
+        for candidate in (section.get("data_volume"), doc.get("data_volume")):
+            if isinstance(candidate, str) and candidate:
+                return validate_volume_name(candidate, source=str(path))
+    return DEFAULT_DATA_VOLUME
+
+
+def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> str | None:
+    """CONTAINAI_SECURE_ENGINE_CONTEXT, else `[secure_engine].context_name`; invalid values are ignored."""
+    env = os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT")
+    if env:
+        if valid_context_name(env):
+            return env
+        output.warn("Ignoring invalid CONTAINAI_SECURE_ENGINE_CONTEXT")
+    path = explicit_config or discover_config(workspace)
+    if path is None:
+        return None
+    section = load_toml(path, strict=explicit_config is not None).get("secure_engine", {})
+    name = section.get("context_name") if isinstance(section, dict) else None
+    if isinstance(name, str) and name:
+        if valid_context_name(name):
+            return name
+        output.warn(f"Ignoring invalid [secure_engine].context_name in {path}")
+    return None
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """An exclusive flock on `lock_path`, waited for up to `timeout` seconds."""
+    import time
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CaiError(ExitCode.ERROR, f"Timeout acquiring lock: {lock_path}")
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write to a temp file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def update_user_config(mutate: Callable[[dict[str, Any]], None]) -> None:
+    """Read, mutate and atomically rewrite the user config under its lock.
+
+    Comments in the file are not kept: it is cai's own state file.
+    """
+    path = user_config_path()
+    with file_lock(path.parent / ".config.lock"):
+        doc = load_toml(path, strict=False) if path.exists() else {}
+        mutate(doc)
+        atomic_write(path, dump_toml(doc))
+
+
+def save_workspace_state(workspace: Path | str, **values: Any) -> None:
+    def mutate(doc: dict[str, Any]) -> None:
+        table = doc.setdefault("workspace", {})
+        entry = table.setdefault(workspace_key(workspace), {})
+        entry.update({k: v for k, v in values.items() if v is not None})
+
+    update_user_config(mutate)
+
+
+def now_utc_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- a small TOML writer (tomllib reads; the stdlib has no writer) ---------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_str(value: str) -> str:
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_str(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def dump_toml(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], path: list[str]) -> None:
+        scalars = [(k, v) for k, v in table.items() if not isinstance(v, dict) and not _is_table_array(v)]
+        for key, value in scalars:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        for key, value in table.items():
+            sub = path + [_toml_key(key)]
+            if isinstance(value, dict):
+                if lines:
+                    lines.append("")
+                lines.append("[" + ".".join(sub) + "]")
+                emit(value, sub)
+            elif _is_table_array(value):
+                for item in value:
+                    if lines:
+                        lines.append("")
+                    lines.append("[[" + ".".join(sub) + "]]")
+                    emit(item, sub)
+
+    emit(doc, [])
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,387 @@
+"""Every Docker call: the context, SDK clients pinned to it, and the docker CLI argv.
+
+Commands get frozen records, never SDK objects. Every SDK and requests failure is classified here
+into one `CaiError` (reference §1.5), so callers never parse messages. docker and requests are
+imported only when a call needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cai import config, output
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    import docker
+
+DEDICATED_CONTEXT = "containai-docker"
+DEFAULT_CONTEXT = "default"
+# Pinned so that a client costs no version round trip; every engine since 20.10 speaks it.
+API_VERSION = "1.41"
+# Metadata calls (ping, inspect, list) must fail within the 5 s the spec allows.
+QUICK_TIMEOUT_S = 4.0
+SLOW_TIMEOUT_S = 120.0
+
+_CLASSIFIED = {
+    "no_cli": ("Docker is not installed or not in PATH",),
+    "timeout": ("Docker command timed out", "  Check DOCKER_CONTEXT / daemon reachability"),
+    "permission": ("Permission denied accessing Docker", "  Ensure Docker Desktop is running, or add user to docker group"),
+    "not_running": ("Docker Desktop is not running", "  Start Docker Desktop and try again"),
+    "context": ("Docker context or connection issue", "  Check DOCKER_CONTEXT / DOCKER_HOST settings"),
+    "unknown": ("Docker daemon is not accessible",),
+}
+_NOT_RUNNING_RE = re.compile(
+    r"daemon.*not running|connection refused|is the docker daemon running|cannot connect|no such file or directory",
+    re.IGNORECASE,
+)
+_CONTEXT_RE = re.compile(r"context|DOCKER_HOST|socket", re.IGNORECASE)
+
+
+class EngineUnavailable(CaiError):
+    """The engine behind a context could not be reached; `kind` is the §1.5 class."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        first, *rest = _CLASSIFIED[kind]
+        extra = [f"[ERROR] {line}" for line in rest]
+        if kind == "unknown" and detail:
+            extra.append(f"[ERROR]   {detail}")
+        super().__init__(ExitCode.ERROR, first, *extra)
+        self.kind = kind
+        self.detail = detail
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        nested = [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        current = current.__cause__ or current.__context__ or (nested[0] if nested else None)
+    return chain
+
+
+def classify(exc: BaseException) -> EngineUnavailable:
+    """Map an SDK/requests/socket failure to the original's message classes, first match wins."""
+    import socket
+
+    chain = _exception_chain(exc)
+    text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
+    names = {type(e).__name__ for e in chain}
+    detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    if names & {"Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError", "ConnectTimeoutError"} or any(
+        isinstance(e, (socket.timeout, TimeoutError)) for e in chain
+    ):
+        return EngineUnavailable("timeout", detail)
+    if any(isinstance(e, PermissionError) for e in chain) or "permission denied" in text.lower():
+        return EngineUnavailable("permission", detail)
+    if any(isinstance(e, (ConnectionRefusedError, FileNotFoundError)) for e in chain) or _NOT_RUNNING_RE.search(text):
+        return EngineUnavailable("not_running", detail)
+    if names & {"ContextNotFound", "ContextException"} or _CONTEXT_RE.search(text):
+        return EngineUnavailable("context", detail)
+    return EngineUnavailable("unknown", detail)
+
+
+# --- contexts --------------------------------------------------------------------------------
+
+
+def docker_config_dir() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG") or Path(os.environ.get("HOME") or Path.home()) / ".docker")
+
+
+_sdk_ready = False
+
+
+def _sdk() -> Any:
+    """Import docker-py, once, with its context store pointed where the docker CLI keeps it.
+
+    docker-py 7.2 locates contexts next to config.json and falls back to ./contexts when that file
+    is absent, which `docker context create` never writes; so every named context would vanish.
+    """
+    global _sdk_ready
+    import docker
+    import docker.context.config as context_config
+
+    if not _sdk_ready:
+        original = context_config.find_config_file
+
+        def find_config_file(config_path: str | None = None) -> str:
+            return original(config_path) or str(docker_config_dir() / "config.json")
+
+        context_config.find_config_file = find_config_file
+        _sdk_ready = True
+    return docker
+
+
+def context_endpoint(name: str) -> str | None:
+    """The docker endpoint of a context, or None when no such context exists."""
+    if name == DEFAULT_CONTEXT:
+        return "unix:///var/run/docker.sock"
+    if not config.valid_context_name(name):
+        return None
+    _sdk()
+    from docker.context import ContextAPI
+
+    try:
+        ctx = ContextAPI.get_context(name)
+    except Exception:  # a corrupt meta.json is "no usable context"
+        return None
+    return ctx.Host if ctx is not None else None
+
+
+def context_exists(name: str) -> bool:
+    return context_endpoint(name) is not None
+
+
+def resolve_context(explicit: str | None = None, workspace: Path | None = None, explicit_config: Path | None = None) -> str:
+    """--context, else CONTAINAI_SECURE_ENGINE_CONTEXT / [secure_engine].context_name when it exists,
+    else `containai-docker` when it exists, else `default`."""
+    if explicit is not None:
+        if not config.valid_context_name(explicit):
+            raise CaiError(
+                ExitCode.ERROR,
+                f"Invalid context name: {output.shown(explicit)}",
+                "[ERROR] Context names start with alphanumeric and contain only [a-zA-Z0-9_-] (at most 64 characters)",
+            )
+        if not context_exists(explicit):
+            raise EngineUnavailable("context", f"Docker context not found: {explicit}")
+        return explicit
+    fallback = DEDICATED_CONTEXT if context_exists(DEDICATED_CONTEXT) else DEFAULT_CONTEXT
+    configured = config.configured_engine_context(workspace, explicit_config)
+    if configured is not None:
+        if context_exists(configured):
+            return configured
+        output.warn(f"Config context '{configured}' not available, using '{fallback}'")
+    return fallback
+
+
+def candidate_contexts(explicit: str | None, workspace: Path | None, explicit_config: Path | None = None) -> list[str]:
+    """Where a container may live when looked up by name: config context, containai-docker, default."""
+    if explicit is not None:
+        return [resolve_context(explicit)]
+    names: list[str] = []
+    configured = config.configured_engine_context(workspace, explicit_config)
+    if configured is not None and context_exists(configured):
+        names.append(configured)
+    if context_exists(DEDICATED_CONTEXT):
+        names.append(DEDICATED_CONTEXT)
+    names.append(DEFAULT_CONTEXT)
+    return list(dict.fromkeys(names))
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    context: str
+    status: str
+    image: str
+    image_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    exec_ids: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @classmethod
+    def from_inspect(cls, data: Mapping[str, Any], context: str) -> "Container":
+        state = data.get("State") or {}
+        cfg = data.get("Config") or {}
+        return cls(
+            id=data.get("Id", ""),
+            name=(data.get("Name") or "").lstrip("/"),
+            context=context,
+            status=state.get("Status", ""),
+            image=cfg.get("Image", ""),
+            image_id=data.get("Image", ""),
+            labels=dict(cfg.get("Labels") or {}),
+            created=data.get("Created", ""),
+            started_at=state.get("StartedAt", ""),
+            finished_at=state.get("FinishedAt", ""),
+            exec_ids=tuple(data.get("ExecIDs") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    context: str
+    endpoint: str
+    version: str
+    api_version: str
+    system_time: str = ""
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+class Engine:
+    """One Docker engine, reached through one named context."""
+
+    def __init__(self, context: str) -> None:
+        self.context = context
+        self._clients: dict[float, Any] = {}
+
+    def endpoint(self) -> str:
+        host = context_endpoint(self.context)
+        if host is None:
+            raise EngineUnavailable("context", f"Docker context not found: {self.context}")
+        return host
+
+    def api(self, timeout: float = QUICK_TIMEOUT_S) -> Any:
+        """The low-level APIClient for this context (dicts in, dicts out)."""
+        if timeout not in self._clients:
+            docker = _sdk()
+            from docker.context import ContextAPI
+
+            ctx = ContextAPI.get_context(self.context) if self.context != DEFAULT_CONTEXT else None
+            if self.context != DEFAULT_CONTEXT and ctx is None:
+                raise EngineUnavailable("context", f"Docker context not found: {self.context}")
+            kwargs: dict[str, Any] = {"base_url": ctx.Host if ctx else "unix:///var/run/docker.sock"}
+            if ctx is not None and ctx.TLSConfig is not None:
+                kwargs["tls"] = ctx.TLSConfig
+            try:
+                self._clients[timeout] = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
+            except Exception as exc:
+                raise classify(exc) from exc
+        return self._clients[timeout]
+
+    def call(self, method: str, *args: Any, timeout: float = QUICK_TIMEOUT_S, **kwargs: Any) -> Any:
+        """Call an APIClient method; engine failures become a classified CaiError. NotFound passes."""
+        docker = _sdk()
+        try:
+            return getattr(self.api(timeout), method)(*args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as exc:
+            raise CaiError(ExitCode.ERROR, f"Docker engine error: {_api_message(exc)}") from exc
+        except CaiError:
+            raise
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def info(self) -> EngineInfo:
+        version = self.call("version")
+        return EngineInfo(
+            context=self.context,
+            endpoint=self.endpoint(),
+            version=version.get("Version", ""),
+            api_version=version.get("ApiVersion", ""),
+        )
+
+    def system_time(self) -> str:
+        return self.call("info").get("SystemTime", "")
+
+    def inspect_container(self, name: str) -> Container | None:
+        docker = _sdk()
+        try:
+            return Container.from_inspect(self.call("inspect_container", name), self.context)
+        except docker.errors.NotFound:
+            return None
+
+    def image_exists(self, reference: str) -> bool:
+        docker = _sdk()
+        try:
+            self.call("inspect_image", reference)
+            return True
+        except docker.errors.NotFound:
+            return False
+
+
+def _api_message(exc: Any) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc).strip()
+
+
+def find_container_by_name(
+    name: str,
+    *,
+    explicit_context: str | None = None,
+    workspace: Path | None = None,
+    explicit_config: Path | None = None,
+) -> Container:
+    """Probe every candidate context. One hit is the answer; none is exit 10; several is the
+    ambiguity error alone. When no candidate engine answered at all, its classified error wins."""
+    hits: list[Container] = []
+    failures: list[EngineUnavailable] = []
+    candidates = candidate_contexts(explicit_context, workspace, explicit_config)
+    for ctx in candidates:
+        try:
+            found = Engine(ctx).inspect_container(name)
+        except EngineUnavailable as exc:
+            failures.append(exc)
+            continue
+        if found is not None:
+            hits.append(found)
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise CaiError(
+            ExitCode.ERROR,
+            f"Container '{name}' exists in multiple contexts:",
+            *[f"  - {c.context}" for c in hits],
+            "Remove or rename the duplicate to resolve ambiguity.",
+        )
+    if failures and len(failures) == len(candidates):
+        raise failures[0]
+    raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
+
+
+# --- the docker CLI --------------------------------------------------------------------------
+
+
+def require_docker_cli() -> str:
+    path = shutil.which("docker")
+    if path is None:
+        raise EngineUnavailable("no_cli")
+    return path
+
+
+def docker_argv(context: str, *args: str) -> list[str]:
+    """`docker --context C ARGS…`; run it with `cli_env()` so DOCKER_HOST/DOCKER_CONTEXT cannot win."""
+    return ["docker", "--context", context, *args]
+
+
+def cli_env() -> dict[str, str | None]:
+    from cai.proc import AMBIENT_DOCKER_VARS
+
+    return {var: None for var in AMBIENT_DOCKER_VARS}
+
+
+def build_image(engine: Engine, context_dir: Path, tag: str, buildargs: Mapping[str, str], labels: Mapping[str, str], on_line: Any) -> str:
+    """Build with the engine's builder (no registry needed when the base is local). `on_line`
+    receives each progress line. Returns the image id."""
+    docker = _sdk()
+    image_id = ""
+    try:
+        stream = engine.api(SLOW_TIMEOUT_S * 5).build(
+            path=str(context_dir), tag=tag, buildargs=dict(buildargs), labels=dict(labels),
+            rm=True, forcerm=True, pull=False, decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise CaiError(ExitCode.ERROR, f"Image build failed: {str(chunk['error']).strip()}")
+            line = chunk.get("stream") or chunk.get("status") or ""
+            if line.strip():
+                on_line(line.rstrip("\n"))
+            aux = chunk.get("aux") or {}
+            image_id = aux.get("ID", image_id)
+    except CaiError:
+        raise
+    except docker.errors.APIError as exc:
+        raise CaiError(ExitCode.ERROR, f"Image build failed: {_api_message(exc)}") from exc
+    except Exception as exc:
+        raise classify(exc) from exc
+    return image_id

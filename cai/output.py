@@ -1,0 +1,86 @@
+"""Everything cai prints goes through here: data to stdout, messages to stderr.
+
+`[INFO]` and `[OK]` appear only when verbose (`--verbose` or CONTAINAI_VERBOSE=1); `--quiet` wins
+over both. `[WARN]` and `[ERROR]` always appear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+JSON_SCHEMA_VERSION = 1
+
+_verbose = False
+_quiet = False
+
+
+def configure(*, verbose: bool, quiet: bool) -> None:
+    global _verbose, _quiet
+    _quiet = quiet
+    _verbose = not quiet and (verbose or os.environ.get("CONTAINAI_VERBOSE") == "1")
+
+
+def is_verbose() -> bool:
+    return _verbose
+
+
+def isatty() -> bool:
+    """Prompts, PTYs and progress bars need both ends to be a terminal."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def stdin_isatty() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def shown(text: str) -> str:
+    """User input echoed in a message, with control characters made visible."""
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def info(message: str) -> None:
+    if _verbose:
+        _err(f"[INFO] {message}")
+
+
+def ok(message: str) -> None:
+    if _verbose:
+        _err(f"[OK] {message}")
+
+
+def warn(message: str) -> None:
+    _err(f"[WARN] {message}")
+
+
+def error(message: str) -> None:
+    _err(f"[ERROR] {message}")
+
+
+def plain_err(line: str = "") -> None:
+    """A continuation line on stderr (hints, troubleshooting lists)."""
+    _err(line)
+
+
+def out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def emit_json(document: dict[str, Any]) -> None:
+    """One JSON document on stdout, schema_version first."""
+    body = {"schema_version": JSON_SCHEMA_VERSION, **document}
+    print(json.dumps(body, indent=2), flush=True)
