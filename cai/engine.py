@@ -385,3 +385,98 @@ def build_image(engine: Engine, context_dir: Path, tag: str, buildargs: Mapping[
     except Exception as exc:
         raise classify(exc) from exc
     return image_id
+
+
+@dataclass(frozen=True)
+class CreateSpec:
+    name: str
+    image: str
+    hostname: str
+    labels: Mapping[str, str]
+    ssh_port: int
+    workspace: str
+    volume: str
+    memory: str
+    cpus: float
+    stop_timeout: int
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+def _with_engine_errors(engine: "Engine", action: str, fn: Any) -> Any:
+    docker = _sdk()
+    try:
+        return fn(engine.api(SLOW_TIMEOUT_S))
+    except docker.errors.APIError as exc:
+        raise CaiError(ExitCode.ERROR, f"{action}: {_api_message(exc)}") from exc
+    except CaiError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+def list_containers(engine: "Engine", label_filters: list[str]) -> list[dict[str, Any]]:
+    """One sparse list call (labels included), all states."""
+    return engine.call("containers", all=True, filters={"label": label_filters})
+
+
+def ensure_volume(engine: "Engine", name: str) -> None:
+    docker = _sdk()
+    try:
+        engine.call("inspect_volume", name)
+    except docker.errors.NotFound:
+        _with_engine_errors(engine, f"Failed to create volume {name}", lambda api: api.create_volume(name))
+
+
+def create_container(engine: "Engine", spec: CreateSpec) -> str:
+    def create(api: Any) -> str:
+        host_config = api.create_host_config(
+            port_bindings={22: ("127.0.0.1", spec.ssh_port)},
+            binds={spec.workspace: {"bind": "/home/agent/workspace", "mode": "rw"},
+                   spec.volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
+            mem_limit=spec.memory, memswap_limit=spec.memory, nano_cpus=int(spec.cpus * 1e9), init=True,
+        )
+        created = api.create_container(
+            spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
+            host_config=host_config, working_dir="/home/agent/workspace", stop_timeout=spec.stop_timeout,
+            environment={"CAI_HOST_WORKSPACE": spec.workspace, **spec.environment},
+        )
+        return created["Id"]
+
+    return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
+
+
+def start_container(engine: "Engine", name: str) -> None:
+    docker = _sdk()
+    try:
+        engine.api(SLOW_TIMEOUT_S).start(name)
+    except docker.errors.APIError as exc:
+        raise CaiError(ExitCode.CONTAINER_START_FAILED, f"Failed to start container: {name}",
+                       f"  {_api_message(exc)}", "Check container logs for details:", f"  docker logs {name}") from exc
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+def remove_container(engine: "Engine", name: str) -> None:
+    docker = _sdk()
+    try:
+        engine.api(SLOW_TIMEOUT_S).remove_container(name, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise CaiError(ExitCode.ERROR, f"Failed to remove container: {name}", f"  {_api_message(exc)}") from exc
+
+
+def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
+    """A short captured `docker exec` as root (key injection, probes)."""
+    def run(api: Any) -> tuple[int, str]:
+        exec_id = api.exec_create(name, argv, user="root", stdout=True, stderr=True)["Id"]
+        out = api.exec_start(exec_id)
+        return api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
+
+    docker = _sdk()
+    try:
+        return run(engine.api(timeout))
+    except docker.errors.APIError as exc:
+        return 126, _api_message(exc)
+    except Exception as exc:
+        raise classify(exc) from exc

@@ -1,0 +1,38 @@
+"""Flags shared by run, exec and shell: which workspace or container, and how to create it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cai import containers, labels
+
+
+def add_target_flags(parser: argparse.ArgumentParser, *, positional_workspace: bool = False) -> None:
+    group = parser.add_argument_group("target")
+    group.add_argument("-w", "--workspace", metavar="PATH", help="workspace directory (default: current directory)")
+    group.add_argument("--container", metavar="NAME", help="use this container instead of the workspace's")
+    group.add_argument("--data-volume", metavar="VOLUME", help="data volume for a new container")
+    group.add_argument("--fresh", action="store_true", help="remove and recreate the container")
+    group.add_argument("--image", metavar="IMAGE", default=labels.DEFAULT_IMAGE, help=f"image for a new container (default: {labels.DEFAULT_IMAGE})")
+    group.add_argument("--memory", metavar="SIZE", default=containers.DEFAULT_MEMORY, help=f"memory limit (default: {containers.DEFAULT_MEMORY})")
+    group.add_argument("--cpus", metavar="N", type=_cpus, default=containers.DEFAULT_CPUS, help=f"CPU limit (default: {containers.DEFAULT_CPUS:g})")
+
+
+def _cpus(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --cpus value: {value!r}") from None
+    if not 0 < number <= 1024:
+        raise argparse.ArgumentTypeError(f"invalid --cpus value: {value!r}")
+    return number
+
+
+def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, *, create_missing_named: bool, workspace: str | None) -> Any:
+    target = containers.resolve(
+        explicit_context=explicit_context, workspace_arg=workspace, container_arg=args.container,
+        volume_arg=args.data_volume, create_missing_named=create_missing_named,
+    )
+    container = containers.prepare(target, image=args.image, memory=args.memory, cpus=args.cpus, fresh=args.fresh)
+    return target, container

@@ -1,0 +1,37 @@
+"""`cai exec [--container N | -w P] [--] CMD…`: run one command in the workspace container."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.commands._target import add_target_flags, resolve_and_prepare
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "exec",
+        help="run a command in the workspace container",
+        description="Run CMD in /home/agent/workspace through `bash -lc` over SSH. Streams and the exit "
+        "code are the command's own; 10-15 mean cai could not run it (see docs/exit-codes.md).",
+    )
+    add_target_flags(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import containers, output, ssh
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
+    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
+    tty = "-t" if output.stdin_isatty() else None
+    return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)

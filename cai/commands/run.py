@@ -1,0 +1,100 @@
+"""`cai run [PATH] [options] [-- CMD…]`: create or start the workspace container and run CMD in it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.commands._target import add_target_flags, resolve_and_prepare
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "run",
+        help="create or start the workspace container, then run a command in it",
+        description="Create (or start) the workspace container with sshd, the workspace mounted at "
+        "/home/agent/workspace and a pinned host key. With `-- CMD`, run CMD in it. Without, report "
+        "how to reach it (`cai shell`, `ssh NAME`).",
+    )
+    add_target_flags(parser)
+    parser.add_argument("-d", "--detached", action="store_true", help="start CMD in the background and report its PID")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[PATH] [-- CMD ...]", help="workspace directory, then the command after --")
+    return parser
+
+
+def _split(rest: list[str]) -> tuple[str | None, list[str]]:
+    if not rest:
+        return None, []
+    if rest[0] == "--":
+        return None, rest[1:]
+    if len(rest) > 1 and rest[1] != "--":
+        raise CaiError(ExitCode.ERROR, f"Unexpected argument: {rest[1]}", "Use 'cai run --help' for usage")
+    return rest[0], rest[2:]
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import containers, output, ssh
+
+    path, command = _split(list(args.rest))
+    if path is not None and args.workspace is not None:
+        raise CaiError(ExitCode.ERROR, "Give the workspace once: PATH or --workspace")
+    if args.detached and not command:
+        raise CaiError(ExitCode.ERROR, "--detached needs a command after --")
+    workspace = path if path is not None else args.workspace
+    if args.dry_run:
+        return _dry_run(args, ctx, workspace, command)
+    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=True, workspace=workspace)
+    if not command:
+        output.out(container.name)
+        output.info(f"Container {container.name} is running. Reach it with: cai shell, or ssh {container.name}")
+        return 0
+    remote = ssh.remote_exec_command(command)
+    if args.detached:
+        port = containers.ssh_port(container)
+        started = ssh.run_captured(port, f"cd {ssh.WORKDIR} && nohup bash -lc {_quote_inner(remote)} </dev/null >/dev/null 2>&1 & echo $!")
+        pid = started.out.strip()
+        if started.rc != 0 or not pid.isdigit():
+            raise CaiError(ExitCode.ERROR, "Background command failed: could not get PID", *(f"  {l}" for l in started.err.splitlines()[-3:]))
+        output.out(pid)
+        output.info(f"Command started in background (PID: {pid})")
+        return 0
+    tty = "-t" if output.stdin_isatty() else None
+    return containers.connect(target.engine, container, remote, tty=tty)
+
+
+def _quote_inner(remote: str) -> str:
+    """The `bash -lc '<Q>'` part of an exec command, re-quoted for the detached wrapper."""
+    import shlex
+
+    return shlex.quote(remote.split(" && ", 1)[1])
+
+
+def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:
+    from cai import containers, labels, output, ssh
+
+    target = containers.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,
+                                volume_arg=args.data_volume, create_missing_named=True)
+    existing = target.container
+    state = existing.status if existing else "none"
+    if existing is None or args.fresh:
+        action, port = "create", str(containers.allocate_port(target.engine))
+    else:
+        action = "attach" if existing.running else "start"
+        port = labels.label(existing.labels, labels.SSH_PORT) or "<unknown>"
+    plan = [
+        ("CONTAINER_NAME", target.name), ("CONTAINER_STATE", state), ("WORKSPACE", str(target.workspace)),
+        ("DATA_VOLUME", target.volume), ("IMAGE", existing.image if existing and not args.fresh else args.image),
+        ("DOCKER_CONTEXT", target.engine.context), ("SSH_PORT", port),
+        ("MOUNT_WORKSPACE", f"{target.workspace}:{ssh.WORKDIR}"), ("MOUNT_DATA", f"{target.volume}:/mnt/agent-data"),
+        ("SSH_COMMAND", f"ssh {target.name}"), ("SSH_COMMAND_DIRECT", f"ssh -p {port} agent@{ssh.HOST}"),
+        ("ACTION", action), ("MODE", "detached" if args.detached else "run"),
+        ("COMMAND", " ".join(command)),
+    ]
+    for key, value in plan:
+        output.out(f"{key}={value}")
+    return 0

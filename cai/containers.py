@@ -1,0 +1,284 @@
+"""The workspace container: find it, create it, start it, make SSH reach it, and run a session.
+
+Shared by `run`, `exec` and `shell`. Docker goes through `engine`, OpenSSH through `ssh`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from cai import config, engine, labels, output, ssh
+from cai.errors import CaiError, ExitCode
+
+DEFAULT_MEMORY = "4g"
+DEFAULT_CPUS = 2.0
+DEFAULT_STOP_TIMEOUT = 100
+START_POLLS = 30
+
+
+@dataclass(frozen=True)
+class Target:
+    engine: engine.Engine
+    name: str
+    workspace: Path
+    volume: str
+    container: engine.Container | None
+
+
+def _by_workspace(eng: engine.Engine, workspace: Path) -> engine.Container | None:
+    ws = str(workspace)
+    saved = config.workspace_state(ws).get("container_name")
+    if isinstance(saved, str) and saved:
+        found = eng.inspect_container(saved)
+        if found is not None and labels.label(found.labels, labels.WORKSPACE) == ws:
+            return found
+    matches = engine.list_containers(eng, [f"{labels.WORKSPACE}={ws}"])
+    if len(matches) > 1:
+        names = " ".join(sorted(m["Names"][0].lstrip("/") for m in matches))
+        raise CaiError(ExitCode.ERROR, f"Multiple containers found for workspace: {ws}",
+                       f"[ERROR] Containers: {names}", "[ERROR] Use --container to specify which one")
+    if matches:
+        return eng.inspect_container(matches[0]["Id"])
+    for name in (labels.container_name_for(workspace), labels.legacy_container_name(ws)):
+        found = eng.inspect_container(name)
+        if found is not None:
+            return found
+    return None
+
+
+def resolve(*, explicit_context: str | None, workspace_arg: str | None, container_arg: str | None,
+            volume_arg: str | None, create_missing_named: bool) -> Target:
+    """Standard mode (workspace) or --container mode, as reference ssh-exec §2.3 describes."""
+    if container_arg is not None:
+        labels.validate_container_name(container_arg)
+        if workspace_arg is not None:
+            raise CaiError(ExitCode.ERROR, "--container and --workspace are mutually exclusive")
+        if volume_arg is not None:
+            raise CaiError(ExitCode.ERROR, "--container and --data-volume are mutually exclusive")
+    workspace = labels.resolve_workspace(workspace_arg)
+    eng = engine.Engine(engine.resolve_context(explicit_context, workspace))
+    if container_arg is not None:
+        found = eng.inspect_container(container_arg)
+        if found is None:
+            if not create_missing_named:
+                raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {container_arg}",
+                               "To create a container for this workspace, run:", f"  cai run --container {container_arg} /path/to/workspace")
+            return Target(eng, container_arg, workspace, config.resolve_volume(None, workspace), None)
+        check_ours(found)
+        ws_label = labels.label(found.labels, labels.WORKSPACE) or str(workspace)
+        vol_label = labels.label(found.labels, labels.DATA_VOLUME) or config.resolve_volume(None, workspace)
+        return Target(eng, found.name, Path(ws_label), vol_label, found)
+    volume = config.resolve_volume(volume_arg, workspace)
+    found = _by_workspace(eng, workspace)
+    if found is not None:
+        check_ours(found)
+        return Target(eng, found.name, workspace, volume, found)
+    name = labels.resolve_new_name(labels.container_name_for(workspace), str(workspace), lambda n: _workspace_of(eng, n))
+    return Target(eng, name, workspace, volume, None)
+
+
+def _workspace_of(eng: engine.Engine, name: str) -> str | None:
+    found = eng.inspect_container(name)
+    return None if found is None else labels.label(found.labels, labels.WORKSPACE)
+
+
+def check_ours(container: engine.Container) -> None:
+    if not labels.is_ours(container.labels, container.image):
+        raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container '{container.name}' was not created by ContainAI",
+                       "This is a name collision with a container not managed by ContainAI.",
+                       "Use a different workspace path or remove the conflicting container.")
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def host_listening_ports(proc_net: Sequence[str] = ("/proc/net/tcp", "/proc/net/tcp6")) -> set[int]:
+    """TCP ports in LISTEN state on this host, read from /proc (no `ss` needed)."""
+    ports: set[int] = set()
+    for path in proc_net:
+        try:
+            with open(path) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def allocate_port(eng: engine.Engine) -> int:
+    """Lowest port in range that no host listener and no managed container's label holds.
+    Call with the port lock held, until the container (and its label) exists."""
+    used = host_listening_ports()
+    for row in engine.list_containers(eng, [labels.MANAGED_FILTER]):
+        value = (row.get("Labels") or {}).get(labels.SSH_PORT, "")
+        if value.isdigit():
+            used.add(int(value))
+    start, end = ssh.PORT_RANGE
+    for port in range(start, end + 1):
+        if port not in used:
+            return port
+    raise CaiError(ExitCode.ERROR, f"All {end - start + 1} SSH ports in range {start}-{end} are in use",
+                   "To free up ports, stop or remove unused containers: cai stop --all")
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Container:
+    eng = target.engine
+    if not eng.image_exists(image):
+        raise CaiError(ExitCode.ERROR, f"Image not found: {image}", "Build it with: cai image build")
+    engine.ensure_volume(eng, target.volume)
+    output.info(f"Creating container {target.name} [context: {eng.context}]")
+    with config.file_lock(config.config_dir() / ".ssh-port.lock"):
+        port = allocate_port(eng)
+        spec = engine.CreateSpec(
+            name=target.name, image=image, hostname=labels.sanitize_hostname(target.name),
+            labels={labels.MANAGED: "true", labels.WORKSPACE: str(target.workspace), labels.SSH_PORT: str(port),
+                    labels.DATA_VOLUME: target.volume},
+            ssh_port=port, workspace=str(target.workspace), volume=target.volume, memory=memory, cpus=cpus,
+            stop_timeout=DEFAULT_STOP_TIMEOUT,
+        )
+        engine.create_container(eng, spec)
+    ssh.forget_host(port)
+    return ensure_running(eng, target.name)
+
+
+def ensure_running(eng: engine.Engine, name: str) -> engine.Container:
+    found = eng.inspect_container(name)
+    if found is None:
+        raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
+    if found.running:
+        return found
+    output.info(f"Starting container {name}...")
+    engine.start_container(eng, name)
+    for _ in range(START_POLLS):
+        found = eng.inspect_container(name)
+        if found is not None and found.running:
+            return found
+        time.sleep(0.5)
+    raise CaiError(ExitCode.CONTAINER_START_FAILED, "Container failed to start within 30 attempts",
+                   "Check container logs for details:", f"  docker logs {name}")
+
+
+def ssh_port(container: engine.Container) -> int:
+    value = labels.label(container.labels, labels.SSH_PORT)
+    if not value.isdigit():
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container has no SSH port configured",
+                       "This container may have been created before SSH support was added.",
+                       "Recreate the container with: cai run --fresh /path/to/workspace")
+    return int(value)
+
+
+_INJECT_SCRIPT = (
+    'set -e; install -d -o agent -g agent -m 700 /home/agent/.ssh; f=/home/agent/.ssh/authorized_keys; '
+    'exec 9>>"$f"; flock 9; grep -qF -- "$2" "$f" || printf "%s\\n" "$1" >>"$f"; '
+    'chown agent:agent "$f"; chmod 600 "$f"'
+)
+
+
+def inject_key(eng: engine.Engine, name: str, public_key: str) -> None:
+    """Append our key once; flock inside the container makes parallel first runs add one line."""
+    material = public_key.split()[1]
+    rc, out = engine.exec_as_root(eng, name, ["bash", "-c", _INJECT_SCRIPT, "_", public_key, material])
+    if rc != 0:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to inject SSH key into container", f"  Docker exec output: {out.strip()}")
+
+
+def setup_ssh(eng: engine.Engine, container: engine.Container, *, repin: bool, ready_timeout: float = ssh.READY_TIMEOUT_S) -> int:
+    """Key, readiness, host-key pin and client config. Returns the port."""
+    port = ssh_port(container)
+    public_key = ssh.ensure_key()
+    scanned = ssh.wait_for_sshd(port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout)
+    inject_key(eng, container.name, public_key)
+    pinned = ssh.known_hosts_path().exists() and any(
+        line.split(" ", 1)[0] == ssh.host_spec(port) for line in ssh.known_hosts_path().read_text().splitlines())
+    if repin or not pinned:
+        ssh.pin_host_keys(port, scanned)
+    ssh.write_host_config(container.name, port)
+    output.ok(f"SSH access configured for container {container.name}: ssh {container.name}")
+    return port
+
+
+def ssh_ready(container: engine.Container) -> bool:
+    """The fast path: a client config exists, so skip setup and let a failure trigger it."""
+    return (ssh.host_config_dir() / f"{container.name}.conf").exists()
+
+
+def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty: str | None) -> int:
+    """Run `remote` over SSH: remote codes pass through; a command that was sent is never re-run."""
+    port = ssh_port(container)
+    if not ssh_ready(container):
+        output.info("Setting up SSH configuration...")
+        port = setup_ssh(eng, container, repin=False)
+    recovered = reinjected = False
+    attempt = 0
+    delay = 0.5
+    while True:
+        outcome = ssh.run_session(port, remote, tty=tty)
+        if tty and outcome.rc == 255:
+            ssh.restore_terminal()
+        if outcome.interrupted:
+            return ExitCode.INTERRUPTED
+        if outcome.rc != 255 or outcome.sent:
+            if recovered:
+                output.info("Auto-recovered from stale host key")
+            return outcome.rc
+        kind = ssh.failure_kind(outcome)
+        if kind == "host_key":
+            if recovered:
+                raise CaiError(ExitCode.HOST_KEY_MISMATCH, "SSH host key mismatch could not be auto-recovered",
+                               "", "Try recreating the container: cai run --fresh /path/to/workspace")
+            output.warn("SSH host key changed, auto-recovering...")
+            ssh.pin_host_keys(port, ssh.keyscan(port, timeout=5))
+            recovered = True
+            continue
+        if kind == "fatal" and not reinjected and "permission denied" in outcome.log.lower():
+            inject_key(eng, container.name, ssh.ensure_key())
+            reinjected = True
+            continue
+        if kind == "fatal":
+            raise CaiError(ExitCode.SSH_CONNECT_FAILED, "SSH connection failed: non-transient error", *ssh.error_lines(outcome.log))
+        attempt += 1
+        if attempt >= ssh.CONNECT_ATTEMPTS:
+            raise CaiError(ExitCode.SSH_CONNECT_FAILED, f"SSH connection failed after {ssh.CONNECT_ATTEMPTS} retries",
+                           *ssh.error_lines(outcome.log), "", "Troubleshooting:",
+                           f"  1. Check container is running: docker ps | grep {container.name}",
+                           f"  2. Check port mapping: docker port {container.name} 22")
+        output.warn(f"SSH connection failed, retrying ({attempt}/{ssh.CONNECT_ATTEMPTS})...")
+        time.sleep(delay)
+        delay = min(delay * 2, 4.0)
+        try:
+            setup_ssh(eng, container, repin=False, ready_timeout=3.0)
+        except CaiError:
+            pass  # the next attempt reports what is wrong
+
+
+def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool) -> engine.Container:
+    """Create, recreate or start the container so that it runs and SSH reaches it."""
+    eng = target.engine
+    if fresh and target.container is not None:
+        output.info("Recreating container...")
+        port = labels.label(target.container.labels, labels.SSH_PORT)
+        engine.remove_container(eng, target.name)
+        ssh.remove_host_config(target.name)
+        if port.isdigit():
+            ssh.forget_host(int(port))
+        target = Target(eng, target.name, target.workspace, target.volume, None)
+    if target.container is None:
+        output.info("Container not found, creating...")
+        container = create(target, image=image, memory=memory, cpus=cpus)
+        setup_ssh(eng, container, repin=True)
+    else:
+        was_running = target.container.running
+        container = ensure_running(eng, target.name)
+        if not was_running or not ssh_ready(container):
+            setup_ssh(eng, container, repin=False)
+    config.save_workspace_state(str(target.workspace), container_name=target.name, data_volume=target.volume)
+    return container

@@ -1,0 +1,278 @@
+"""Every OpenSSH call: key, readiness, host-key pinning, client config, and the session itself.
+
+Sessions run the system `ssh` with `-v -E LOG`: ssh's own messages go to a private log instead of
+the user's stderr, and the log proves whether the command was sent. That is how exit 255 is told
+apart: a remote `exit 255` (sent, then 255) is returned as is and never re-run; a transport failure
+(never authenticated) is classified and retried.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from cai import config, output, proc
+from cai.errors import CaiError, ExitCode
+
+HOST = "127.0.0.1"
+USER = "agent"
+WORKDIR = "/home/agent/workspace"
+PORT_RANGE = (2300, 2500)
+READY_TIMEOUT_S = 30.0
+CONNECT_ATTEMPTS = 3
+
+_HOST_KEY_RE = re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED", re.IGNORECASE)
+_FATAL_RE = re.compile(r"permission denied|no such identity|could not resolve hostname|bad configuration|no route to host", re.IGNORECASE)
+# Lines of `ssh -v` that mean the remote command was handed to the server.
+_SENT_RE = re.compile(r"^debug1: (Sending command|Authenticated to)", re.MULTILINE)
+_ENV_ASSIGNMENT_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*=")
+
+
+def key_path() -> Path:
+    return config.config_dir() / "id_containai"
+
+
+def known_hosts_path() -> Path:
+    return config.config_dir() / "known_hosts"
+
+
+def host_config_dir() -> Path:
+    return config.ssh_dir() / "containai.d"
+
+
+def host_spec(port: int) -> str:
+    return HOST if port == 22 else f"[{HOST}]:{port}"
+
+
+# --- key -------------------------------------------------------------------------------------
+
+
+def ensure_key() -> str:
+    """The public key line, generating the ed25519 key pair on first use (never overwriting)."""
+    key = key_path()
+    pub = key.with_name(key.name + ".pub")
+    key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(key.parent, 0o700)
+    with config.file_lock(key.parent / ".key.lock"):
+        if not key.exists():
+            done = proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-f", str(key), "-N", "", "-C", "containai"], timeout=30)
+            if done.rc != 0:
+                raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to generate SSH key", f"  {done.err.strip()}")
+            output.info(f"Generated SSH key: {key}")
+        elif not pub.exists():
+            output.warn("Private key exists but public key missing, regenerating public key")
+            done = proc.run(["ssh-keygen", "-y", "-f", str(key)], timeout=30)
+            if done.rc != 0:
+                raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to derive the public key", f"  {done.err.strip()}")
+            config.atomic_write(pub, done.out, mode=0o644)
+        os.chmod(key, 0o600)
+    return pub.read_text().strip()
+
+
+# --- readiness and host keys -----------------------------------------------------------------
+
+
+def keyscan(port: int, timeout: float = 2.0) -> list[str]:
+    done = proc.run(["ssh-keyscan", "-p", str(port), "-T", str(max(1, int(timeout))), "-t", "rsa,ecdsa,ed25519", HOST], timeout=timeout + 3)
+    return [line for line in done.out.splitlines() if line and not line.startswith("#") and len(line.split()) >= 3]
+
+
+def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S) -> list[str]:
+    """Host key lines once sshd answers; backoff 0.1 s doubling to 2 s, for up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        keys = keyscan(port, timeout=1)
+        if keys:
+            return keys
+        if not is_running():
+            raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container is not running; sshd cannot start")
+        if time.monotonic() + delay > deadline:
+            raise CaiError(
+                ExitCode.SSH_SETUP_FAILED,
+                f"sshd did not become ready within {int(timeout)} seconds",
+                f"  Port: {port}",
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def pin_host_keys(port: int, scanned: Sequence[str]) -> None:
+    """Replace this port's known_hosts entries with the scanned keys, under the lock."""
+    path = known_hosts_path()
+    spec = host_spec(port)
+    with config.file_lock(path.parent / ".known_hosts.lock"):
+        old = path.read_text().splitlines() if path.exists() else []
+        kept = [line for line in old if line.split(" ", 1)[0] not in (spec, f"{HOST}:{port}")]
+        fresh = [f"{spec} {line.split(None, 1)[1]}" for line in scanned]
+        config.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
+
+
+def forget_host(port: int) -> None:
+    path = known_hosts_path()
+    if not path.exists():
+        return
+    spec = host_spec(port)
+    with config.file_lock(path.parent / ".known_hosts.lock"):
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line.split(" ", 1)[0] != spec]
+        if kept != lines:
+            config.atomic_write(path, "\n".join(kept) + ("\n" if kept else ""), mode=0o600)
+
+
+# --- client config ---------------------------------------------------------------------------
+
+INCLUDE_LINE = "Include ~/.ssh/containai.d/*.conf"
+_INCLUDE_RE = re.compile(r"^\s*include\s+[^#]*containai\.d/\*\.conf", re.IGNORECASE)
+
+
+def write_host_config(name: str, port: int) -> Path:
+    """~/.ssh/containai.d/NAME.conf, and the Include line first in ~/.ssh/config, so `ssh NAME` works."""
+    ssh_dir = config.ssh_dir()
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    conf_dir = host_config_dir()
+    conf_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(conf_dir, 0o700)
+    body = "\n".join([
+        f"# ContainAI SSH config for container: {name}",
+        "# Auto-generated - do not edit manually",
+        f"Host {name}",
+        f"    HostName {HOST}",
+        "    AddressFamily inet",
+        f"    Port {port}",
+        f"    User {USER}",
+        f"    IdentityFile {key_path()}",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {known_hosts_path()}",
+        "    StrictHostKeyChecking yes",
+        "    PreferredAuthentications publickey",
+        "    GSSAPIAuthentication no",
+        "    PasswordAuthentication no",
+        "    ForwardAgent no",
+        "",
+    ])
+    target = conf_dir / f"{name}.conf"
+    with config.file_lock(ssh_dir / ".containai-config.lock"):
+        config.atomic_write(target, body, mode=0o600)
+        user_config = ssh_dir / "config"
+        lines = user_config.read_text().splitlines() if user_config.exists() else []
+        first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
+        if not _INCLUDE_RE.match(first):
+            rest = [line for line in lines if not _INCLUDE_RE.match(line)]
+            config.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=0o600)
+    return target
+
+
+def remove_host_config(name: str) -> None:
+    try:
+        (host_config_dir() / f"{name}.conf").unlink()
+    except FileNotFoundError:
+        pass
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def base_argv(port: int) -> list[str]:
+    """The original's option list (order matters: ssh keeps the first value it sees)."""
+    return [
+        "ssh",
+        "-o", f"HostName={HOST}", "-o", f"Port={port}", "-o", f"User={USER}",
+        "-o", f"IdentityFile={key_path()}", "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={known_hosts_path()}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",
+        "-o", "PasswordAuthentication=no", "-o", "AddressFamily=inet", "-o", "ConnectTimeout=10",
+        "-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=3",
+    ]
+
+
+def remote_exec_command(argv: Sequence[str]) -> str:
+    """`cd WORKDIR && bash -lc ' <Q>'`: leading NAME=value words stay assignments, every other word
+    is quoted, so the remote argv is byte-identical. The leading space makes a first word such as
+    `--help` a command, not a bash option."""
+    words: list[str] = []
+    assignments = True
+    for arg in argv:
+        if assignments and _ENV_ASSIGNMENT_RE.match(arg):
+            key, value = arg.split("=", 1)
+            words.append(f"{key}={shlex.quote(value)}")
+        else:
+            assignments = False
+            words.append(shlex.quote(arg))
+    return f"cd {WORKDIR} && bash -lc {shlex.quote(' ' + ' '.join(words))}"
+
+
+REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rc: int
+    sent: bool  # the remote command provably reached the server
+    log: str
+    interrupted: bool
+
+
+def run_session(port: int, remote: str, *, tty: str | None) -> Outcome:
+    """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"."""
+    fd, log_path = tempfile.mkstemp(prefix="cai-ssh-", suffix=".log")
+    os.close(fd)
+    argv = [*base_argv(port), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    interrupted: list[int] = []
+
+    def note(signum, frame):  # noqa: ARG001 - the child got the same signal from the terminal
+        interrupted.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        try:
+            child = subprocess.Popen(argv)
+        except FileNotFoundError:
+            raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except InterruptedError:
+                continue
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        with open(log_path, errors="replace") as fh:
+            log = fh.read()
+        os.unlink(log_path)
+    if rc < 0:
+        rc = 128 - rc
+    return Outcome(rc=rc, sent=bool(_SENT_RE.search(log)), log=log, interrupted=bool(interrupted))
+
+
+def run_captured(port: int, remote: str, timeout: float = 60.0) -> proc.Result:
+    """A short non-interactive session with output captured (detached starts, probes)."""
+    return proc.run([*base_argv(port), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout)
+
+
+def failure_kind(outcome: Outcome) -> str:
+    """For an ssh 255 that never sent the command: host_key, fatal or transient."""
+    if _HOST_KEY_RE.search(outcome.log):
+        return "host_key"
+    if _FATAL_RE.search(outcome.log):
+        return "fatal"
+    return "transient"
+
+
+def error_lines(log: str) -> list[str]:
+    """ssh's own complaint, without its debug chatter."""
+    return [f"  {line}" for line in log.splitlines() if line.strip() and not line.startswith(("debug", "OpenSSH_", "Transferred:"))][-5:]
+
+
+def restore_terminal() -> None:
+    """ssh resets the terminal itself, unless it died; `stty sane` covers that case."""
+    if output.stdin_isatty():
+        subprocess.run(["stty", "sane"], check=False, timeout=5)

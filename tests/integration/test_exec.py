@@ -1,0 +1,223 @@
+"""`cai run` / `cai exec` / `cai shell` against dockerd and a real sshd, with exact exit codes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import RUN_ID, RUN_LABEL, unique
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("exec-home")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, home, docker_client, agent_image):
+    """One workspace container shared by the module; removed at the end."""
+    workspace = tmp_path_factory.mktemp("exec-ws")
+    workspace.chmod(0o777)  # the agent is uid 1000; these dirs belong to root
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    yield workspace, name
+    docker_client.containers.get(name).remove(force=True)
+
+
+def run_cai(home, *argv, input=None, cwd=None, timeout=120):
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    env.pop("XDG_CONFIG_HOME", None)
+    return subprocess.run([sys.executable, "-m", "cai", *argv], capture_output=True, text=True, env=env,
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                          cwd=cwd, timeout=timeout)
+
+
+def test_run_creates_labelled_container(ws, docker_client, home):
+    workspace, name = ws
+    attrs = docker_client.api.inspect_container(name)
+    got = attrs["Config"]["Labels"]
+    assert got["containai.managed"] == "true"
+    assert got["containai.workspace"] == str(workspace.resolve())
+    assert 2300 <= int(got["containai.ssh-port"]) <= 2500
+    assert got["containai.data-volume"] == "containai-data"
+    binding = attrs["HostConfig"]["PortBindings"]["22/tcp"][0]
+    assert binding == {"HostIp": "127.0.0.1", "HostPort": got["containai.ssh-port"]}
+    mounts = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert mounts["/home/agent/workspace"]["Source"] == str(workspace.resolve())
+    assert mounts["/mnt/agent-data"]["Name"] == "containai-data"
+    key = home / ".config" / "containai" / "id_containai"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert f"[127.0.0.1]:{got['containai.ssh-port']} " in (home / ".config" / "containai" / "known_hosts").read_text()
+    assert (home / ".ssh" / "config").read_text().startswith("Include ~/.ssh/containai.d/*.conf\n")
+
+
+def test_arguments_arrive_byte_identical(ws, home):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "printf", "%s|", "a b", "it's", "$HOME", "*", "")
+    assert (done.returncode, done.stdout) == (0, "a b|it's|$HOME|*||")
+
+
+@pytest.mark.parametrize("code", [0, 1, 7, 42, 254])
+def test_remote_exit_codes_pass_through(ws, home, code):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", f"exit {code}")
+    assert done.returncode == code
+    assert done.stderr == ""
+
+
+def test_remote_255_runs_once_and_returns_255(ws, home):
+    workspace, _ = ws
+    marker = f"runs-{unique()}"
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", f"echo x >> {marker}; exit 255")
+    assert done.returncode == 255
+    assert (workspace / marker).read_text() == "x\n"
+    assert "retrying" not in done.stderr
+
+
+def test_streams_stay_separate_and_stdin_is_forwarded(ws, home):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", "cat; echo to-err >&2", input="from-stdin\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "from-stdin\n", "to-err\n")
+
+
+def test_command_starting_with_dash_is_a_command(ws, home):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "--help")
+    assert done.returncode == 127
+    assert "--help: command not found" in done.stderr
+
+
+def test_workdir_and_user(ws, home):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", "pwd; id -un")
+    assert done.stdout == "/home/agent/workspace\nagent\n"
+
+
+def test_no_command(home, ws):
+    done = run_cai(home, "exec", "-w", str(ws[0]))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["[ERROR] No command specified", "Usage: cai exec [options] [--] <command> [args...]"]
+
+
+def test_missing_named_container_is_10_and_not_created(home, docker_client):
+    name = unique()
+    done = run_cai(home, "exec", "--container", name, "--", "true")
+    assert done.returncode == 10
+    assert done.stderr.splitlines()[0] == f"[ERROR] Container not found: {name}"
+    assert "cai run" in done.stderr
+    assert not docker_client.containers.list(all=True, filters={"name": f"^{name}$"})
+
+
+def test_foreign_container_is_15(home, make_container):
+    foreign = make_container(labels={"containai.managed": "false"})
+    done = run_cai(home, "exec", "--container", foreign.name, "--", "true")
+    assert done.returncode == 15
+    assert done.stderr.splitlines()[0] == f"[ERROR] Container '{foreign.name}' was not created by ContainAI"
+
+
+def test_start_failure_is_11(home, make_container):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        c = make_container(start=False, labels={"containai.managed": "true", "containai.ssh-port": str(port)},
+                           ports={"22/tcp": ("127.0.0.1", port)})
+        done = run_cai(home, "exec", "--container", c.name, "--", "true")
+        assert done.returncode == 11, done.stderr
+        assert done.stderr.splitlines()[0] == f"[ERROR] Failed to start container: {c.name}"
+    finally:
+        holder.close()
+
+
+def test_no_port_label_is_12(home, make_container):
+    c = make_container(labels={"containai.managed": "true"})
+    done = run_cai(home, "exec", "--container", c.name, "--", "true")
+    assert done.returncode == 12
+    assert done.stderr.splitlines()[0] == "[ERROR] Container has no SSH port configured"
+
+
+def test_transport_failure_after_retries_is_13(home, make_container):
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    c = make_container(labels={"containai.managed": "true", "containai.ssh-port": str(port)})
+    conf_dir = home / ".ssh" / "containai.d"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / f"{c.name}.conf").write_text(f"Host {c.name}\n")
+    done = run_cai(home, "exec", "--container", c.name, "--", "true")
+    assert done.returncode == 13, done.stderr
+    assert "[WARN] SSH connection failed, retrying (1/3)..." in done.stderr.splitlines()
+    assert "[ERROR] SSH connection failed after 3 retries" in done.stderr.splitlines()
+
+
+def test_changed_host_key_recovers_once(ws, home):
+    workspace, name = ws
+    known = home / ".config" / "containai" / "known_hosts"
+    original = known.read_text()
+    bogus_dir = home / "bogus"
+    bogus_dir.mkdir(exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(bogus_dir / "k")], check=True)
+    bogus = (bogus_dir / "k.pub").read_text().split()[:2]
+    lines = [l.split(" ")[0] + " " + " ".join(bogus) if l.split(" ")[1] == "ssh-ed25519" else l for l in original.splitlines()]
+    known.write_text("\n".join(l for l in lines if "ssh-ed25519" in l) + "\n")
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "echo", "ok")
+    assert (done.returncode, done.stdout) == (0, "ok\n")
+    assert "[WARN] SSH host key changed, auto-recovering..." in done.stderr.splitlines()
+
+
+def test_shell_propagates_exit_code(ws, home):
+    workspace, _ = ws
+    done = run_cai(home, "shell", str(workspace), input="exit 3\n")
+    assert done.returncode == 3
+
+
+def test_plain_ssh_with_written_config(ws, home):
+    _, name = ws
+    conf = home / ".ssh" / "containai.d" / f"{name}.conf"
+    done = subprocess.run(["ssh", "-F", str(conf), name, "echo", "via-ssh"], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (0, "via-ssh\n")
+
+
+def test_parallel_first_exec_injects_one_key(tmp_path, docker_client, agent_image):
+    home = tmp_path / "phome"
+    home.mkdir()
+    workspace = tmp_path / "pws"
+    workspace.mkdir(mode=0o777)
+    workspace.chmod(0o777)
+    dry = run_cai(home, "run", "--dry-run", str(workspace))
+    name = dict(l.split("=", 1) for l in dry.stdout.splitlines())["CONTAINER_NAME"]
+    try:
+        created = run_cai(home, "run", str(workspace))
+        assert created.returncode == 0, created.stderr
+        # forget all client-side SSH state, so every exec below does a first-time setup
+        for path in [home / ".ssh" / "containai.d" / f"{name}.conf", home / ".config" / "containai" / "known_hosts"]:
+            path.unlink()
+        container = docker_client.containers.get(name)
+        container.exec_run(["sh", "-c", ": > /home/agent/.ssh/authorized_keys"])
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda i: run_cai(home, "exec", "-w", str(workspace), "--", "true"), range(20)))
+        assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+        keys = container.exec_run(["cat", "/home/agent/.ssh/authorized_keys"]).output.decode().splitlines()
+        assert len(keys) == 1
+    finally:
+        docker_client.api.remove_container(name, force=True)
+
+
+def test_dry_run_changes_nothing(tmp_path, docker_client):
+    workspace = tmp_path / "drydir"
+    workspace.mkdir()
+    before = {c.name for c in docker_client.containers.list(all=True)}
+    done = run_cai(tmp_path, "run", "--dry-run", str(workspace))
+    plan = dict(l.split("=", 1) for l in done.stdout.splitlines())
+    assert done.returncode == 0
+    assert plan["CONTAINER_NAME"] == "drydir-nogit" and plan["ACTION"] == "create" and plan["CONTAINER_STATE"] == "none"
+    assert {c.name for c in docker_client.containers.list(all=True)} == before
