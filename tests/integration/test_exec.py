@@ -221,3 +221,14 @@ def test_dry_run_changes_nothing(tmp_path, docker_client):
     assert done.returncode == 0
     assert plan["CONTAINER_NAME"] == "drydir-nogit" and plan["ACTION"] == "create" and plan["CONTAINER_STATE"] == "none"
     assert {c.name for c in docker_client.containers.list(all=True)} == before
+
+
+def test_run_detached_reports_pid_and_runs(ws, home):
+    workspace, _ = ws
+    marker = f"bg-{unique()}"
+    done = run_cai(home, "run", str(workspace), "-d", "--", "sh", "-c", f"sleep 0.5; echo done > {marker}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().isdigit()
+    from conftest import wait_for
+
+    wait_for(lambda: (workspace / marker).exists() and (workspace / marker).read_text() == "done\n", timeout=10)
