@@ -24,23 +24,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("-d", "--detached", action="store_true", help="start CMD in the background and report its PID")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
     parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[PATH] [-- CMD ...]", help="workspace directory, then the command after --")
+    parser.set_defaults(_run_parser=parser)
     return parser
 
 
-def _split(rest: list[str]) -> tuple[str | None, list[str]]:
+def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """REMAINDER starts at PATH, so flags after PATH (`cai run . -d -- cmd`) are parsed here."""
+    rest = list(args.rest)
     if not rest:
         return None, []
     if rest[0] == "--":
         return None, rest[1:]
-    if len(rest) > 1 and rest[1] != "--":
-        raise CaiError(ExitCode.ERROR, f"Unexpected argument: {rest[1]}", "Use 'cai run --help' for usage")
-    return rest[0], rest[2:]
+    path, tail = rest[0], rest[1:]
+    cut = tail.index("--") if "--" in tail else len(tail)
+    flags, command = tail[:cut], tail[cut + 1:]
+    if flags:
+        args.rest = []
+        args._run_parser.parse_args(flags, namespace=args)
+        if args.rest:
+            raise CaiError(ExitCode.ERROR, f"Unexpected argument: {args.rest[0]}", "Use 'cai run --help' for usage")
+    return path, command
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers, output, ssh
 
-    path, command = _split(list(args.rest))
+    path, command = _split(args)
     if path is not None and args.workspace is not None:
         raise CaiError(ExitCode.ERROR, "Give the workspace once: PATH or --workspace")
     if args.detached and not command:
