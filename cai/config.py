@@ -238,10 +238,16 @@ def update_user_config(mutate: Callable[[dict[str, Any]], None]) -> None:
 
 
 def save_workspace_state(workspace: Path | str, **values: Any) -> None:
+    """Merge values into the workspace's state; an unchanged state is not rewritten."""
+    wanted = {k: v for k, v in values.items() if v is not None}
+    current = workspace_state(workspace)
+    if all(current.get(k) == v for k, v in wanted.items()):
+        return
+
     def mutate(doc: dict[str, Any]) -> None:
         table = doc.setdefault("workspace", {})
         entry = table.setdefault(workspace_key(workspace), {})
-        entry.update({k: v for k, v in values.items() if v is not None})
+        entry.update(wanted)
 
     update_user_config(mutate)
 

@@ -150,8 +150,9 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
     return ensure_running(eng, target.name)
 
 
-def ensure_running(eng: engine.Engine, name: str) -> engine.Container:
-    found = eng.inspect_container(name)
+def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None = None) -> engine.Container:
+    """`known` is a record just read, which saves the first inspect."""
+    found = known or eng.inspect_container(name)
     if found is None:
         raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
     if found.running:
@@ -197,9 +198,7 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, repin: bool, r
     public_key = ssh.ensure_key()
     scanned = ssh.wait_for_sshd(port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout)
     inject_key(eng, container.name, public_key)
-    pinned = ssh.known_hosts_path().exists() and any(
-        line.split(" ", 1)[0] == ssh.host_spec(port) for line in ssh.known_hosts_path().read_text().splitlines())
-    if repin or not pinned:
+    if repin or not ssh.is_pinned(port):
         ssh.pin_host_keys(port, scanned)
     ssh.write_host_config(container.name, port)
     output.ok(f"SSH access configured for container {container.name}: ssh {container.name}")
@@ -276,9 +275,8 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
         container = create(target, image=image, memory=memory, cpus=cpus)
         setup_ssh(eng, container, repin=True)
     else:
-        was_running = target.container.running
-        container = ensure_running(eng, target.name)
-        if not was_running or not ssh_ready(container):
+        container = ensure_running(eng, target.name, target.container)
+        if not target.container.running or not ssh_ready(container):
             setup_ssh(eng, container, repin=False)
     config.save_workspace_state(str(target.workspace), container_name=target.name, data_volume=target.volume)
     return container

@@ -12,13 +12,10 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from cai import config, output
 from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    import docker
 
 DEDICATED_CONTEXT = "containai-docker"
 DEFAULT_CONTEXT = "default"

@@ -116,6 +116,12 @@ def pin_host_keys(port: int, scanned: Sequence[str]) -> None:
         config.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
 
 
+def is_pinned(port: int) -> bool:
+    path = known_hosts_path()
+    spec = host_spec(port)
+    return path.exists() and any(line.split(" ", 1)[0] == spec for line in path.read_text().splitlines())
+
+
 def forget_host(port: int) -> None:
     path = known_hosts_path()
     if not path.exists():
@@ -194,10 +200,10 @@ def base_argv(port: int) -> list[str]:
     ]
 
 
-def remote_exec_command(argv: Sequence[str]) -> str:
-    """`cd WORKDIR && bash -lc ' <Q>'`: leading NAME=value words stay assignments, every other word
-    is quoted, so the remote argv is byte-identical. The leading space makes a first word such as
-    `--help` a command, not a bash option."""
+def login_command(argv: Sequence[str]) -> str:
+    """`bash -lc ' <Q>'`: leading NAME=value words stay assignments, every other word is quoted,
+    so the remote argv is byte-identical. The leading space makes a first word such as `--help` a
+    command, not a bash option."""
     words: list[str] = []
     assignments = True
     for arg in argv:
@@ -207,7 +213,12 @@ def remote_exec_command(argv: Sequence[str]) -> str:
         else:
             assignments = False
             words.append(shlex.quote(arg))
-    return f"cd {WORKDIR} && bash -lc {shlex.quote(' ' + ' '.join(words))}"
+    return f"bash -lc {shlex.quote(' ' + ' '.join(words))}"
+
+
+def remote_exec_command(argv: Sequence[str]) -> str:
+    """`cd WORKDIR && bash -lc ' <Q>'`, the string sshd hands to the user's shell."""
+    return f"cd {WORKDIR} && {login_command(argv)}"
 
 
 REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"
@@ -237,12 +248,7 @@ def run_session(port: int, remote: str, *, tty: str | None) -> Outcome:
             child = subprocess.Popen(argv)
         except FileNotFoundError:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
-        while True:
-            try:
-                rc = child.wait()
-                break
-            except InterruptedError:
-                continue
+        rc = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
         with open(log_path, errors="replace") as fh:

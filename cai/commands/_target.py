@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from cai import containers, labels
+from cai.errors import CaiError, ExitCode
 
 
-def add_target_flags(parser: argparse.ArgumentParser, *, positional_workspace: bool = False) -> None:
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("target")
     group.add_argument("-w", "--workspace", metavar="PATH", help="workspace directory (default: current directory)")
     group.add_argument("--container", metavar="NAME", help="use this container instead of the workspace's")
@@ -27,6 +28,13 @@ def _cpus(value: str) -> float:
     if not 0 < number <= 1024:
         raise argparse.ArgumentTypeError(f"invalid --cpus value: {value!r}")
     return number
+
+
+def workspace_choice(path: str | None, flag: str | None) -> str | None:
+    """The workspace from a positional PATH or --workspace, given at most once."""
+    if path is not None and flag is not None:
+        raise CaiError(ExitCode.ERROR, "Give the workspace once: PATH or --workspace")
+    return path if path is not None else flag
 
 
 def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, *, create_missing_named: bool, workspace: str | None) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import TYPE_CHECKING, Any
 
-from cai.commands._target import add_target_flags, resolve_and_prepare
+from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers, output, ssh
 
     path, command = _split(args)
-    if path is not None and args.workspace is not None:
-        raise CaiError(ExitCode.ERROR, "Give the workspace once: PATH or --workspace")
+    workspace = workspace_choice(path, args.workspace)
     if args.detached and not command:
         raise CaiError(ExitCode.ERROR, "--detached needs a command after --")
-    workspace = path if path is not None else args.workspace
     if args.dry_run:
         return _dry_run(args, ctx, workspace, command)
     target, container = resolve_and_prepare(args, ctx.context, create_missing_named=True, workspace=workspace)
@@ -62,10 +61,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         output.out(container.name)
         output.info(f"Container {container.name} is running. Reach it with: cai shell, or ssh {container.name}")
         return 0
-    remote = ssh.remote_exec_command(command)
     if args.detached:
         port = containers.ssh_port(container)
-        started = ssh.run_captured(port, f"cd {ssh.WORKDIR} && nohup bash -lc {_quote_inner(remote)} </dev/null >/dev/null 2>&1 & echo $!")
+        background = shlex.quote(ssh.login_command(command))
+        started = ssh.run_captured(port, f"cd {ssh.WORKDIR} && nohup bash -lc {background} </dev/null >/dev/null 2>&1 & echo $!")
         pid = started.out.strip()
         if started.rc != 0 or not pid.isdigit():
             raise CaiError(ExitCode.ERROR, "Background command failed: could not get PID", *(f"  {l}" for l in started.err.splitlines()[-3:]))
@@ -73,14 +72,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         output.info(f"Command started in background (PID: {pid})")
         return 0
     tty = "-t" if output.stdin_isatty() else None
-    return containers.connect(target.engine, container, remote, tty=tty)
-
-
-def _quote_inner(remote: str) -> str:
-    """The `bash -lc '<Q>'` part of an exec command, re-quoted for the detached wrapper."""
-    import shlex
-
-    return shlex.quote(remote.split(" && ", 1)[1])
+    return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)
 
 
 def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from cai.commands._target import add_target_flags, resolve_and_prepare
+from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
 
 if TYPE_CHECKING:
     from cai.main import Ctx
@@ -24,9 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers, ssh
-    from cai.errors import CaiError, ExitCode
 
-    if args.path is not None and args.workspace is not None:
-        raise CaiError(ExitCode.ERROR, "Give the workspace once: PATH or --workspace")
-    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.path or args.workspace)
+    workspace = workspace_choice(args.path, args.workspace)
+    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=workspace)
     return containers.connect(target.engine, container, ssh.REMOTE_SHELL_COMMAND, tty="-tt")

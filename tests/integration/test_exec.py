@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import RUN_ID, RUN_LABEL, unique
+from conftest import unique
 
 
 @pytest.fixture(scope="module")
