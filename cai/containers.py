@@ -221,10 +221,8 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
     delay = 0.5
     while True:
         outcome = ssh.run_session(port, remote, tty=tty)
-        if tty and outcome.rc == 255:
-            ssh.restore_terminal()
-        if outcome.interrupted:
-            return ExitCode.INTERRUPTED
+        if outcome.signal is not None:
+            return 128 + outcome.signal
         if outcome.rc != 255 or outcome.sent:
             if recovered:
                 output.info("Auto-recovered from stale host key")

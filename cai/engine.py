@@ -461,6 +461,8 @@ def remove_container(engine: "Engine", name: str) -> None:
         pass
     except docker.errors.APIError as exc:
         raise CaiError(ExitCode.ERROR, f"Failed to remove container: {name}", f"  {_api_message(exc)}") from exc
+    except Exception as exc:
+        raise classify(exc) from exc
 
 
 def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:

@@ -217,8 +217,12 @@ def login_command(argv: Sequence[str]) -> str:
 
 
 def remote_exec_command(argv: Sequence[str]) -> str:
-    """`cd WORKDIR && bash -lc ' <Q>'`, the string sshd hands to the user's shell."""
-    return f"cd {WORKDIR} && {login_command(argv)}"
+    """The string sshd hands to the agent's bash. `; exit $?` stops bash from exec'ing the last
+    command, and the no-op trap stops it from killing itself on a PTY's Ctrl-C: a command killed
+    by signal n then ends with status 128+n, as it would locally, instead of ssh's bare 255.
+    The outer bash's own stderr goes to /dev/null (its "Killed" report would quote this wrapper);
+    the command keeps the real stderr through fd 3, which it does not inherit."""
+    return f"cd {WORKDIR} && trap : INT QUIT && {{ {login_command(argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null; exit $?"
 
 
 REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"
@@ -229,34 +233,65 @@ class Outcome:
     rc: int
     sent: bool  # the remote command provably reached the server
     log: str
-    interrupted: bool
+    signal: int | None  # a signal cai received during the session; it ends the command, never retries it
+
+
+_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminal_state() -> list | None:
+    import termios
+
+    try:
+        return termios.tcgetattr(0)
+    except (termios.error, OSError):
+        return None
+
+
+def _restore_terminal(state: list) -> None:
+    import termios
+
+    try:
+        termios.tcsetattr(0, termios.TCSADRAIN, state)
+    except (termios.error, OSError):
+        pass
 
 
 def run_session(port: int, remote: str, *, tty: str | None) -> Outcome:
-    """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"."""
+    """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt".
+    SIGINT, SIGTERM and SIGHUP are passed on to ssh, so cai never dies leaving ssh behind."""
     fd, log_path = tempfile.mkstemp(prefix="cai-ssh-", suffix=".log")
     os.close(fd)
     argv = [*base_argv(port), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
-    interrupted: list[int] = []
+    received: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+    saved_terminal = _terminal_state() if tty else None
 
-    def note(signum, frame):  # noqa: ARG001 - the child got the same signal from the terminal
-        interrupted.append(signum)
+    def forward(signum, frame):  # noqa: ARG001
+        received.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
 
-    previous = signal.signal(signal.SIGINT, note)
+    previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED_SIGNALS}
     try:
         try:
             child = subprocess.Popen(argv)
         except FileNotFoundError:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
+        if received:  # it arrived before ssh existed
+            child.send_signal(received[0])
         rc = child.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if saved_terminal is not None:  # ssh resets it itself, unless it was killed
+            _restore_terminal(saved_terminal)
         with open(log_path, errors="replace") as fh:
             log = fh.read()
         os.unlink(log_path)
     if rc < 0:
         rc = 128 - rc
-    return Outcome(rc=rc, sent=bool(_SENT_RE.search(log)), log=log, interrupted=bool(interrupted))
+    return Outcome(rc=rc, sent=bool(_SENT_RE.search(log)), log=log, signal=received[0] if received else None)
 
 
 def run_captured(port: int, remote: str, timeout: float = 60.0) -> proc.Result:
@@ -276,9 +311,3 @@ def failure_kind(outcome: Outcome) -> str:
 def error_lines(log: str) -> list[str]:
     """ssh's own complaint, without its debug chatter."""
     return [f"  {line}" for line in log.splitlines() if line.strip() and not line.startswith(("debug", "OpenSSH_", "Transferred:"))][-5:]
-
-
-def restore_terminal() -> None:
-    """ssh resets the terminal itself, unless it died; `stty sane` covers that case."""
-    if output.stdin_isatty():
-        subprocess.run(["stty", "sane"], check=False, timeout=5)

@@ -59,6 +59,7 @@ ensure_client_tools() {
     command -v ss >/dev/null 2>&1 || missing+=(iproute2)
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v git >/dev/null 2>&1 || missing+=(git)
+    command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # the tests drive interactive sessions in it
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
         apt_install "${missing[@]}"

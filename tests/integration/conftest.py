@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def docker_client():
+def docker_client(tmp_path_factory):
     import docker
 
     try:
@@ -38,14 +38,19 @@ def docker_client():
             pytest.fail(message)
         pytest.skip(message)
     yield client
-    sweep(client)
+    sweep(client, str(tmp_path_factory.getbasetemp()))
     client.close()
 
 
-def sweep(client) -> None:
+def sweep(client, basetemp: str) -> None:
+    """Everything this run made: labelled by the harness, or made by `cai` for a workspace under
+    this run's temp dir."""
     selector = {"label": f"{RUN_LABEL}={RUN_ID}"}
     for container in client.containers.list(all=True, filters=selector):
         container.remove(force=True, v=True)
+    for container in client.containers.list(all=True, filters={"label": "containai.workspace"}):
+        if container.labels.get("containai.workspace", "").startswith(basetemp + os.sep):
+            container.remove(force=True)
     for volume in client.volumes.list(filters=selector):
         volume.remove(force=True)
 
@@ -127,6 +132,37 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def run_cai(home: Path, *argv: str, input: str | None = None, cwd=None, timeout: float = 120, env: dict | None = None):
+    """`python -m cai` with its own HOME (and so its own keys, known_hosts and ssh config)."""
+    child_env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), **(env or {})}
+    child_env.pop("XDG_CONFIG_HOME", None)
+    return subprocess.run([sys.executable, "-m", "cai", *argv], capture_output=True, text=True, env=child_env,
+                          input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared-home")
+
+
+def agent_workspace(tmp_path_factory, name: str) -> Path:
+    workspace = tmp_path_factory.mktemp(name)
+    workspace.chmod(0o777)  # the agent is uid 1000; pytest's dirs belong to root
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def ws(tmp_path_factory, home, docker_client, agent_image):
+    """One running workspace container shared by the session, made by `cai run`."""
+    workspace = agent_workspace(tmp_path_factory, "shared-ws")
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    yield workspace, name
+    docker_client.api.remove_container(name, force=True)
 
 
 @pytest.fixture()

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 
 import pytest
 
-from conftest import unique
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("exec-home")
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory, home, docker_client, agent_image):
-    """One workspace container shared by the module; removed at the end."""
-    workspace = tmp_path_factory.mktemp("exec-ws")
-    workspace.chmod(0o777)  # the agent is uid 1000; these dirs belong to root
-    done = run_cai(home, "run", str(workspace))
-    assert done.returncode == 0, done.stderr
-    name = done.stdout.strip()
-    yield workspace, name
-    docker_client.containers.get(name).remove(force=True)
-
-
-def run_cai(home, *argv, input=None, cwd=None, timeout=120):
-    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
-    env.pop("XDG_CONFIG_HOME", None)
-    return subprocess.run([sys.executable, "-m", "cai", *argv], capture_output=True, text=True, env=env,
-                          input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                          cwd=cwd, timeout=timeout)
+from conftest import run_cai, unique, wait_for
 
 
 def test_run_creates_labelled_container(ws, docker_client, home):
@@ -229,6 +206,160 @@ def test_run_detached_reports_pid_and_runs(ws, home):
     done = run_cai(home, "run", str(workspace), "-d", "--", "sh", "-c", f"sleep 0.5; echo done > {marker}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().isdigit()
-    from conftest import wait_for
-
     wait_for(lambda: (workspace / marker).exists() and (workspace / marker).read_text() == "done\n", timeout=10)
+
+
+class RotatingKeyServer:
+    """A real SSH server (paramiko) that shows a new host key on every connection, so a pinned key
+    can never match, not even right after recovery re-pins it."""
+
+    def __init__(self):
+        import threading
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handshake, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _handshake(conn):
+        import paramiko
+
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(paramiko.ECDSAKey.generate())
+        try:
+            transport.start_server(server=paramiko.ServerInterface())
+            transport.accept(5)
+        except Exception:  # noqa: BLE001 - clients hang up after the key exchange
+            pass
+        finally:
+            transport.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_host_key_still_wrong_after_recovery_is_14(tmp_path, make_container):
+    home = tmp_path / "h14"
+    home.mkdir()
+    server = RotatingKeyServer()
+    try:
+        c = make_container(labels={"containai.managed": "true", "containai.ssh-port": str(server.port)})
+        conf_dir = home / ".ssh" / "containai.d"
+        conf_dir.mkdir(parents=True)
+        (conf_dir / f"{c.name}.conf").write_text(f"Host {c.name}\n")
+        done = run_cai(home, "exec", "--container", c.name, "--", "true")
+    finally:
+        server.close()
+    assert done.returncode == 14, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines.count("[WARN] SSH host key changed, auto-recovering...") == 1
+    assert "[ERROR] SSH host key mismatch could not be auto-recovered" in lines
+
+
+@pytest.mark.parametrize(("script", "code"), [("kill -TERM $$", 143), ("kill -KILL $$", 137), ("kill -INT $$", 130)])
+def test_remote_signal_death_is_128_plus_n(ws, home, script, code):
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", script)
+    assert (done.returncode, done.stderr) == (code, "")
+
+
+def _cai_child(home, workspace, marker):
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    return subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sh", "-c",
+                             f"echo x >> {marker}; exec sleep 30"],
+                            env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _ssh_processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"ssh") and any(text.encode() in a for a in argv):
+            found.append(entry)
+    return found
+
+
+def test_ctrl_c_gives_130_and_never_reruns(ws, home, docker_client):
+    workspace, name = ws
+    marker = f"int-{unique()}"
+    child = _cai_child(home, workspace, marker)
+    wait_for(lambda: (workspace / marker).exists(), timeout=30)
+    os.killpg(child.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
+    _, err = child.communicate(timeout=30)
+    docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
+    assert child.returncode == 130, err
+    assert (workspace / marker).read_text() == "x\n"
+    assert "retrying" not in err
+
+
+def test_sigterm_to_cai_gives_143_and_takes_ssh_with_it(ws, home, docker_client):
+    workspace, name = ws
+    marker = f"term-{unique()}"
+    child = _cai_child(home, workspace, marker)
+    wait_for(lambda: (workspace / marker).exists(), timeout=30)
+    assert _ssh_processes_mentioning(marker)
+    child.send_signal(signal.SIGTERM)  # cai alone, as a supervisor would
+    _, err = child.communicate(timeout=30)
+    docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
+    assert child.returncode == 143, err
+    assert _ssh_processes_mentioning(marker) == []
+    assert (workspace / marker).read_text() == "x\n"
+
+
+def test_ssh_cleanup_removes_only_gone_containers(ws, tmp_path):
+    workspace, name = ws
+    home = tmp_path / "hclean"
+    home.mkdir()
+    assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
+    conf_dir = home / ".ssh" / "containai.d"
+    known = home / ".config" / "containai" / "known_hosts"
+    gone = unique("gone")
+    (conf_dir / f"{gone}.conf").write_text(f"# ContainAI SSH config for container: {gone}\nHost {gone}\n    Port 2499\n")
+    (conf_dir / "mine.conf").write_text("Host mine\n    Port 2498\n")  # not ours: left alone
+    with known.open("a") as fh:
+        fh.write("[127.0.0.1]:2499 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGone\n")
+
+    dry = run_cai(home, "ssh", "cleanup", "--dry-run")
+    assert (dry.returncode, dry.stdout) == (0, f"Would remove: {gone} (port 2499)\n")
+    assert (conf_dir / f"{gone}.conf").exists()
+
+    done = run_cai(home, "ssh", "cleanup", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["schema_version"] == 1
+    assert report["removed"] == [{"name": gone, "port": 2499}]
+    assert report["kept"] == [name]
+    assert sorted(p.name for p in conf_dir.iterdir()) == sorted([f"{name}.conf", "mine.conf"])
+    assert "[127.0.0.1]:2499 " not in known.read_text()
+    assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
+
+
+def test_ssh_cleanup_aborts_when_no_engine_answers(tmp_path):
+    home = tmp_path / "hdead"
+    conf_dir = home / ".ssh" / "containai.d"
+    conf_dir.mkdir(parents=True)
+    conf = conf_dir / "someone.conf"
+    conf.write_text("# ContainAI SSH config for container: someone\nHost someone\n    Port 2400\n")
+    env = {"CONTAINAI_SECURE_ENGINE_CONTEXT": None}
+    subprocess.run(["docker", "context", "create", "dead", "--docker", f"host=unix://{tmp_path}/none.sock"],
+                   check=True, capture_output=True, env={**os.environ, "DOCKER_CONFIG": str(home / ".docker")})
+    done = run_cai(home, "--context", "dead", "ssh", "cleanup", env={k: v for k, v in env.items() if v})
+    assert done.returncode == 1
+    assert "[ERROR] No Docker daemon is reachable" in done.stderr.splitlines()
+    assert conf.exists()

@@ -8,26 +8,33 @@ import pytest
 from cai import containers, ssh
 
 
+def _inner(remote: str) -> str:
+    """The script handed to `bash -lc` inside the remote command string."""
+    lexer = shlex.shlex(remote, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    tokens = list(lexer)
+    return tokens[tokens.index("-lc") + 1]
+
+
 @pytest.mark.parametrize(
     "argv",
     [["printf", "%s|", "a b", "it's", "$HOME", "*", ""], ["--help"], ["echo", "\"'\\`$(x)"]],
 )
 def test_remote_command_is_bash_lc_with_leading_space(argv):
-    inner = shlex.split(ssh.remote_exec_command(argv).split(" && ", 1)[1])
-    assert inner[:2] == ["bash", "-lc"]
-    assert inner[2].startswith(" ")
-    assert shlex.split(inner[2]) == argv
+    inner = _inner(ssh.remote_exec_command(argv))
+    assert inner.startswith(" ")
+    assert shlex.split(inner) == argv
 
 
 def test_leading_assignments_stay_assignments():
     remote = ssh.remote_exec_command(["FOO=x y", "BAR=1", "printenv", "FOO", "X=not-an-assignment"])
-    inner = shlex.split(remote.split(" && ", 1)[1])[2]
+    inner = _inner(remote)
     assert inner == " FOO='x y' BAR=1 printenv FOO X=not-an-assignment"
 
 
 def test_quoted_words_are_what_bash_reads():
     argv = ["printf", "%s|", "a b", "it's", "$HOME", "*", "", "-x"]
-    inner = shlex.split(ssh.remote_exec_command(argv).split(" && ", 1)[1])[2]
+    inner = _inner(ssh.remote_exec_command(argv))
     done = subprocess.run(["bash", "-c", inner], capture_output=True, text=True)
     assert done.stdout == "a b|it's|$HOME|*||-x|"
 
@@ -45,3 +52,17 @@ def test_host_listening_ports(tmp_path):
 def test_host_spec():
     assert ssh.host_spec(22) == "127.0.0.1"
     assert ssh.host_spec(2301) == "[127.0.0.1]:2301"
+
+
+@pytest.mark.parametrize(("script", "status"), [("exit 7", 7), ("kill -TERM $$", 143), ("kill -KILL $$", 137)])
+def test_remote_wrapper_reports_signals_as_128_plus_n(tmp_path, script, status):
+    """The wrapper, run by a local bash with the workdir swapped for a temp dir."""
+    remote = ssh.remote_exec_command(["sh", "-c", f"echo out; echo err >&2; {script}"]).replace(ssh.WORKDIR, str(tmp_path), 1)
+    done = subprocess.run(["bash", "-c", remote], capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (status, "out\n", "err\n")
+
+
+def test_remote_wrapper_leaves_the_command_no_extra_fd(tmp_path):
+    remote = ssh.remote_exec_command(["ls", "/proc/self/fd"]).replace(ssh.WORKDIR, str(tmp_path), 1)
+    done = subprocess.run(["bash", "-c", remote], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert sorted(done.stdout.split()) == ["0", "1", "2", "3"]  # 3 is ls's own directory handle

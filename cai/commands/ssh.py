@@ -1,0 +1,95 @@
+"""`cai ssh cleanup`: drop the SSH client config and pinned host keys of containers that are gone."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cai import output
+
+if TYPE_CHECKING:
+    import argparse
+
+    from cai.main import Ctx
+
+_MARKER = "# ContainAI SSH config"
+_PORT_RE = re.compile(r"^\s*Port\s+(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+    parser = subparsers.add_parser("ssh", help="manage SSH client state", description="Manage cai's SSH client state.")
+    actions = parser.add_subparsers(dest="ssh_action", metavar="ACTION", title="actions", required=True)
+    cleanup = actions.add_parser(
+        "cleanup",
+        help="remove SSH configs and host keys of containers that no longer exist",
+        description="Remove ~/.ssh/containai.d/NAME.conf and the pinned host keys of every container that exists in "
+        "no reachable Docker context. Aborts when no context answers, so nothing is removed blindly.",
+    )
+    cleanup.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
+    cleanup.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    name: str
+    path: Path
+    port: int | None
+
+
+def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
+    """Our `NAME.conf` files: written by cai (marker line) or pointing at cai's key."""
+    entries: list[HostEntry] = []
+    for path in sorted(conf_dir.glob("*.conf")):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        first = text.split("\n", 1)[0]
+        if _MARKER not in first and str(key_path) not in text:
+            continue
+        port = _PORT_RE.search(text)
+        entries.append(HostEntry(path.stem, path, int(port[1]) if port else None))
+    return entries
+
+
+def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+    from cai import engine, ssh
+    from cai.errors import CaiError, ExitCode
+
+    entries = host_entries(ssh.host_config_dir(), ssh.key_path())
+    engines: list[engine.Engine] = []
+    for name in engine.candidate_contexts(ctx.context, None):
+        candidate = engine.Engine(name)
+        try:
+            candidate.info()
+        except engine.EngineUnavailable as exc:
+            output.warn(f"Context '{name}' is not reachable: {exc.message}")
+            continue
+        engines.append(candidate)
+    if not engines:
+        raise CaiError(ExitCode.ERROR, "No Docker daemon is reachable",
+                       "[ERROR] Cannot verify container existence - aborting cleanup to prevent data loss")
+
+    stale = [e for e in entries if all(eng.inspect_container(e.name) is None for eng in engines)]
+    for entry in stale:
+        if not args.dry_run:
+            ssh.remove_host_config(entry.name)
+            if entry.port is not None:
+                ssh.forget_host(entry.port)
+        if not args.json:
+            verb = "Would remove" if args.dry_run else "Removed"
+            port = f" (port {entry.port})" if entry.port is not None else ""
+            output.out(f"{verb}: {entry.name}{port}")
+    if args.json:
+        output.emit_json({
+            "dry_run": args.dry_run,
+            "contexts": [eng.context for eng in engines],
+            "removed": [{"name": e.name, "port": e.port} for e in stale],
+            "kept": [e.name for e in entries if e not in stale],
+        })
+    elif not stale:
+        output.out("Nothing to clean up")
+    return ExitCode.OK
