@@ -44,7 +44,9 @@ def _by_workspace(eng: engine.Engine, workspace: Path) -> engine.Container | Non
         return eng.inspect_container(matches[0]["Id"])
     for name in (labels.container_name_for(workspace), labels.legacy_container_name(ws)):
         found = eng.inspect_container(name)
-        if found is not None:
+        # By name, only a container with no workspace label (legacy or foreign; the caller rejects a
+        # foreign one) may be taken: the original also took another workspace's "ws-nogit".
+        if found is not None and labels.label(found.labels, labels.WORKSPACE) in ("", ws):
             return found
     return None
 
@@ -148,6 +150,13 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
         engine.create_container(eng, spec)
     ssh.forget_host(port)
     return ensure_running(eng, target.name)
+
+
+def remove(eng: engine.Engine, container: engine.Container) -> None:
+    """`docker rm -f`, then the container's ssh config and pinned host keys."""
+    engine.remove_container(eng, container.name)
+    port = labels.label(container.labels, labels.SSH_PORT)
+    ssh.forget_container(container.name, int(port) if port.isdigit() else None)
 
 
 def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None = None) -> engine.Container:
@@ -262,11 +271,7 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
     eng = target.engine
     if fresh and target.container is not None:
         output.info("Recreating container...")
-        port = labels.label(target.container.labels, labels.SSH_PORT)
-        engine.remove_container(eng, target.name)
-        ssh.remove_host_config(target.name)
-        if port.isdigit():
-            ssh.forget_host(int(port))
+        remove(eng, target.container)
         target = Target(eng, target.name, target.workspace, target.volume, None)
     if target.container is None:
         output.info("Container not found, creating...")

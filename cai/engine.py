@@ -188,6 +188,7 @@ class Container:
     started_at: str = ""
     finished_at: str = ""
     exec_ids: tuple[str, ...] = ()
+    stop_timeout: int = 10
 
     @property
     def running(self) -> bool:
@@ -209,6 +210,7 @@ class Container:
             started_at=state.get("StartedAt", ""),
             finished_at=state.get("FinishedAt", ""),
             exec_ids=tuple(data.get("ExecIDs") or ()),
+            stop_timeout=int(cfg.get("StopTimeout") or 10),
         )
 
 
@@ -399,10 +401,10 @@ class CreateSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
-def _with_engine_errors(engine: "Engine", action: str, fn: Any) -> Any:
+def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float = SLOW_TIMEOUT_S) -> Any:
     docker = _sdk()
     try:
-        return fn(engine.api(SLOW_TIMEOUT_S))
+        return fn(engine.api(timeout))
     except docker.errors.APIError as exc:
         raise CaiError(ExitCode.ERROR, f"{action}: {_api_message(exc)}") from exc
     except CaiError:
@@ -414,6 +416,17 @@ def _with_engine_errors(engine: "Engine", action: str, fn: Any) -> Any:
 def list_containers(engine: "Engine", label_filters: list[str]) -> list[dict[str, Any]]:
     """One sparse list call (labels included), all states."""
     return engine.call("containers", all=True, filters={"label": label_filters})
+
+
+def list_containers_from_image(engine: "Engine", image: str) -> list[dict[str, Any]]:
+    """Containers whose image is `image` or built on it; none when the image does not exist."""
+    docker = _sdk()
+    try:
+        return engine.call("containers", all=True, filters={"ancestor": image})
+    except (docker.errors.NotFound, CaiError) as exc:
+        if isinstance(exc, EngineUnavailable):
+            raise
+        return []
 
 
 def ensure_volume(engine: "Engine", name: str) -> None:
@@ -465,17 +478,49 @@ def remove_container(engine: "Engine", name: str) -> None:
         raise classify(exc) from exc
 
 
-def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
-    """A short captured `docker exec` as root (key injection, probes)."""
-    def run(api: Any) -> tuple[int, str]:
+def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[str, int, str]:
+    """A short captured `docker exec` as root: (exec id, exit code, output). The id lets a caller
+    leave its own exec out of the container's ExecIDs. Exit code 126 carries an engine refusal
+    (e.g. the container is not running)."""
+    def run(api: Any) -> tuple[str, int, str]:
         exec_id = api.exec_create(name, argv, user="root", stdout=True, stderr=True)["Id"]
         out = api.exec_start(exec_id)
-        return api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
+        return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
     docker = _sdk()
     try:
         return run(engine.api(timeout))
     except docker.errors.APIError as exc:
-        return 126, _api_message(exc)
+        return "", 126, _api_message(exc)
     except Exception as exc:
         raise classify(exc) from exc
+
+
+def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
+    _, rc, out = exec_captured(engine, name, argv, timeout)
+    return rc, out
+
+
+def running_exec_ids(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT_S) -> list[str]:
+    """The container's exec sessions that are still running (Moby drops finished ones from
+    ExecIDs, but one may finish between the two reads)."""
+    docker = _sdk()
+    running = []
+    for exec_id in engine.call("inspect_container", name, timeout=timeout).get("ExecIDs") or ():
+        try:
+            if engine.call("exec_inspect", exec_id, timeout=timeout).get("Running"):
+                running.append(exec_id)
+        except docker.errors.NotFound:
+            continue
+    return running
+
+
+def stop_container(engine: "Engine", container: Container) -> None:
+    """`docker stop` with the container's own StopTimeout (100 s for ours)."""
+    _with_engine_errors(engine, f"Failed to stop container: {container.name}",
+                        lambda api: api.stop(container.name), timeout=SLOW_TIMEOUT_S + container.stop_timeout)
+
+
+def container_stats(engine: "Engine", name: str, timeout: float) -> dict[str, Any]:
+    """One non-streaming stats read: the daemon waits one sample (about 1 s) so CPU has a delta."""
+    return engine.call("stats", name, stream=False, timeout=timeout)

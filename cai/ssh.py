@@ -177,6 +177,25 @@ def write_host_config(name: str, port: int) -> Path:
     return target
 
 
+_PORT_LINE_RE = re.compile(r"^\s*Port\s+(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def configured_port(text: str) -> int | None:
+    """The `Port` line of a NAME.conf we wrote."""
+    found = _PORT_LINE_RE.search(text)
+    return int(found[1]) if found else None
+
+
+def forget_container(name: str, port: int | None) -> None:
+    """Drop NAME.conf and the pinned keys of its port (the label's, else the .conf's)."""
+    conf = host_config_dir() / f"{name}.conf"
+    if port is None and conf.exists():
+        port = configured_port(conf.read_text(errors="replace"))
+    remove_host_config(name)
+    if port is not None:
+        forget_host(port)
+
+
 def remove_host_config(name: str) -> None:
     try:
         (host_config_dir() / f"{name}.conf").unlink()

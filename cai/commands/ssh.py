@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
     from cai.main import Ctx
 
 _MARKER = "# ContainAI SSH config"
-_PORT_RE = re.compile(r"^\s*Port\s+(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
@@ -41,6 +39,8 @@ class HostEntry:
 
 def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
     """Our `NAME.conf` files: written by cai (marker line) or pointing at cai's key."""
+    from cai import ssh
+
     entries: list[HostEntry] = []
     for path in sorted(conf_dir.glob("*.conf")):
         try:
@@ -50,8 +50,7 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
         first = text.split("\n", 1)[0]
         if _MARKER not in first and str(key_path) not in text:
             continue
-        port = _PORT_RE.search(text)
-        entries.append(HostEntry(path.stem, path, int(port[1]) if port else None))
+        entries.append(HostEntry(path.stem, path, ssh.configured_port(text)))
     return entries
 
 
@@ -76,9 +75,7 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     stale = [e for e in entries if all(eng.inspect_container(e.name) is None for eng in engines)]
     for entry in stale:
         if not args.dry_run:
-            ssh.remove_host_config(entry.name)
-            if entry.port is not None:
-                ssh.forget_host(entry.port)
+            ssh.forget_container(entry.name, entry.port)
         if not args.json:
             verb = "Would remove" if args.dry_run else "Removed"
             port = f" (port {entry.port})" if entry.port is not None else ""

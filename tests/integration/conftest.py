@@ -5,6 +5,7 @@ fails every integration test; it never skips them."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -170,3 +171,47 @@ def workdir(tmp_path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+CAI = f"{sys.executable} -m cai"
+
+
+class Tmux:
+    """One tmux server and window running a plain bash, with the test's HOME."""
+
+    def __init__(self, home, width=80, height=24):
+        self.socket = unique("cai-tmux")
+        env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "PS1": "$ ", "TERM": "xterm"}
+        env.pop("XDG_CONFIG_HOME", None)
+        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height),
+                   "bash --norc --noprofile", env=env)
+
+    def _tmux(self, *args, env=None):
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True,
+                              timeout=30, env=env)
+
+    def type(self, line):
+        self._tmux("send-keys", "-t", "t", "-l", line)
+        self._tmux("send-keys", "-t", "t", "Enter")
+
+    def key(self, name):
+        self._tmux("send-keys", "-t", "t", name)
+
+    def resize(self, width, height):
+        self._tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
+
+    def screen(self):
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "t").stdout
+
+    def wait_for_text(self, pattern, timeout=60):
+        return wait_for(lambda: re.search(pattern, self.screen(), re.MULTILINE), timeout=timeout, interval=0.1)
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+
+
+@pytest.fixture()
+def tmux(home):
+    session = Tmux(home)
+    yield session
+    session.close()

@@ -363,3 +363,24 @@ def test_ssh_cleanup_aborts_when_no_engine_answers(tmp_path):
     assert done.returncode == 1
     assert "[ERROR] No Docker daemon is reachable" in done.stderr.splitlines()
     assert conf.exists()
+
+
+def test_same_named_workspaces_get_their_own_containers(tmp_path, docker_client, agent_image):
+    """Two directories called `twin` (no git) share the base name twin-nogit; neither may take the other's."""
+    home = tmp_path / "htwin"
+    home.mkdir()
+    names = []
+    try:
+        for parent in ("a", "b"):
+            workspace = tmp_path / parent / "twin"
+            workspace.mkdir(parents=True)
+            workspace.chmod(0o777)
+            done = run_cai(home, "run", str(workspace))
+            assert done.returncode == 0, done.stderr
+            names.append(done.stdout.strip())
+            labels = docker_client.api.inspect_container(names[-1])["Config"]["Labels"]
+            assert labels["containai.workspace"] == str(workspace)
+        assert names == ["twin-nogit", "twin-nogit-2"]
+    finally:
+        for name in names:
+            docker_client.api.remove_container(name, force=True)

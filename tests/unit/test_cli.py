@@ -42,6 +42,14 @@ def test_help_lists_every_command(capsys):
         (["nosuchcommand"], "[ERROR] Argument COMMAND: invalid choice: 'nosuchcommand'", None),
         (["image"], "[ERROR] Missing required argument: ACTION", "Use 'cai image --help' for usage"),
         (["--doc"], "[ERROR] Unknown option: --doc", "Use 'cai --help' for usage"),
+        (["stop", "--container", "a", "--all"], "[ERROR] --container and --all are mutually exclusive", None),
+        (["stop", "--all", "--export"], "[ERROR] --export and --all are mutually exclusive", None),
+        (["stop", "--name", "x"], "[ERROR] --name is no longer supported. Use --container instead.", None),
+        (["stop", "--container"], "[ERROR] --container requires a value", "Use 'cai stop --help' for usage"),
+        (["stop", "--container", "--all"], "[ERROR] --container requires a value", "Use 'cai stop --help' for usage"),
+        (["status", "--container", "a", "--workspace", "/"], "[ERROR] --container and --workspace are mutually exclusive", None),
+        (["status", "extra"], "[ERROR] Unexpected argument: extra", "Use 'cai status --help' for usage"),
+        (["ssh", "cleanup", "--bogus"], "[ERROR] Unknown option: --bogus", "Use 'cai ssh cleanup --help' for usage"),
     ],
 )
 def test_usage_errors_exit_1(capsys, argv, first_line, hint):

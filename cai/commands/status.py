@@ -1,0 +1,217 @@
+"""`cai status`: one container's state, uptime, sessions and resource use.
+
+Name, status and image come from one inspect and are always shown. For a running container the
+session probe and one non-streaming stats read run side by side within BEST_EFFORT_BUDGET_S; what
+does not arrive in time is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cai import output
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai import engine, sessions
+    from cai.main import Ctx
+
+BEST_EFFORT_BUDGET_S = 5.0
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "status",
+        help="show a container's state, uptime, sessions and resource use",
+        description="Show the workspace container's status, image, uptime, active sessions and memory/CPU use. "
+        "Uptime, sessions and resources are best effort (5 s at most).",
+    )
+    parser.add_argument("--container", metavar="NAME", help="show this container")
+    parser.add_argument("-w", "--workspace", metavar="PATH", help="show this workspace's container (default: current directory)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document (schema_version 1)")
+    return parser
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+
+def format_uptime(started_at: str, now: datetime) -> str | None:
+    """`3d 4h 12m`, `2h 5m` or `45m`; None for Docker's zero time or an unreadable value."""
+    from dateutil.parser import isoparse
+
+    if not started_at or started_at.startswith("0001-01-01"):
+        return None
+    try:
+        started = isoparse(started_at)
+    except ValueError:
+        return None
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    minutes = max(0, int((now - started).total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {mins}m"
+    if hours:
+        return f"{hours}h {mins}m"
+    return f"{mins}m"
+
+
+def bytes_size(size: float) -> str:
+    """Docker's binary size format (go-units BytesSize): 4 significant digits."""
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g}{_BINARY_UNITS[unit]}"
+
+
+def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
+    """What `docker stats` shows: memory without the page cache, CPU over the sample interval."""
+    found: dict[str, str] = {}
+    memory = stats.get("memory_stats") or {}
+    usage, limit = memory.get("usage"), memory.get("limit")
+    if isinstance(usage, int):
+        detail = memory.get("stats") or {}
+        cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+        if isinstance(cache, int) and cache < usage:
+            usage -= cache
+        found["memory_usage"] = bytes_size(usage)
+        if isinstance(limit, int) and limit > 0:
+            found["memory_limit"] = bytes_size(limit)
+            found["memory_percent"] = f"{usage / limit * 100:.0f}%"
+    cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    try:
+        cpu_delta = cpu["cpu_usage"]["total_usage"] - precpu["cpu_usage"]["total_usage"]
+        system_delta = cpu["system_cpu_usage"] - precpu["system_cpu_usage"]
+        cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or ()) or 1
+    except (KeyError, TypeError):
+        return found
+    if system_delta > 0 and cpu_delta >= 0:
+        found["cpu_percent"] = f"{cpu_delta / system_delta * cpus * 100:.2f}%"
+    return found
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def build_report(container: "engine.Container", uptime: str | None, found: "sessions.Sessions | None",
+                 resources: Mapping[str, str] | None) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "container": container.name,
+        "status": container.status,
+        "image": container.image or "unknown",
+        "uptime": uptime,
+    }
+    if found is not None:
+        report["sessions"] = {
+            "state": found.state.value,
+            "ssh_connections": found.ssh_connections,
+            "active_terminals": found.active_terminals,
+            "exec_sessions": found.exec_sessions,
+        }
+    if resources:
+        report["resources"] = {key: resources.get(key) for key in ("memory_usage", "memory_limit", "memory_percent", "cpu_percent")}
+    return _without_none(report)
+
+
+def render_text(report: Mapping[str, Any]) -> list[str]:
+    lines = [f"Container: {report['container']}", f"  Status: {report['status']}"]
+    if "uptime" in report:
+        lines.append(f"  Uptime: {report['uptime']}")
+    lines.append(f"  Image: {report['image']}")
+    found = report.get("sessions") or {}
+    if "ssh_connections" in found or "active_terminals" in found:
+        lines += ["", "  Sessions (best-effort):"]
+        for key, title in (("ssh_connections", "SSH connections"), ("active_terminals", "Active terminals"),
+                           ("exec_sessions", "Exec sessions")):
+            if key in found:
+                lines.append(f"    {title}: {found[key]}")
+    res = report.get("resources") or {}
+    if res:
+        lines += ["", "  Resource Usage:"]
+        if "memory_usage" in res and "memory_limit" in res:
+            percent = f" ({res['memory_percent']})" if "memory_percent" in res else ""
+            lines.append(f"    Memory: {res['memory_usage']} / {res['memory_limit']}{percent}")
+        if "cpu_percent" in res:
+            lines.append(f"    CPU: {res['cpu_percent']}")
+    return lines
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _container_name(args: argparse.Namespace) -> tuple[str, str]:
+    """(container name, the workspace it was looked up for)."""
+    from cai import config, labels
+
+    if args.container is not None:
+        if args.workspace is not None:
+            raise CaiError(ExitCode.ERROR, "--container and --workspace are mutually exclusive")
+        return labels.validate_container_name(args.container), os.getcwd()
+    raw = args.workspace if args.workspace is not None else os.getcwd()
+    workspace = labels.normalize_path(raw)
+    saved = config.workspace_state(workspace).get("container_name")
+    if not isinstance(saved, str) or not saved:
+        raise CaiError(ExitCode.ERROR, f"No container found for workspace: {raw}",
+                       "Use 'cai status --container <name>' to specify a container")
+    return saved, workspace
+
+
+def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | None", dict[str, str] | None]:
+    """The session probe and the stats read, side by side, each given what is left of the budget."""
+    import concurrent.futures
+
+    from cai import engine, sessions
+
+    def read_stats() -> dict[str, str]:
+        # its own client: the two calls run in parallel
+        return resources_from_stats(engine.container_stats(engine.Engine(container.context), container.name,
+                                                           timeout=BEST_EFFORT_BUDGET_S))
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    probe = pool.submit(sessions.detect, engine.Engine(container.context), container)
+    stats = pool.submit(read_stats)
+    concurrent.futures.wait([probe, stats], timeout=BEST_EFFORT_BUDGET_S)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+    def result(future: concurrent.futures.Future[Any]) -> Any:
+        if not future.done() or future.exception() is not None:
+            return None
+        return future.result()
+
+    return result(probe), result(stats)
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from pathlib import Path
+
+    from cai import engine, labels
+
+    name, workspace = _container_name(args)
+    try:
+        container = engine.find_container_by_name(name, explicit_context=ctx.context, workspace=Path(workspace))
+    except CaiError as exc:
+        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
+            raise CaiError(ExitCode.ERROR, f"Container not found: {name}") from exc
+        raise
+    if not labels.is_managed(container.labels):
+        raise CaiError(ExitCode.ERROR, f"Container {name} exists but is not managed by ContainAI")
+    uptime = found = resources = None
+    if container.running:
+        uptime = format_uptime(container.started_at, datetime.now(timezone.utc))
+        found, resources = _best_effort(container)
+    report = build_report(container, uptime, found, resources)
+    if args.json:
+        output.emit_json(report)
+    else:
+        for line in render_text(report):
+            output.out(line)
+    return ExitCode.OK

@@ -1,0 +1,297 @@
+"""`cai stop`: stop (or remove) workspace containers, never under someone's feet.
+
+Three modes, as in the original: `--container NAME`; the current directory's workspace state;
+and the list (`--all`, or a picker on a TTY). Each container goes through export (when asked),
+then the session check, then stop. With sessions present, a TTY is asked and anything else is
+refused unless `--force`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cai import output
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai import engine
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "stop",
+        help="stop workspace containers (checks for active sessions first)",
+        description="Stop the current workspace's container, a named one, or several. Before stopping, cai looks for "
+        "SSH connections, terminals and exec sessions inside: on a terminal it asks, otherwise it refuses "
+        "unless --force. Without workspace state or --container, it lists containers to pick from.",
+    )
+    parser.add_argument("--container", metavar="NAME", help="stop this container")
+    parser.add_argument("--all", action="store_true", help="stop every cai container without asking which")
+    parser.add_argument("--remove", action="store_true", help="remove the container (docker rm -f) and its ssh config")
+    parser.add_argument("--force", action="store_true", help="stop even with active sessions or a failed export")
+    parser.add_argument("--export", action="store_true", help="export the data volume first (not with --all)")
+    parser.add_argument("--name", help=argparse.SUPPRESS)
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import labels
+
+    if args.name is not None:
+        raise CaiError(ExitCode.ERROR, "--name is no longer supported. Use --container instead.")
+    if args.container is not None and args.all:
+        raise CaiError(ExitCode.ERROR, "--container and --all are mutually exclusive")
+    if args.export and args.all:
+        raise CaiError(ExitCode.ERROR, "--export and --all are mutually exclusive")
+    cwd = labels.normalize_path(os.getcwd())
+    if args.container is not None:
+        return _stop_named(args, ctx, labels.validate_container_name(args.container), cwd)
+    if not args.all:
+        from cai import config
+
+        saved = config.workspace_state(cwd).get("container_name")
+        if isinstance(saved, str) and saved:
+            return _stop_from_state(args, ctx, saved, cwd)
+    return _stop_listed(args, ctx, cwd)
+
+
+# --- one container ---------------------------------------------------------------------------
+
+
+def _find(name: str, ctx: "Ctx", cwd: str) -> "engine.Container | None":
+    from pathlib import Path
+
+    from cai import engine
+
+    try:
+        return engine.find_container_by_name(name, explicit_context=ctx.context, workspace=Path(cwd))
+    except CaiError as exc:
+        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
+            return None
+        raise
+
+
+def _require_managed(container: "engine.Container") -> None:
+    from cai import labels
+
+    if not labels.is_managed(container.labels):
+        raise CaiError(ExitCode.ERROR, f"Container {container.name} exists but is not managed by ContainAI")
+
+
+def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+    container = _find(name, ctx, cwd)
+    if container is None:
+        raise CaiError(ExitCode.ERROR, f"Container not found: {name}")
+    _require_managed(container)
+    return _stop_one(args, container)
+
+
+def _stop_from_state(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+    from cai import labels
+
+    container = _find(name, ctx, cwd)
+    if container is None:
+        output.warn(f"Container from workspace state not found: {name}")
+        return ExitCode.OK
+    _require_managed(container)
+    owner = labels.label(container.labels, labels.WORKSPACE)
+    if owner and owner != cwd:
+        raise CaiError(ExitCode.ERROR, f"Container '{name}' belongs to workspace '{owner}', not current directory.",
+                       f"        Use 'cai stop --container {name}' to force, or fix workspace state.")
+    return _stop_one(args, container)
+
+
+def _stop_one(args: argparse.Namespace, container: "engine.Container") -> int:
+    """Export, session check, stop: for a single container (modes A and B)."""
+    from cai import engine
+
+    eng = engine.Engine(container.context)
+    if args.export:
+        _export(eng, container, force=args.force)
+    verdict = _session_verdict(eng, container, force=args.force, interactive=output.isatty())
+    if verdict is not None:
+        return verdict
+    _stop_or_remove(eng, container, remove=args.remove)
+    output.ok("Done.")
+    return ExitCode.OK
+
+
+def _export(eng: "engine.Engine", container: "engine.Container", *, force: bool, label: str = "") -> None:
+    from cai import volume_export
+
+    suffix = f" for {container.name}" if label else ""
+    output.info(f"Exporting data volume{suffix}...")
+    try:
+        volume_export.export_container(eng, container)
+    except CaiError as exc:
+        output.error(exc.message)
+        for line in exc.extra:
+            output.plain_err(line)
+        if not force:
+            raise CaiError(ExitCode.ERROR, f"Export failed{suffix}. Use --force to stop anyway.") from exc
+        output.warn(f"Export failed{suffix}, continuing due to --force")
+
+
+def _session_verdict(eng: "engine.Engine", container: "engine.Container", *, force: bool, interactive: bool) -> int | None:
+    """None to go on stopping; otherwise the exit code to end with. Raises when refusing."""
+    from cai import sessions
+
+    if force or not container.running:
+        return None
+    found = sessions.detect(eng, container)
+    if found.state is sessions.State.UNKNOWN:
+        if output.is_verbose():
+            output.warn(f"Could not check sessions in '{container.name}' ({found.reason}); stopping anyway")
+        return None
+    if found.state is sessions.State.NONE:
+        return None
+    message = f"Container '{container.name}' has active sessions ({found.summary()})"
+    if not interactive:
+        raise CaiError(ExitCode.ERROR, message, f"Use --force to stop it anyway: cai stop --container {container.name} --force")
+    from cai import prompts
+
+    output.warn(message)
+    answer = prompts.confirm("Stop anyway?")
+    if answer:
+        return None
+    output.plain_err("Cancelled.")
+    return ExitCode.OK if answer is None else ExitCode.ERROR
+
+
+def _stop_or_remove(eng: "engine.Engine", container: "engine.Container", *, remove: bool) -> None:
+    from cai import containers, engine
+
+    if remove:
+        output.info(f"Removing: {container.name} [context: {eng.context}]")
+        containers.remove(eng, container)
+    else:
+        output.info(f"Stopping: {container.name} [context: {eng.context}]")
+        engine.stop_container(eng, container)
+
+
+# --- the list (--all, or the picker) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    engine: "engine.Engine"
+    id: str
+    name: str
+    status: str  # Docker's human status: "Up 5 minutes", "Exited (0) 2 hours ago", "Created"
+
+
+def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
+    """Our containers in every candidate context, each once (by id), sorted by name per context."""
+    from pathlib import Path
+
+    from cai import engine, labels
+
+    resolved = engine.resolve_context(ctx.context, Path(cwd))
+    rows: list[Row] = []
+    seen: set[str] = set()
+    failures: list[CaiError] = []
+    candidates = engine.candidate_contexts(ctx.context, Path(cwd))
+    for name in candidates:
+        eng = engine.Engine(name)
+        try:
+            listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
+            listed += engine.list_containers_from_image(eng, labels.DEFAULT_IMAGE)
+        except engine.EngineUnavailable as exc:
+            output.info(f"Context '{name}' is not reachable: {exc.message}")
+            failures.append(exc)
+            continue
+        found = {}
+        for item in listed:
+            item_labels = item.get("Labels") or {}
+            if item["Id"] in seen or not labels.is_ours(item_labels, item.get("Image", "")):
+                continue
+            found[item["Id"]] = Row(eng, item["Id"], item["Names"][0].lstrip("/"), item.get("Status", ""))
+        seen.update(found)
+        rows += sorted(found.values(), key=lambda r: r.name)
+    if failures and len(failures) == len(candidates):
+        raise failures[0]
+    return rows, resolved
+
+
+def _row_label(row: Row, resolved: str) -> str:
+    where = f" [context: {row.engine.context}]" if row.engine.context != resolved else ""
+    return f"{row.name} ({row.status}){where}"
+
+
+def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
+    rows, resolved = _rows(ctx, cwd)
+    if not rows:
+        output.out("No ContainAI containers found.")
+        return ExitCode.OK
+    output.out("ContainAI containers:")
+    output.out()
+    for number, row in enumerate(rows, 1):
+        output.out(f"  {number}) {_row_label(row, resolved)}")
+    if args.all:
+        return _stop_all(args, rows, resolved)
+    if not output.isatty():
+        output.plain_err()
+        raise CaiError(ExitCode.ERROR, "Non-interactive terminal detected.",
+                       "Use --all flag to stop all containers without prompting:", "  cai stop --all")
+    from cai import prompts
+
+    output.out()
+    verb = "remove" if args.remove else "stop"
+    chosen = prompts.checkbox(f"Select containers to {verb}:", [(_row_label(r, resolved), r) for r in rows])
+    if chosen is None:
+        output.plain_err("Cancelled.")
+        return ExitCode.OK
+    if not chosen:
+        output.out("No containers selected.")
+        return ExitCode.OK
+    for row in chosen:
+        container = row.engine.inspect_container(row.id)
+        if container is None:
+            output.warn(f"Container {row.name} is gone")
+            continue
+        if args.export:
+            _export(row.engine, container, force=args.force, label=row.name)
+        if _session_verdict(row.engine, container, force=args.force, interactive=True) is not None:
+            continue
+        output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}")
+        _stop_or_remove(row.engine, container, remove=args.remove)
+    output.out("Done.")
+    return ExitCode.OK
+
+
+def _stop_all(args: argparse.Namespace, rows: list[Row], resolved: str) -> int:
+    """Every row, without asking: those with sessions are skipped (unless --force) and reported."""
+    from cai import sessions
+
+    output.out()
+    output.out("Removing all containers (--all --remove flags)..." if args.remove else "Stopping all containers (--all flag)...")
+    skipped: list[str] = []
+    failed: list[str] = []
+    for row in rows:
+        where = f" [context: {row.engine.context}]" if row.engine.context != resolved else ""
+        container = row.engine.inspect_container(row.id)
+        if container is None:
+            continue
+        if not args.force and container.running:
+            found = sessions.detect(row.engine, container)
+            if found.state is sessions.State.HAS:
+                output.out(f"Skipping: {row.name}{where} (active sessions: {found.summary()})")
+                skipped.append(row.name)
+                continue
+        output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}{where}")
+        try:
+            _stop_or_remove(row.engine, container, remove=args.remove)
+        except CaiError as exc:
+            output.warn(exc.message)
+            failed.append(row.name)
+    output.out("Done.")
+    if skipped:
+        output.error(f"Skipped {len(skipped)} container(s) with active sessions: {' '.join(skipped)}")
+        output.plain_err("Use --force to stop them anyway: cai stop --all --force")
+    if failed:
+        output.error(f"Failed to {'remove' if args.remove else 'stop'}: {' '.join(failed)}")
+    return ExitCode.ERROR if skipped or failed else ExitCode.OK

@@ -1,0 +1,131 @@
+"""Who is inside a container: SSH connections, terminals and `docker exec` sessions.
+
+One root `docker exec` (5 s budget) prints raw data, and Python does the counting, so the probe
+needs nothing in the image beyond `sh`: `ss` output when `ss` exists, /proc/net/tcp{,6} always,
+and the names in /dev/pts. The engine's running exec sessions (ExecIDs) come from inspect, minus
+the probe's own exec.
+
+A container HAS sessions when any SSH connection or exec session is running, or when more than
+PTY_THRESHOLD terminals are open. One terminal alone is not enough, as in the original: a login
+over SSH or `docker exec -t` is already counted by its connection or its exec, and a lone pty is
+usually something left behind in the background (a detached `script` or tmux server).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from cai import engine
+
+PROBE_TIMEOUT_S = 5.0
+PTY_THRESHOLD = 1
+SSHD_PORT = 22
+
+PROBE_SCRIPT = (
+    "echo @ss; if command -v ss >/dev/null 2>&1; then ss -tan state established 2>/dev/null || echo @failed; "
+    "else echo @missing; fi; "
+    "echo @proc; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; "
+    "echo @pts; ls /dev/pts 2>/dev/null; "
+    "echo @end"
+)
+
+
+class State(enum.Enum):
+    HAS = "has"
+    NONE = "none"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Sessions:
+    state: State
+    ssh_connections: int | None = None
+    active_terminals: int | None = None
+    exec_sessions: int | None = None
+    reason: str = ""  # why the state is unknown
+
+    def summary(self) -> str:
+        def shown(value: int | None) -> str:
+            return "?" if value is None else str(value)
+
+        return f"ssh: {shown(self.ssh_connections)}, terminals: {shown(self.active_terminals)}, exec: {shown(self.exec_sessions)}"
+
+
+def _sections(output: str) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line in ("@ss", "@proc", "@pts", "@end"):
+            current = sections.setdefault(line[1:], [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def _count_ss(lines: list[str]) -> int | None:
+    """Rows of `ss -tan state established` whose local port is sshd's; None when ss did not run."""
+    if not lines or lines[0] in ("@missing", "@failed") or "@failed" in lines:
+        return None
+    count = 0
+    for row in lines[1:]:  # the first line is ss's header
+        fields = row.split()
+        if len(fields) >= 4 and fields[2].rsplit(":", 1)[-1] == str(SSHD_PORT):
+            count += 1
+    return count
+
+
+def _count_proc(lines: list[str]) -> int | None:
+    """Established (st 01) rows of /proc/net/tcp{,6} on local port 22; None when neither file was read."""
+    if not any(row.split()[:1] == ["sl"] for row in lines):
+        return None
+    count = 0
+    for row in lines:
+        fields = row.split()
+        if len(fields) >= 4 and fields[0] != "sl" and ":" in fields[1]:
+            if fields[3] == "01" and fields[1].rsplit(":", 1)[1].upper() == f"{SSHD_PORT:04X}":
+                count += 1
+    return count
+
+
+def parse_probe(output: str) -> tuple[int | None, int | None]:
+    """(ssh connections, numbered ptys) from the probe's output; None where it says nothing."""
+    sections = _sections(output)
+    if "end" not in sections:
+        return None, None
+    ssh = _count_ss(sections.get("ss", []))
+    if ssh is None:
+        ssh = _count_proc(sections.get("proc", []))
+    ptys = sum(1 for name in sections.get("pts", []) if name[:1].isdigit())
+    return ssh, ptys
+
+
+def classify(ssh: int | None, ptys: int | None, execs: int | None) -> State:
+    if ssh is None or ptys is None or execs is None:
+        known_busy = (ssh or 0) > 0 or (execs or 0) > 0 or (ptys or 0) > PTY_THRESHOLD
+        return State.HAS if known_busy else State.UNKNOWN
+    if ssh > 0 or execs > 0 or ptys > PTY_THRESHOLD:
+        return State.HAS
+    return State.NONE
+
+
+def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
+    """Best effort, never raises: an engine or probe failure is UNKNOWN with a reason."""
+    if not container.running:
+        return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
+    try:
+        probe_id, rc, output = engine.exec_captured(eng, container.name, ["sh", "-c", PROBE_SCRIPT], timeout=PROBE_TIMEOUT_S)
+    except engine.EngineUnavailable as exc:
+        return Sessions(State.UNKNOWN, reason=exc.message)
+    if rc != 0:
+        return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
+    ssh, ptys = parse_probe(output)
+    try:
+        execs: int | None = len([i for i in engine.running_exec_ids(eng, container.name) if i != probe_id])
+    except Exception as exc:  # noqa: BLE001 - a missing count makes the answer UNKNOWN, not an error
+        execs = None
+        reason = f"exec sessions unreadable: {getattr(exc, 'message', exc)}"
+    else:
+        reason = "" if ssh is not None else "neither ss nor /proc/net/tcp could be read"
+    state = classify(ssh, ptys, execs)
+    return Sessions(state, ssh, ptys, execs, reason if state is State.UNKNOWN else "")

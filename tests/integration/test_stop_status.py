@@ -1,0 +1,301 @@
+"""Session detection, `cai stop` and `cai status` against dockerd with real SSH and exec sessions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from conftest import CAI, agent_workspace, run_cai, unique, wait_for
+
+
+@pytest.fixture()
+def fresh(tmp_path_factory, home, docker_client, agent_image):
+    """Make workspace containers with `cai run`; each is removed at teardown."""
+    made: list[str] = []
+
+    def make():
+        workspace = agent_workspace(tmp_path_factory, "stop-ws")
+        done = run_cai(home, "run", str(workspace))
+        assert done.returncode == 0, done.stderr
+        made.append(done.stdout.strip())
+        return workspace, made[-1]
+
+    yield make
+    for name in made:
+        try:
+            docker_client.api.remove_container(name, force=True)
+        except Exception:  # noqa: BLE001 - a test removed it
+            pass
+
+
+def state(docker_client, name):
+    return docker_client.api.inspect_container(name)["State"]["Status"]
+
+
+def status_json(home, name):
+    done = run_cai(home, "status", "--container", name, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def sessions_of(home, name):
+    return status_json(home, name).get("sessions")
+
+
+class SshLogin:
+    """A real login over ssh (through the config cai wrote), held open until closed."""
+
+    def __init__(self, home, name):
+        self.child = subprocess.Popen(["ssh", "-F", str(home / ".ssh" / "containai.d" / f"{name}.conf"), name, "sleep", "300"],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def close(self):
+        self.child.kill()
+        self.child.wait()
+
+
+def exec_tty(docker_client, name, command=("sleep", "300")):
+    """What `docker exec -t NAME sleep 300` leaves running: an exec session with a pty."""
+    exec_id = docker_client.api.exec_create(name, list(command), tty=True)["Id"]
+    docker_client.api.exec_start(exec_id, detach=True, tty=True)
+    return exec_id
+
+
+def end_sleeps(docker_client, name):
+    docker_client.api.exec_start(docker_client.api.exec_create(name, ["pkill", "-x", "sleep"])["Id"])
+
+
+# --- session detection -----------------------------------------------------------------------
+
+
+def test_session_counts_follow_real_sessions(ws, home, docker_client):
+    _, name = ws
+    assert sessions_of(home, name) == {"state": "none", "ssh_connections": 0, "active_terminals": 0, "exec_sessions": 0}
+
+    login = SshLogin(home, name)
+    try:
+        got = wait_for(lambda: (s := sessions_of(home, name))["ssh_connections"] == 1 and s, timeout=20)
+        assert got["state"] == "has"
+    finally:
+        login.close()
+    wait_for(lambda: sessions_of(home, name)["ssh_connections"] == 0, timeout=20)
+
+    exec_tty(docker_client, name)
+    got = wait_for(lambda: (s := sessions_of(home, name))["exec_sessions"] == 1 and s)
+    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 1, "exec_sessions": 1}
+    exec_tty(docker_client, name)
+    got = wait_for(lambda: (s := sessions_of(home, name))["exec_sessions"] == 2 and s)
+    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 2, "exec_sessions": 2}
+    end_sleeps(docker_client, name)
+    assert wait_for(lambda: sessions_of(home, name)["state"] == "none")
+
+
+def test_pty_threshold_counts_terminals_held_without_a_session(ws, home, docker_client):
+    """A pty held in the background (no ssh, no running exec): one is not a session, two are."""
+    _, name = ws
+    hold = ["setsid", "-f", "script", "-qfc", "sleep 300", "/dev/null"]
+    try:
+        docker_client.api.exec_start(docker_client.api.exec_create(name, hold)["Id"])
+        got = wait_for(lambda: (s := sessions_of(home, name))["active_terminals"] == 1 and s)
+        assert (got["state"], got["exec_sessions"], got["ssh_connections"]) == ("none", 0, 0)
+        docker_client.api.exec_start(docker_client.api.exec_create(name, hold)["Id"])
+        got = wait_for(lambda: (s := sessions_of(home, name))["active_terminals"] == 2 and s)
+        assert got["state"] == "has"
+    finally:
+        docker_client.api.exec_start(docker_client.api.exec_create(name, ["pkill", "-x", "script"])["Id"])
+        end_sleeps(docker_client, name)
+
+
+def test_ssh_connections_are_read_from_proc_when_ss_is_missing(fresh, home, docker_client):
+    _, name = fresh()
+    ss_path = docker_client.containers.get(name).exec_run(["sh", "-c", "command -v ss"]).output.decode().strip()
+    assert ss_path
+    docker_client.containers.get(name).exec_run(["mv", ss_path, ss_path + ".hidden"])
+    login = SshLogin(home, name)
+    try:
+        got = wait_for(lambda: (s := sessions_of(home, name))["ssh_connections"] == 1 and s, timeout=20)
+        assert got["state"] == "has"
+    finally:
+        login.close()
+
+
+def test_status_of_a_paused_container_leaves_sessions_out(fresh, home, docker_client):
+    _, name = fresh()
+    docker_client.api.pause(name)
+    try:
+        report = status_json(home, name)
+        assert (report["status"], report.get("sessions")) == ("paused", None)
+    finally:
+        docker_client.api.unpause(name)
+
+
+# --- cai status ------------------------------------------------------------------------------
+
+
+def test_status_text_of_a_running_container(ws, home):
+    workspace, name = ws
+    started = time.monotonic()
+    done = run_cai(home, "status", "-w", str(workspace))
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"Container: {name}", "  Status: running"]
+    assert lines[2].startswith("  Uptime: ") and lines[2].endswith("m")
+    assert lines[3:6] == ["  Image: containai:latest", "", "  Sessions (best-effort):"]
+    assert lines[6:9] == ["    SSH connections: 0", "    Active terminals: 0", "    Exec sessions: 0"]
+    assert lines[9:11] == ["", "  Resource Usage:"]
+    assert lines[11].startswith("    Memory: ") and lines[11].endswith("%)") and " / 4GiB (" in lines[11]
+    assert lines[12].startswith("    CPU: ") and lines[12].endswith("%")
+    assert took < 5  # the budget; bench/ measures the real figure
+
+
+def test_status_json_keys_of_a_running_container(ws, home):
+    _, name = ws
+    report = status_json(home, name)
+    assert list(report) == ["schema_version", "container", "status", "image", "uptime", "sessions", "resources"]
+    assert list(report["resources"]) == ["memory_usage", "memory_limit", "memory_percent", "cpu_percent"]
+    assert report["resources"]["memory_limit"] == "4GiB"
+
+
+def test_status_of_an_exited_container(fresh, home, docker_client):
+    workspace, name = fresh()
+    docker_client.api.stop(name)
+    done = run_cai(home, "status", "-w", str(workspace))
+    assert (done.returncode, done.stdout) == (0, f"Container: {name}\n  Status: exited\n  Image: containai:latest\n")
+    assert status_json(home, name) == {"schema_version": 1, "container": name, "status": "exited", "image": "containai:latest"}
+
+
+def test_status_of_a_created_container(make_container, home):
+    c = make_container(start=False, labels={"containai.managed": "true"})
+    assert status_json(home, c.name) == {"schema_version": 1, "container": c.name, "status": "created", "image": "containai:latest"}
+
+
+def test_status_of_a_foreign_container(make_container, home):
+    c = make_container(labels={"containai.managed": "false"})
+    done = run_cai(home, "status", "--container", c.name)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"[ERROR] Container {c.name} exists but is not managed by ContainAI\n"
+
+
+def test_status_of_a_missing_container(home, docker_client):
+    name = unique()
+    done = run_cai(home, "status", "--container", name)
+    assert (done.returncode, done.stderr) == (1, f"[ERROR] Container not found: {name}\n")
+
+
+def test_status_without_workspace_state(home, tmp_path):
+    done = run_cai(home, "status", "--workspace", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"[ERROR] No container found for workspace: {tmp_path}",
+                                        "Use 'cai status --container <name>' to specify a container"]
+
+
+# --- cai stop --------------------------------------------------------------------------------
+
+
+def test_stop_refuses_without_a_tty_when_sessions_are_open(fresh, home, docker_client):
+    _, name = fresh()
+    login = SshLogin(home, name)
+    try:
+        wait_for(lambda: sessions_of(home, name)["ssh_connections"] == 1, timeout=20)
+        done = run_cai(home, "stop", "--container", name)
+        assert done.returncode == 1
+        assert done.stderr.splitlines() == [
+            f"[ERROR] Container '{name}' has active sessions (ssh: 1, terminals: 0, exec: 0)",
+            f"Use --force to stop it anyway: cai stop --container {name} --force"]
+        assert state(docker_client, name) == "running"
+
+        forced = run_cai(home, "stop", "--container", name, "--force")
+        assert (forced.returncode, forced.stdout, forced.stderr) == (0, "", "")
+        assert state(docker_client, name) == "exited"
+    finally:
+        login.close()
+
+
+def test_stop_without_sessions_uses_workspace_state(fresh, home, docker_client):
+    workspace, name = fresh()
+    done = run_cai(home, "--verbose", "stop", cwd=str(workspace))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"[INFO] Stopping: {name} [context: default]", "[OK] Done."]
+    assert state(docker_client, name) == "exited"
+
+
+def test_stop_remove_cleans_ssh_state(fresh, home, docker_client):
+    _, name = fresh()
+    port = docker_client.api.inspect_container(name)["Config"]["Labels"]["containai.ssh-port"]
+    known = home / ".config" / "containai" / "known_hosts"
+    assert f"[127.0.0.1]:{port} " in known.read_text()
+    done = run_cai(home, "stop", "--container", name, "--remove")
+    assert done.returncode == 0, done.stderr
+    assert not docker_client.containers.list(all=True, filters={"name": f"^{name}$"})
+    assert not (home / ".ssh" / "containai.d" / f"{name}.conf").exists()
+    assert f"[127.0.0.1]:{port} " not in known.read_text()
+
+
+def test_stop_export_failure_keeps_the_container_running(fresh, home, docker_client):
+    _, name = fresh()
+    done = run_cai(home, "stop", "--container", name, "--export")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == "[ERROR] Export failed. Use --force to stop anyway."
+    assert state(docker_client, name) == "running"
+
+
+@pytest.mark.parametrize(("keys", "code", "final"), [("n", 1, "running"), ("y", 0, "exited"), ("C-d", 0, "running")])
+def test_stop_on_a_tty_asks_first(fresh, home, docker_client, tmux, keys, code, final):
+    _, name = fresh()
+    exec_tty(docker_client, name)
+    wait_for(lambda: sessions_of(home, name)["exec_sessions"] == 1)
+    tmux.type(f"{CAI} stop --container {name}; echo \"rc=$?\"")
+    tmux.wait_for_text(r"Stop anyway\? \[y/N\]")
+    assert f"[WARN] Container '{name}' has active sessions (ssh: 0, terminals: 1, exec: 1)" in tmux.screen()
+    if keys == "C-d":
+        tmux.key("C-d")
+    else:
+        tmux.type(keys)
+    tmux.wait_for_text(rf"^rc={code}$")
+    if final == "running":
+        assert "Cancelled." in tmux.screen()
+    assert state(docker_client, name) == final
+
+
+def test_picker_on_a_tty_stops_the_chosen_container(fresh, home, docker_client, tmux, tmp_path):
+    _, name = fresh()
+    listing = run_cai(home, "stop", cwd=str(tmp_path))  # no workspace state here: the list, then the TTY error
+    assert listing.returncode == 1
+    assert listing.stderr.splitlines() == ["", "[ERROR] Non-interactive terminal detected.",
+                                           "Use --all flag to stop all containers without prompting:", "  cai stop --all"]
+    rows = [line for line in listing.stdout.splitlines() if line.startswith("  ") and ") " in line]
+    position = next(i for i, row in enumerate(rows) if row.split(") ", 1)[1].startswith(f"{name} ("))
+    tmux.type(f"cd {tmp_path} && {CAI} stop; echo \"rc=$?\"")
+    tmux.wait_for_text(r"Select containers to stop")
+    for _ in range(position):
+        tmux.key("Down")
+    tmux.key("Space")
+    tmux.key("Enter")
+    tmux.wait_for_text(r"^rc=0$")
+    assert state(docker_client, name) == "exited"
+
+
+def test_stop_all_skips_containers_in_use(fresh, home, docker_client):
+    """`--all` reaches every cai container on the engine: the ones running before are restarted."""
+    busy_ws, busy = fresh()
+    idle_ws, idle = fresh()
+    running_before = [c.name for c in docker_client.containers.list(filters={"label": "containai.managed=true"})]
+    exec_tty(docker_client, busy)
+    wait_for(lambda: sessions_of(home, busy)["exec_sessions"] == 1)
+    try:
+        done = run_cai(home, "stop", "--all")
+        assert done.returncode == 1
+        assert any(line.startswith(f"Skipping: {busy} (active sessions: ssh: 0, terminals: 1, exec: 1)")
+                   for line in done.stdout.splitlines())
+        assert f"Stopping: {idle}" in done.stdout.splitlines()
+        assert done.stderr.splitlines()[0] == f"[ERROR] Skipped 1 container(s) with active sessions: {busy}"
+        assert state(docker_client, busy) == "running"
+        assert state(docker_client, idle) == "exited"
+    finally:
+        for name in running_before:
+            if name not in (busy, idle):
+                docker_client.api.start(name)

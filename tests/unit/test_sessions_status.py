@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from cai import sessions
+from cai.commands import status
+
+SS_TWO_SSH = """@ss
+Recv-Q Send-Q Local Address:Port Peer Address:PortProcess
+0      0      172.17.0.2:22      172.17.0.1:50122
+0      0      [::ffff:172.17.0.2]:22 [::ffff:172.17.0.1]:50130
+0      0      172.17.0.2:41000   140.82.112.3:443
+@proc
+@pts
+0
+1
+ptmx
+@end
+"""
+
+PROC_ONE_SSH = """@ss
+@missing
+@proc
+  sl  local_address rem_address   st tx_queue rx_queue
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000
+   1: 020011AC:0016 010011AC:C3CA 01 00000000:00000000
+   2: 020011AC:A028 0370528C:01BB 01 00000000:00000000
+   3: 020011AC:0016 010011AC:C3CC 06 00000000:00000000
+  sl  local_address                         remote_address                        st
+@pts
+ptmx
+@end
+"""
+
+
+def test_ss_rows_on_port_22_are_counted():
+    assert sessions.parse_probe(SS_TWO_SSH) == (2, 2)
+
+
+def test_proc_net_tcp_is_read_when_ss_is_missing():
+    # only row 1 is ESTABLISHED (01) on local port 0x0016; row 3 is TIME_WAIT (06)
+    assert sessions.parse_probe(PROC_ONE_SSH) == (1, 0)
+
+
+def test_ss_failure_falls_back_to_proc():
+    text = PROC_ONE_SSH.replace("@missing", "Recv-Q Send-Q\n@failed")
+    assert sessions.parse_probe(text) == (1, 0)
+
+
+def test_neither_source_is_unknown():
+    assert sessions.parse_probe("@ss\n@missing\n@proc\n@pts\n@end\n") == (None, 0)
+    assert sessions.classify(None, 0, 0) is sessions.State.UNKNOWN
+
+
+def test_extra_lines_and_truncated_output_are_tolerated():
+    # the bash probe printed "0 0\n0\n"; junk before the markers is ignored, a cut-off probe is unknown
+    assert sessions.parse_probe("0 0\n0\n" + SS_TWO_SSH) == (2, 2)
+    assert sessions.parse_probe(SS_TWO_SSH.split("@pts")[0]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("ssh", "ptys", "execs", "state"),
+    [
+        (0, 0, 0, sessions.State.NONE),
+        (0, sessions.PTY_THRESHOLD, 0, sessions.State.NONE),  # one lone pty is not a session
+        (0, sessions.PTY_THRESHOLD + 1, 0, sessions.State.HAS),
+        (1, 0, 0, sessions.State.HAS),
+        (0, 0, 1, sessions.State.HAS),
+        (None, 0, 2, sessions.State.HAS),  # known busy even though ssh could not be read
+        (0, 0, None, sessions.State.UNKNOWN),
+    ],
+)
+def test_classify(ssh, ptys, execs, state):
+    assert sessions.classify(ssh, ptys, execs) is state
+
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("started", "shown"),
+    [
+        ("2026-11-23T11:59:30.123456789Z", "0m"),
+        ("2026-11-23T11:15:00Z", "45m"),
+        ("2026-11-23T09:55:00.5Z", "2h 4m"),
+        ("2026-11-20T07:48:00+00:00", "3d 4h 12m"),
+        ("0001-01-01T00:00:00Z", None),
+        ("", None),
+        ("not a time", None),
+    ],
+)
+def test_uptime(started, shown):
+    assert status.format_uptime(started, NOW) == shown
+
+
+@pytest.mark.parametrize(("size", "shown"), [(0, "0B"), (1855488, "1.77MiB"), (512 * 2**20, "512MiB"), (4 * 2**30, "4GiB"),
+                                             (1536, "1.5KiB")])
+def test_bytes_size_matches_docker(size, shown):
+    assert status.bytes_size(size) == shown
+
+
+def test_resources_from_stats_subtract_cache_and_use_the_cpu_delta():
+    stats = {
+        "memory_stats": {"usage": 12 * 2**20, "limit": 512 * 2**20, "stats": {"total_inactive_file": 2 * 2**20}},
+        "cpu_stats": {"cpu_usage": {"total_usage": 3_000_000}, "system_cpu_usage": 2_000_000_000, "online_cpus": 2},
+        "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000}, "system_cpu_usage": 1_000_000_000},
+    }
+    assert status.resources_from_stats(stats) == {
+        "memory_usage": "10MiB", "memory_limit": "512MiB", "memory_percent": "2%", "cpu_percent": "0.40%"}
+
+
+def test_resources_without_a_cpu_sample_leave_cpu_out():
+    stats = {"memory_stats": {"usage": 2**20, "limit": 2**30}, "cpu_stats": {}, "precpu_stats": {}}
+    assert "cpu_percent" not in status.resources_from_stats(stats)
+
+
+class _Container:
+    name, status, image = "c1", "exited", "containai:latest"
+
+
+def test_report_of_a_stopped_container_has_only_the_required_keys():
+    report = status.build_report(_Container(), None, None, None)
+    assert list(report) == ["container", "status", "image"]
+    assert status.render_text(report) == ["Container: c1", "  Status: exited", "  Image: containai:latest"]
+
+
+def test_unknown_sessions_keep_the_state_in_json_and_stay_out_of_text():
+    found = sessions.Sessions(sessions.State.UNKNOWN, reason="timeout")
+    report = status.build_report(_Container(), "5m", found, {})
+    assert report["sessions"] == {"state": "unknown"}
+    assert "  Sessions (best-effort):" not in status.render_text(report)
