@@ -145,6 +145,17 @@ def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path
     state = workspace_state(workspace).get("data_volume")
     if isinstance(state, str) and state:
         return validate_volume_name(state, source="workspace state")
+    for path, strict in _config_sources(workspace, explicit_config):
+        doc = load_toml(path, strict=strict)
+        section = best_workspace_section(doc, workspace)
+        for candidate in (section.get("data_volume"), doc.get("data_volume")):
+            if isinstance(candidate, str) and candidate:
+                return validate_volume_name(candidate, source=str(path))
+    return DEFAULT_DATA_VOLUME
+
+
+def _config_sources(workspace: Path, explicit_config: Path | None) -> list[tuple[Path, bool]]:
+    """The explicit or discovered repo config (strict only when explicit), then the user config."""
     sources: list[tuple[Path, bool]] = []
     if explicit_config is not None:
         sources.append((explicit_config, True))
@@ -155,13 +166,35 @@ def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path
     user = user_config_path()
     if all(path != user for path, _ in sources):
         sources.append((user, False))
-    for path, strict in sources:
+    return sources
+
+
+def _string_list(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def resolve_excludes(workspace: Path, explicit_config: Path | None = None) -> list[str]:
+    """`default_excludes` plus the best-matching `[workspace."P"].excludes`, each from the first
+    config that has one."""
+    defaults: list[str] | None = None
+    specific: list[str] | None = None
+    for path, strict in _config_sources(workspace, explicit_config):
         doc = load_toml(path, strict=strict)
+        if defaults is None and "default_excludes" in doc:
+            defaults = _string_list(doc["default_excludes"])
         section = best_workspace_section(doc, workspace)
-        for candidate in (section.get("data_volume"), doc.get("data_volume")):
-            if isinstance(candidate, str) and candidate:
-                return validate_volume_name(candidate, source=str(path))
-    return DEFAULT_DATA_VOLUME
+        if specific is None and "excludes" in section:
+            specific = _string_list(section["excludes"])
+    return list(dict.fromkeys((defaults or []) + (specific or [])))
+
+
+def import_excludes_private(workspace: Path, explicit_config: Path | None = None) -> bool:
+    """`[import].exclude_priv` (default true): leave `shell/bashrc.d/*.priv.*` out of imports."""
+    for path, strict in _config_sources(workspace, explicit_config):
+        section = load_toml(path, strict=strict).get("import")
+        if isinstance(section, dict) and isinstance(section.get("exclude_priv"), bool):
+            return section["exclude_priv"]
+    return True
 
 
 def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> str | None:

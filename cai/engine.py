@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from cai import config, output
 from cai.errors import CaiError, ExitCode
@@ -524,3 +524,51 @@ def stop_container(engine: "Engine", container: Container) -> None:
 def container_stats(engine: "Engine", name: str, timeout: float) -> dict[str, Any]:
     """One non-streaming stats read: the daemon waits one sample (about 1 s) so CPU has a delta."""
     return engine.call("stats", name, stream=False, timeout=timeout)
+
+
+# --- volumes and archives --------------------------------------------------------------------
+
+
+def volume_exists(engine: "Engine", name: str) -> bool:
+    docker = _sdk()
+    try:
+        engine.call("inspect_volume", name)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, *, writable: bool,
+                         labels: Mapping[str, str]) -> str:
+    """A helper container whose only mount is the named volume: no host path, no network.
+    Created, not started; start it only to run commands in it."""
+    def create(api: Any) -> str:
+        host_config = api.create_host_config(
+            binds={volume: {"bind": mount, "mode": "rw" if writable else "ro"}}, network_mode="none", auto_remove=False,
+        )
+        return api.create_container(image, entrypoint=["sleep"], command=["600"], labels=dict(labels),
+                                    host_config=host_config, network_disabled=True)["Id"]
+
+    return _with_engine_errors(engine, "Failed to create helper container", create)
+
+
+def get_archive(engine: "Engine", container: str, path: str) -> Iterator[bytes]:
+    """The uncompressed tar of `path` in the container (stopped ones too), as a byte stream."""
+    def fetch(api: Any) -> Iterator[bytes]:
+        stream, _ = api.get_archive(container, path, chunk_size=1 << 16)
+        return stream
+
+    return _with_engine_errors(engine, f"Failed to read {path} from {container}", fetch)
+
+
+def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:
+    """Extract an uncompressed tar (a file object) at `path`; owners and modes come from the tar."""
+    def put(api: Any) -> None:
+        if not api.put_archive(container, path, data):
+            raise CaiError(ExitCode.ERROR, f"Failed to write into {container}:{path}")
+
+    _with_engine_errors(engine, f"Failed to write into {container}:{path}", put)
+
+
+def start_helper(engine: "Engine", container: str) -> None:
+    _with_engine_errors(engine, "Failed to start helper container", lambda api: api.start(container))

@@ -20,6 +20,7 @@ TEMPLATE = "ai.containai.template"
 TEMPLATE_HASH = "ai.containai.template-hash"
 IMAGE_TAG = "containai.image-tag"
 KEEP = "containai.keep"
+HELPER = "containai.helper"
 
 MANAGED_FILTER = f"{MANAGED}=true"
 OUR_IMAGE_PREFIX = "containai:"

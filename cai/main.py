@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import keyword
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -13,7 +14,7 @@ from cai.argparsing import CaiParser, add_global_flags
 from cai.errors import CaiError, ExitCode
 
 # Literal, ordered: `cai --help` lists them in this order. Each module has add_parser() and run().
-COMMANDS = ("run", "exec", "shell", "stop", "status", "ssh", "image", "doctor", "docker")
+COMMANDS = ("run", "exec", "shell", "stop", "status", "export", "import", "ssh", "image", "doctor", "docker")
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 
@@ -27,7 +28,10 @@ class Ctx:
 
 
 def _command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"cai.commands.{name.replace('-', '_')}")
+    module = name.replace("-", "_")
+    if keyword.iskeyword(module):  # `import` lives in import_.py
+        module += "_"
+    return importlib.import_module(f"cai.commands.{module}")
 
 
 def build_parser() -> CaiParser:

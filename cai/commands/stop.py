@@ -111,7 +111,7 @@ def _stop_one(args: argparse.Namespace, container: "engine.Container") -> int:
 
     eng = engine.Engine(container.context)
     if args.export:
-        _export(eng, container, force=args.force)
+        _export(container, force=args.force)
     verdict = _session_verdict(eng, container, force=args.force, interactive=output.isatty())
     if verdict is not None:
         return verdict
@@ -120,13 +120,14 @@ def _stop_one(args: argparse.Namespace, container: "engine.Container") -> int:
     return ExitCode.OK
 
 
-def _export(eng: "engine.Engine", container: "engine.Container", *, force: bool, label: str = "") -> None:
-    from cai import volume_export
+def _export(container: "engine.Container", *, force: bool, label: str = "") -> None:
+    from cai import volumes
 
     suffix = f" for {container.name}" if label else ""
     output.info(f"Exporting data volume{suffix}...")
     try:
-        volume_export.export_container(eng, container)
+        path = volumes.export_target(volumes.target_of(container), None, use_excludes=True)
+        output.plain_err(f"[OK] Exported to: {path}")
     except CaiError as exc:
         output.error(exc.message)
         for line in exc.extra:
@@ -254,7 +255,7 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
             output.warn(f"Container {row.name} is gone")
             continue
         if args.export:
-            _export(row.engine, container, force=args.force, label=row.name)
+            _export(container, force=args.force, label=row.name)
         if _session_verdict(row.engine, container, force=args.force, interactive=True) is not None:
             continue
         output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}")

@@ -235,14 +235,6 @@ def test_stop_remove_cleans_ssh_state(fresh, home, docker_client):
     assert f"[127.0.0.1]:{port} " not in known.read_text()
 
 
-def test_stop_export_failure_keeps_the_container_running(fresh, home, docker_client):
-    _, name = fresh()
-    done = run_cai(home, "stop", "--container", name, "--export")
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == "[ERROR] Export failed. Use --force to stop anyway."
-    assert state(docker_client, name) == "running"
-
-
 @pytest.mark.parametrize(("keys", "code", "final"), [("n", 1, "running"), ("y", 0, "exited"), ("C-d", 0, "running")])
 def test_stop_on_a_tty_asks_first(fresh, home, docker_client, tmux, keys, code, final):
     _, name = fresh()

@@ -1,0 +1,41 @@
+"""`cai export`: the data volume as a gzip tar, streamed through the engine API."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai import output
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export",
+        help="export the data volume to a .tgz file",
+        description="Write the agent data volume as a gzip tar (default: ./containai-export-YYYYMMDD-HHMMSS.tgz). "
+        "The data comes through the Docker API, so this works on remote contexts too. Prints the file's path.",
+    )
+    parser.add_argument("-o", "--output", metavar="PATH", help="file or directory to write to")
+    parser.add_argument("--container", metavar="NAME", help="export this container's volume")
+    parser.add_argument("--data-volume", metavar="VOLUME", help="export this volume")
+    parser.add_argument("-w", "--workspace", metavar="PATH", help="the workspace whose volume to export (default: current directory)")
+    parser.add_argument("--config", metavar="PATH", help="config file for the volume and excludes")
+    parser.add_argument("--no-excludes", action="store_true", help="ignore default_excludes and workspace excludes")
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from pathlib import Path
+
+    from cai import volumes
+
+    target = volumes.resolve_target(explicit_context=ctx.context, container=args.container, volume=args.data_volume,
+                                    workspace=args.workspace, config_path=args.config)
+    explicit_config = Path(args.config).expanduser() if args.config else None
+    path = volumes.export_target(target, args.output, use_excludes=not args.no_excludes, explicit_config=explicit_config)
+    output.plain_err(f"[OK] Exported to: {path}")
+    output.out(str(path))
+    return 0

@@ -1,0 +1,241 @@
+"""`cai export`, `cai import` and `cai stop --export` against dockerd, locally and through a second context."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import tarfile
+import threading
+
+import pytest
+
+from conftest import agent_workspace, run_cai, unique
+
+
+def tree(path):
+    """name → (type, mode, uid, gid, content) for every entry of a gzip tar."""
+    with tarfile.open(path, "r:gz") as archive:
+        return {m.name: (m.type, m.mode, m.uid, m.gid, archive.extractfile(m).read() if m.isfile() else None)
+                for m in archive}
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory, docker_client, agent_image):
+    """A workspace container with its own HOME, a config with excludes, and data in its volume."""
+    home = tmp_path_factory.mktemp("export-home")
+    volume = unique("cai-test-vol")
+    config = home / ".config" / "containai"
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text('default_excludes = ["shell", "/secret.txt"]\n')
+    workspace = agent_workspace(tmp_path_factory, "export-ws")
+    done = run_cai(home, "run", "--data-volume", volume, str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    script = ("cd /mnt/agent-data && mkdir -p claude/sub shell/bashrc.d && printf 'x\\0y' > claude/bin && "
+              "echo s > claude/settings.json && chmod 640 claude/settings.json && echo t > secret.txt && "
+              "echo p > shell/bashrc.d/a.priv.sh && echo keep > shell/bashrc.d/b.sh && chmod 700 claude/sub")
+    assert run_cai(home, "exec", "--container", name, "--", "sh", "-c", script).returncode == 0
+    yield home, name, volume
+    docker_client.api.remove_container(name, force=True)
+    docker_client.api.remove_volume(volume, force=True)
+
+
+def helpers(docker_client):
+    return docker_client.containers.list(all=True, filters={"label": "containai.helper"})
+
+
+def test_export_of_a_container_streams_through_the_api(agent, tmp_path, docker_client):
+    home, name, _ = agent
+    done = run_cai(home, "export", "--container", name, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip()
+    assert re.fullmatch(re.escape(str(tmp_path)) + r"/containai-export-\d{8}-\d{6}\.tgz", path)
+    assert done.stderr == f"[OK] Exported to: {path}\n"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    entries = tree(path)
+    assert sorted(entries) == [".", "./claude", "./claude/bin", "./claude/settings.json", "./claude/sub"]
+    assert entries["./claude/settings.json"][1:] == (0o640, 1000, 1000, b"s\n")
+    assert entries["./claude/bin"][4] == b"x\0y"
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".part")] == []  # no temp file left beside it
+    assert helpers(docker_client) == []
+
+
+def test_no_excludes_and_volume_mode_through_a_helper(agent, tmp_path, docker_client):
+    home, name, volume = agent
+    docker_client.api.stop(name)  # the helper path, and no running container needed
+    try:
+        done = run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(tmp_path / "all.tgz"))
+        assert done.returncode == 0, done.stderr
+        assert {"./secret.txt", "./shell/bashrc.d/a.priv.sh"} <= set(tree(tmp_path / "all.tgz"))
+        assert helpers(docker_client) == []
+    finally:
+        docker_client.api.start(name)
+
+
+def test_round_trip_gives_the_same_tree(agent, tmp_path, docker_client):
+    home, name, volume = agent
+    first = tmp_path / "first.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(first)).returncode == 0
+    copy = unique("cai-test-copy")
+    try:
+        done = run_cai(home, "import", "--data-volume", copy, "--from", str(first))
+        assert done.returncode == 0, done.stderr
+        second = tmp_path / "second.tgz"
+        assert run_cai(home, "export", "--data-volume", copy, "--no-excludes", "-o", str(second)).returncode == 0
+        expected = {k: v for k, v in tree(first).items() if k != "./shell/bashrc.d/a.priv.sh"}  # *.priv.* stays out
+        assert tree(second) == expected
+        assert helpers(docker_client) == []
+    finally:
+        docker_client.api.remove_volume(copy, force=True)
+
+
+def test_import_dry_run_lists_and_writes_nothing(agent, tmp_path, docker_client):
+    home, _, volume = agent
+    archive = tmp_path / "a.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(archive)).returncode == 0
+    target = unique("cai-test-dry")
+    done = run_cai(home, "import", "--data-volume", target, "--from", str(archive), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "./claude/settings.json" in done.stdout.splitlines()
+    assert "./shell/bashrc.d/a.priv.sh" not in done.stdout.splitlines()
+    assert not docker_client.volumes.list(filters={"name": target})
+
+
+def _bad_archive(path, kind):
+    with tarfile.open(path, "w:gz") as tar:
+        ok = tarfile.TarInfo("./fine")
+        tar.addfile(ok, io.BytesIO(b""))
+        bad = tarfile.TarInfo({"traversal": "./../../etc/x", "absolute": "/etc/x", "symlink": "./l", "device": "./d"}[kind])
+        bad.type = {"symlink": tarfile.SYMTYPE, "device": tarfile.CHRTYPE}.get(kind, tarfile.REGTYPE)
+        bad.linkname = "/etc/shadow" if kind == "symlink" else ""
+        tar.addfile(bad, io.BytesIO(b"") if bad.type == tarfile.REGTYPE else None)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink", "device", "truncated"])
+def test_hostile_archive_writes_nothing(agent, tmp_path, docker_client, kind):
+    home, _, volume = agent
+    before = tmp_path / "before.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(before)).returncode == 0
+    if kind == "truncated":
+        bad = tmp_path / "cut.tgz"
+        bad.write_bytes(before.read_bytes()[:-30])
+    else:
+        bad = _bad_archive(tmp_path / "bad.tgz", kind)
+    done = run_cai(home, "import", "--data-volume", volume, "--from", str(bad))
+    assert done.returncode == 1
+    assert "Nothing was written." in done.stderr
+    after = tmp_path / "after.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(after)).returncode == 0
+    assert tree(after) == tree(before)
+    assert helpers(docker_client) == []
+
+
+def test_stop_export_writes_the_archive_then_stops(tmp_path_factory, home, docker_client, tmp_path):
+    workspace = agent_workspace(tmp_path_factory, "stopexp-ws")
+    done = run_cai(home, "run", str(workspace))
+    name = done.stdout.strip()
+    try:
+        stopped = run_cai(home, "stop", "--container", name, "--export", cwd=str(tmp_path))
+        assert stopped.returncode == 0, stopped.stderr
+        written = list(tmp_path.glob("containai-export-*.tgz"))
+        assert len(written) == 1 and stopped.stderr == f"[OK] Exported to: {written[0]}\n"
+        assert docker_client.api.inspect_container(name)["State"]["Status"] == "exited"
+    finally:
+        docker_client.api.remove_container(name, force=True)
+
+
+def test_stop_export_failure_keeps_the_container_running(make_container, home, tmp_path, docker_client):
+    c = make_container(labels={"containai.managed": "true", "containai.workspace": str(tmp_path),
+                               "containai.data-volume": unique("cai-test-missing")})
+    done = run_cai(home, "stop", "--container", c.name, "--export", cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == "[ERROR] Export failed. Use --force to stop anyway."
+    assert docker_client.api.inspect_container(c.name)["State"]["Status"] == "running"
+    forced = run_cai(home, "stop", "--container", c.name, "--export", "--force", cwd=str(tmp_path))
+    assert forced.returncode == 0
+    assert "[WARN] Export failed, continuing due to --force" in forced.stderr.splitlines()
+
+
+class RecordingProxy:
+    """A second endpoint for dockerd: a unix socket at a non-default path that relays every byte
+    to the engine and keeps what the client sent."""
+
+    def __init__(self, path, upstream="/var/run/docker.sock"):
+        self.path, self.upstream, self.sent = str(path), upstream, []
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.path)
+        self.listener.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.upstream)
+            record = bytearray()
+            self.sent.append(record)
+            threading.Thread(target=self._pump, args=(client, server, record), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, record):
+        try:
+            while data := source.recv(65536):
+                if record is not None:
+                    record.extend(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def container_creates(self):
+        bodies = []
+        for record in self.sent:
+            data = bytes(record)
+            for match in re.finditer(rb"POST /v[\d.]+/containers/create[^\r]*\r\n(.*?)\r\n\r\n", data, re.S):
+                length = int(re.search(rb"(?i)content-length: (\d+)", match[1])[1])
+                bodies.append(json.loads(data[match.end():match.end() + length]))
+        return bodies
+
+    def close(self):
+        self.listener.close()
+
+
+def test_export_and_import_through_another_context_use_no_host_paths(agent, tmp_path, docker_client):
+    home, _, volume = agent
+    proxy = RecordingProxy(tmp_path / "engine.sock")
+    context = unique("cai-remote")
+    env = {**os.environ, "DOCKER_CONFIG": str(home / ".docker")}
+    subprocess.run(["docker", "context", "create", context, "--docker", f"host=unix://{proxy.path}"],
+                   check=True, capture_output=True, env=env)
+    copy = unique("cai-test-remote")
+    try:
+        exported = run_cai(home, "--context", context, "export", "--data-volume", volume, "-o", str(tmp_path / "r.tgz"))
+        assert exported.returncode == 0, exported.stderr
+        imported = run_cai(home, "--context", context, "import", "--data-volume", copy, "--from", str(tmp_path / "r.tgz"))
+        assert imported.returncode == 0, imported.stderr
+        creates = proxy.container_creates()
+        assert len(creates) == 2  # one helper each way, both seen at the context's endpoint
+        for body in creates:
+            assert body["Labels"]["containai.helper"] in ("export", "import")
+            assert body["HostConfig"]["NetworkMode"] == "none"
+            assert [bind.split(":")[0] for bind in body["HostConfig"]["Binds"]] == [volume if body["Labels"]["containai.helper"] == "export" else copy]
+            assert not body["HostConfig"].get("Mounts")
+        assert {m.name for m in tarfile.open(tmp_path / "r.tgz")} >= {"./claude/settings.json"}
+    finally:
+        proxy.close()
+        subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, env=env)
+        docker_client.api.remove_volume(copy, force=True)
