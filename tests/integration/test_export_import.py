@@ -239,3 +239,28 @@ def test_export_and_import_through_another_context_use_no_host_paths(agent, tmp_
         proxy.close()
         subprocess.run(["docker", "context", "rm", "-f", context], capture_output=True, env=env)
         docker_client.api.remove_volume(copy, force=True)
+
+
+def test_export_shows_byte_progress_only_on_a_tty(agent, tmp_path):
+    import pty
+    import sys
+
+    home, _, volume = agent
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    primary, secondary = pty.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "cai", "export", "--data-volume", volume, "-o", str(tmp_path / "p.tgz")],
+                             stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(primary)
+    assert child.wait(timeout=60) == 0
+    assert re.search(rb"\rExporting: [\d.]+(B|KiB|MiB)", seen), seen
+    assert b"[OK] Exported to: " in seen
