@@ -87,6 +87,34 @@ def _workspace_of(eng: engine.Engine, name: str) -> str | None:
     return None if found is None else labels.label(found.labels, labels.WORKSPACE)
 
 
+def find_named(name: str, *, explicit_context: str | None, workspace: Path,
+               explicit_config: Path | None = None) -> engine.Container | None:
+    """By name across the candidate contexts; None when none has it. For stop, status, export and
+    import, where "not found" is rc 1 (the original's), not exec's 10."""
+    try:
+        return engine.find_container_by_name(name, explicit_context=explicit_context, workspace=workspace,
+                                             explicit_config=explicit_config)
+    except CaiError as exc:
+        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
+            return None
+        raise
+
+
+def require_managed(container: engine.Container) -> None:
+    """The strict rule (stop, status, export, import): the label must be exactly `true`."""
+    if not labels.is_managed(container.labels):
+        raise CaiError(ExitCode.ERROR, f"Container {container.name} exists but is not managed by ContainAI")
+
+
+def find_managed(name: str, *, explicit_context: str | None, workspace: Path,
+                 explicit_config: Path | None = None) -> engine.Container:
+    found = find_named(name, explicit_context=explicit_context, workspace=workspace, explicit_config=explicit_config)
+    if found is None:
+        raise CaiError(ExitCode.ERROR, f"Container not found: {name}")
+    require_managed(found)
+    return found
+
+
 def check_ours(container: engine.Container) -> None:
     if not labels.is_ours(container.labels, container.image):
         raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container '{container.name}' was not created by ContainAI",

@@ -423,17 +423,14 @@ def list_containers_from_image(engine: "Engine", image: str) -> list[dict[str, A
     docker = _sdk()
     try:
         return engine.call("containers", all=True, filters={"ancestor": image})
-    except (docker.errors.NotFound, CaiError) as exc:
-        if isinstance(exc, EngineUnavailable):
-            raise
+    except EngineUnavailable:
+        raise
+    except (docker.errors.NotFound, CaiError):  # the engine refuses an ancestor it does not know
         return []
 
 
 def ensure_volume(engine: "Engine", name: str) -> None:
-    docker = _sdk()
-    try:
-        engine.call("inspect_volume", name)
-    except docker.errors.NotFound:
+    if not volume_exists(engine, name):
         _with_engine_errors(engine, f"Failed to create volume {name}", lambda api: api.create_volume(name))
 
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 JSON_SCHEMA_VERSION = 1
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 _verbose = False
 _quiet = False
@@ -84,3 +85,12 @@ def emit_json(document: dict[str, Any]) -> None:
     """One JSON document on stdout, schema_version first."""
     body = {"schema_version": JSON_SCHEMA_VERSION, **document}
     print(json.dumps(body, indent=2), flush=True)
+
+
+def bytes_size(size: float) -> str:
+    """Docker's binary size format (go-units BytesSize): 4 significant digits."""
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g}{_BINARY_UNITS[unit]}"

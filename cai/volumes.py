@@ -126,14 +126,12 @@ class Progress:
             self._draw()
 
     def _draw(self) -> None:
-        from cai.commands.status import bytes_size
-
         self._drawn = time.monotonic()
         if self.total:
             filled = int(30 * min(self.done, self.total) / self.total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {bytes_size(self.done)} / {bytes_size(self.total)}"
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {output.bytes_size(self.done)} / {output.bytes_size(self.total)}"
         else:
-            bar = bytes_size(self.done)
+            bar = output.bytes_size(self.done)
         sys.stderr.write(f"\r{self.verb}: {bar}\033[K")
         sys.stderr.flush()
 
@@ -381,6 +379,7 @@ class VolumeTarget:
     volume: str
     workspace: Path
     container: str | None  # the managed container, when it was named
+    config: Path | None = None  # --config, which also decides the excludes
 
 
 def resolve_target(*, explicit_context: str | None, container: str | None, volume: str | None,
@@ -396,42 +395,33 @@ def resolve_target(*, explicit_context: str | None, container: str | None, volum
     if explicit_config is not None and not explicit_config.is_file():
         raise CaiError(ExitCode.ERROR, f"Config file not found: {explicit_config}")
     if container is not None:
-        return _container_target(labels.validate_container_name(container), explicit_context, explicit_config)
+        from cai import containers
+
+        found = containers.find_managed(labels.validate_container_name(container), explicit_context=explicit_context,
+                                        workspace=Path.cwd(), explicit_config=explicit_config)
+        return target_of(found, explicit_config)
     ws = labels.resolve_workspace(workspace)
     name = config.resolve_volume(volume, ws, explicit_config)
-    return VolumeTarget(engine.Engine(engine.resolve_context(explicit_context, ws, explicit_config)), name, ws, None)
+    return VolumeTarget(engine.Engine(engine.resolve_context(explicit_context, ws, explicit_config)), name, ws, None,
+                        explicit_config)
 
 
-def _container_target(name: str, explicit_context: str | None, explicit_config: Path | None) -> VolumeTarget:
-    try:
-        found = engine.find_container_by_name(name, explicit_context=explicit_context, workspace=Path.cwd(),
-                                              explicit_config=explicit_config)
-    except CaiError as exc:
-        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
-            raise CaiError(ExitCode.ERROR, f"Container not found: {name}") from exc
-        raise
-    return target_of(found)
-
-
-def target_of(container: engine.Container) -> VolumeTarget:
-    """The volume and workspace a managed container's labels name."""
-    if not labels.is_managed(container.labels):
-        raise CaiError(ExitCode.ERROR, f"Container {container.name} exists but is not managed by ContainAI")
+def target_of(container: engine.Container, explicit_config: Path | None = None) -> VolumeTarget:
+    """The volume and workspace a managed container's labels name (the caller checked it is managed)."""
     workspace = labels.label(container.labels, labels.WORKSPACE)
     if not workspace:
         raise CaiError(ExitCode.ERROR, f"Container {container.name} is missing workspace label")
     volume = labels.label(container.labels, labels.DATA_VOLUME)
     if not volume:
         raise CaiError(ExitCode.ERROR, f"Container {container.name} is missing data-volume label")
-    return VolumeTarget(engine.Engine(container.context), volume, Path(workspace), container.name)
+    return VolumeTarget(engine.Engine(container.context), volume, Path(workspace), container.name, explicit_config)
 
 
-def export_target(target: VolumeTarget, destination: str | None, *, use_excludes: bool,
-                  explicit_config: Path | None = None) -> Path:
+def export_target(target: VolumeTarget, destination: str | None, *, use_excludes: bool) -> Path:
     """Export with the config's excludes; returns the absolute path written."""
     from cai import config
 
     path = output_path(destination, Path(os.getcwd()), datetime.now())
-    excludes = config.resolve_excludes(target.workspace, explicit_config) if use_excludes else []
+    excludes = config.resolve_excludes(target.workspace, target.config) if use_excludes else []
     export(target.engine, target.volume, path, source=ExportSource(target.container), excludes=excludes)
     return path

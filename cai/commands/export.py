@@ -28,14 +28,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from pathlib import Path
-
     from cai import volumes
 
     target = volumes.resolve_target(explicit_context=ctx.context, container=args.container, volume=args.data_volume,
                                     workspace=args.workspace, config_path=args.config)
-    explicit_config = Path(args.config).expanduser() if args.config else None
-    path = volumes.export_target(target, args.output, use_excludes=not args.no_excludes, explicit_config=explicit_config)
+    path = volumes.export_target(target, args.output, use_excludes=not args.no_excludes)
     output.plain_err(f"[OK] Exported to: {path}")
     output.out(str(path))
     return 0

@@ -42,10 +42,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     source = Path(os.path.expanduser(args.source)).absolute()
     target = volumes.resolve_target(explicit_context=ctx.context, container=args.container, volume=args.data_volume,
                                     workspace=args.workspace, config_path=args.config)
-    explicit_config = Path(args.config).expanduser() if args.config else None
     # What the archive holds is restored (export already applied the excludes), except *.priv.*.
     patterns: list[str] = []
-    if not args.no_excludes and config.import_excludes_private(target.workspace, explicit_config):
+    if not args.no_excludes and config.import_excludes_private(target.workspace, target.config):
         patterns += volumes.PRIVATE_PATTERNS
     if args.no_secrets:
         patterns += volumes.SECRET_PATTERNS

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from cai.main import Ctx
 
 BEST_EFFORT_BUDGET_S = 5.0
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -61,15 +60,6 @@ def format_uptime(started_at: str, now: datetime) -> str | None:
     return f"{mins}m"
 
 
-def bytes_size(size: float) -> str:
-    """Docker's binary size format (go-units BytesSize): 4 significant digits."""
-    unit = 0
-    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
-        size /= 1024
-        unit += 1
-    return f"{size:.4g}{_BINARY_UNITS[unit]}"
-
-
 def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
     """What `docker stats` shows: memory without the page cache, CPU over the sample interval."""
     found: dict[str, str] = {}
@@ -80,9 +70,9 @@ def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
         cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
         if isinstance(cache, int) and cache < usage:
             usage -= cache
-        found["memory_usage"] = bytes_size(usage)
+        found["memory_usage"] = output.bytes_size(usage)
         if isinstance(limit, int) and limit > 0:
-            found["memory_limit"] = bytes_size(limit)
+            found["memory_limit"] = output.bytes_size(limit)
             found["memory_percent"] = f"{usage / limit * 100:.0f}%"
     cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
     try:
@@ -193,17 +183,10 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from pathlib import Path
 
-    from cai import engine, labels
+    from cai import containers
 
     name, workspace = _container_name(args)
-    try:
-        container = engine.find_container_by_name(name, explicit_context=ctx.context, workspace=Path(workspace))
-    except CaiError as exc:
-        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
-            raise CaiError(ExitCode.ERROR, f"Container not found: {name}") from exc
-        raise
-    if not labels.is_managed(container.labels):
-        raise CaiError(ExitCode.ERROR, f"Container {name} exists but is not managed by ContainAI")
+    container = containers.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
     uptime = found = resources = None
     if container.running:
         uptime = format_uptime(container.started_at, datetime.now(timezone.utc))

@@ -62,42 +62,24 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 # --- one container ---------------------------------------------------------------------------
 
 
-def _find(name: str, ctx: "Ctx", cwd: str) -> "engine.Container | None":
+def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
     from pathlib import Path
 
-    from cai import engine
+    from cai import containers
 
-    try:
-        return engine.find_container_by_name(name, explicit_context=ctx.context, workspace=Path(cwd))
-    except CaiError as exc:
-        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
-            return None
-        raise
-
-
-def _require_managed(container: "engine.Container") -> None:
-    from cai import labels
-
-    if not labels.is_managed(container.labels):
-        raise CaiError(ExitCode.ERROR, f"Container {container.name} exists but is not managed by ContainAI")
-
-
-def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
-    container = _find(name, ctx, cwd)
-    if container is None:
-        raise CaiError(ExitCode.ERROR, f"Container not found: {name}")
-    _require_managed(container)
-    return _stop_one(args, container)
+    return _stop_one(args, containers.find_managed(name, explicit_context=ctx.context, workspace=Path(cwd)))
 
 
 def _stop_from_state(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
-    from cai import labels
+    from pathlib import Path
 
-    container = _find(name, ctx, cwd)
+    from cai import containers, labels
+
+    container = containers.find_named(name, explicit_context=ctx.context, workspace=Path(cwd))
     if container is None:
         output.warn(f"Container from workspace state not found: {name}")
         return ExitCode.OK
-    _require_managed(container)
+    containers.require_managed(container)
     owner = labels.label(container.labels, labels.WORKSPACE)
     if owner and owner != cwd:
         raise CaiError(ExitCode.ERROR, f"Container '{name}' belongs to workspace '{owner}', not current directory.",
@@ -218,9 +200,13 @@ def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
     return rows, resolved
 
 
+def _where(row: Row, resolved: str) -> str:
+    """Rows of the resolved context go unmarked, as the original's current-context rows did."""
+    return f" [context: {row.engine.context}]" if row.engine.context != resolved else ""
+
+
 def _row_label(row: Row, resolved: str) -> str:
-    where = f" [context: {row.engine.context}]" if row.engine.context != resolved else ""
-    return f"{row.name} ({row.status}){where}"
+    return f"{row.name} ({row.status}){_where(row, resolved)}"
 
 
 def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
@@ -273,7 +259,7 @@ def _stop_all(args: argparse.Namespace, rows: list[Row], resolved: str) -> int:
     skipped: list[str] = []
     failed: list[str] = []
     for row in rows:
-        where = f" [context: {row.engine.context}]" if row.engine.context != resolved else ""
+        where = _where(row, resolved)
         container = row.engine.inspect_container(row.id)
         if container is None:
             continue

@@ -45,6 +45,11 @@ def sessions_of(home, name):
     return status_json(home, name).get("sessions")
 
 
+def sessions_once(home, name, key, value, timeout=10):
+    """The sessions report, as soon as `key` reaches `value`."""
+    return wait_for(lambda: (s := sessions_of(home, name))[key] == value and s, timeout=timeout)
+
+
 class SshLogin:
     """A real login over ssh (through the config cai wrote), held open until closed."""
 
@@ -77,20 +82,20 @@ def test_session_counts_follow_real_sessions(ws, home, docker_client):
 
     login = SshLogin(home, name)
     try:
-        got = wait_for(lambda: (s := sessions_of(home, name))["ssh_connections"] == 1 and s, timeout=20)
+        got = sessions_once(home, name, "ssh_connections", 1, timeout=20)
         assert got["state"] == "has"
     finally:
         login.close()
-    wait_for(lambda: sessions_of(home, name)["ssh_connections"] == 0, timeout=20)
+    sessions_once(home, name, "ssh_connections", 0, timeout=20)
 
     exec_tty(docker_client, name)
-    got = wait_for(lambda: (s := sessions_of(home, name))["exec_sessions"] == 1 and s)
+    got = sessions_once(home, name, "exec_sessions", 1)
     assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 1, "exec_sessions": 1}
     exec_tty(docker_client, name)
-    got = wait_for(lambda: (s := sessions_of(home, name))["exec_sessions"] == 2 and s)
+    got = sessions_once(home, name, "exec_sessions", 2)
     assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 2, "exec_sessions": 2}
     end_sleeps(docker_client, name)
-    assert wait_for(lambda: sessions_of(home, name)["state"] == "none")
+    sessions_once(home, name, "state", "none")
 
 
 def test_pty_threshold_counts_terminals_held_without_a_session(ws, home, docker_client):
@@ -99,10 +104,10 @@ def test_pty_threshold_counts_terminals_held_without_a_session(ws, home, docker_
     hold = ["setsid", "-f", "script", "-qfc", "sleep 300", "/dev/null"]
     try:
         docker_client.api.exec_start(docker_client.api.exec_create(name, hold)["Id"])
-        got = wait_for(lambda: (s := sessions_of(home, name))["active_terminals"] == 1 and s)
+        got = sessions_once(home, name, "active_terminals", 1)
         assert (got["state"], got["exec_sessions"], got["ssh_connections"]) == ("none", 0, 0)
         docker_client.api.exec_start(docker_client.api.exec_create(name, hold)["Id"])
-        got = wait_for(lambda: (s := sessions_of(home, name))["active_terminals"] == 2 and s)
+        got = sessions_once(home, name, "active_terminals", 2)
         assert got["state"] == "has"
     finally:
         docker_client.api.exec_start(docker_client.api.exec_create(name, ["pkill", "-x", "script"])["Id"])
@@ -116,7 +121,7 @@ def test_ssh_connections_are_read_from_proc_when_ss_is_missing(fresh, home, dock
     docker_client.containers.get(name).exec_run(["mv", ss_path, ss_path + ".hidden"])
     login = SshLogin(home, name)
     try:
-        got = wait_for(lambda: (s := sessions_of(home, name))["ssh_connections"] == 1 and s, timeout=20)
+        got = sessions_once(home, name, "ssh_connections", 1, timeout=20)
         assert got["state"] == "has"
     finally:
         login.close()
@@ -200,7 +205,7 @@ def test_stop_refuses_without_a_tty_when_sessions_are_open(fresh, home, docker_c
     _, name = fresh()
     login = SshLogin(home, name)
     try:
-        wait_for(lambda: sessions_of(home, name)["ssh_connections"] == 1, timeout=20)
+        sessions_once(home, name, "ssh_connections", 1, timeout=20)
         done = run_cai(home, "stop", "--container", name)
         assert done.returncode == 1
         assert done.stderr.splitlines() == [
@@ -239,7 +244,7 @@ def test_stop_remove_cleans_ssh_state(fresh, home, docker_client):
 def test_stop_on_a_tty_asks_first(fresh, home, docker_client, tmux, keys, code, final):
     _, name = fresh()
     exec_tty(docker_client, name)
-    wait_for(lambda: sessions_of(home, name)["exec_sessions"] == 1)
+    sessions_once(home, name, "exec_sessions", 1)
     tmux.type(f"{CAI} stop --container {name}; echo \"rc=$?\"")
     tmux.wait_for_text(r"Stop anyway\? \[y/N\]")
     assert f"[WARN] Container '{name}' has active sessions (ssh: 0, terminals: 1, exec: 1)" in tmux.screen()
@@ -277,7 +282,7 @@ def test_stop_all_skips_containers_in_use(fresh, home, docker_client):
     idle_ws, idle = fresh()
     running_before = [c.name for c in docker_client.containers.list(filters={"label": "containai.managed=true"})]
     exec_tty(docker_client, busy)
-    wait_for(lambda: sessions_of(home, busy)["exec_sessions"] == 1)
+    sessions_once(home, busy, "exec_sessions", 1)
     try:
         done = run_cai(home, "stop", "--all")
         assert done.returncode == 1

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cai import sessions
+from cai import output, sessions
 from cai.commands import status
 
 SS_TWO_SSH = """@ss
@@ -98,7 +98,7 @@ def test_uptime(started, shown):
 @pytest.mark.parametrize(("size", "shown"), [(0, "0B"), (1855488, "1.77MiB"), (512 * 2**20, "512MiB"), (4 * 2**30, "4GiB"),
                                              (1536, "1.5KiB")])
 def test_bytes_size_matches_docker(size, shown):
-    assert status.bytes_size(size) == shown
+    assert output.bytes_size(size) == shown
 
 
 def test_resources_from_stats_subtract_cache_and_use_the_cpu_delta():
