@@ -33,7 +33,8 @@ class _StoreTrueOnce(argparse._StoreTrueAction):
 
 
 _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
-    (re.compile(r"^argument (\S+?)(?:/\S+)?: expected one argument$"), lambda m, p: f"{m[1]} requires a value"),
+    (re.compile(r"^argument (\S+?)(?:/\S+)?: expected one argument$"),
+     lambda m, p: f"{m[1]} requires a value{p.missing_value_hints.get(m[1], '')}"),
     (re.compile(r"^argument (\S+?)(?:/\S+)?: not allowed with argument (\S+?)(?:/\S+)?$"), None),
     (re.compile(r"^the following arguments are required: (.*)$"), lambda m, p: f"Missing required argument: {m[1]}"),
     (re.compile(r"^repeated option: (.*)$"), lambda m, p: f"{m[1]} was given more than once"),
@@ -74,6 +75,8 @@ class CaiParser(argparse.ArgumentParser):
         return shown(message[:1].upper() + message[1:])
 
     _first_unrecognized: str | None = None
+    # Per-flag text after "--flag requires a value", e.g. examples of a valid value.
+    missing_value_hints: dict[str, str] = {}
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:  # type: ignore[override]
         """Unknown tokens are errors here, so a subcommand names itself in the usage hint."""

@@ -285,10 +285,6 @@ def save_workspace_state(workspace: Path | str, **values: Any) -> None:
     update_user_config(mutate)
 
 
-def now_utc_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- a small TOML writer (tomllib reads; the stdlib has no writer) ---------------------------
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -429,6 +429,46 @@ def list_containers_from_image(engine: "Engine", image: str) -> list[dict[str, A
         return []
 
 
+def inspect_many(engine: "Engine", ids: list[str], workers: int = 8) -> dict[str, Container]:
+    """Inspect containers side by side (a bounded fan-out: the list call has no timestamps).
+    Containers that vanished meanwhile are left out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine.api()  # one client for all threads, made before they start
+
+    def one(container_id: str) -> Container | None:
+        return engine.inspect_container(container_id)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ids)))) as pool:
+        found = list(pool.map(one, ids))
+    return {record.id: record for record in found if record is not None}
+
+
+def list_images(engine: "Engine") -> list[dict[str, Any]]:
+    return engine.call("images")
+
+
+def remove_stopped_container(engine: "Engine", container_id: str) -> bool:
+    """`docker rm` without force, so the engine itself refuses a container that is running by
+    now. False when it is already gone."""
+    docker = _sdk()
+    try:
+        engine.api(SLOW_TIMEOUT_S).remove_container(container_id, force=False, v=False)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise CaiError(ExitCode.ERROR, _api_message(exc)) from exc
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+def remove_image(engine: "Engine", reference: str) -> None:
+    """`docker rmi` without force: an image a container uses stays."""
+    _with_engine_errors(engine, f"Failed to remove image {reference}",
+                        lambda api: api.remove_image(reference, force=False, noprune=False))
+
+
 def ensure_volume(engine: "Engine", name: str) -> None:
     if not volume_exists(engine, name):
         _with_engine_errors(engine, f"Failed to create volume {name}", lambda api: api.create_volume(name))

@@ -40,16 +40,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def format_uptime(started_at: str, now: datetime) -> str | None:
     """`3d 4h 12m`, `2h 5m` or `45m`; None for Docker's zero time or an unreadable value."""
-    from dateutil.parser import isoparse
+    from cai import clock
 
-    if not started_at or started_at.startswith("0001-01-01"):
+    if clock.is_zero_time(started_at):
         return None
     try:
-        started = isoparse(started_at)
+        started = clock.parse_rfc3339(started_at)
     except ValueError:
         return None
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=timezone.utc)
     minutes = max(0, int((now - started).total_seconds() // 60))
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)

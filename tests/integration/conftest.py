@@ -215,3 +215,25 @@ def tmux(home):
     session = Tmux(home)
     yield session
     session.close()
+
+
+@pytest.fixture(scope="session")
+def spare_engine(tmp_path_factory):
+    """`spare_engine(i)`: a dockerd of the tests' own (see spare_engine.py), started once per session."""
+    from spare_engine import SpareEngine
+
+    started: dict[int, SpareEngine] = {}
+
+    def get(index: int) -> SpareEngine:
+        if index not in started:
+            try:
+                started[index] = SpareEngine(index, tmp_path_factory.getbasetemp()).start()
+            except Exception as exc:  # noqa: BLE001
+                if os.environ.get("CI") == "true":
+                    pytest.fail(f"spare engine {index}: {exc}")
+                pytest.skip(f"spare engine {index}: {exc}")
+        return started[index]
+
+    yield get
+    for engine in started.values():
+        engine.stop()

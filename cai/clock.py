@@ -1,0 +1,59 @@
+"""Engine timestamps and age thresholds. Pure functions; dateutil is imported on first use."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from cai import output
+from cai.errors import CaiError, ExitCode
+
+# Docker's "never happened" time (FinishedAt of a never-started container). It parses, to a date
+# in year 1, so it must be caught by name, not by arithmetic.
+ZERO_TIME_PREFIX = "0001-01-01"
+
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}
+# Units once each, largest first: `30d`, `1d12h`, `2w`, `90m`. `D`/`H` as the original allows;
+# `M` is refused so that nobody reads it as months.
+_AGE_RE = re.compile(r"^(?:(?P<w>\d+)[wW])?(?:(?P<d>\d+)[dD])?(?:(?P<h>\d+)[hH])?(?:(?P<m>\d+)m)?$")
+
+
+def is_zero_time(text: str) -> bool:
+    return not text or text.startswith(ZERO_TIME_PREFIX)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """An aware datetime from an RFC 3339 timestamp with any fraction (nanoseconds are cut to
+    microseconds) and `Z` or a numeric offset. A timestamp without an offset is taken as UTC,
+    since the engine's clock, not this host's zone, is what ages are measured against.
+    Raises ValueError for anything that is not a date with a time."""
+    from dateutil.parser import isoparse
+
+    if len(text) < 11 or text[10] not in "Tt ":
+        raise ValueError(f"not a timestamp: {text!r}")
+    parsed = isoparse(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def epoch_seconds(text: str) -> int:
+    """Whole seconds since the epoch, the fraction dropped (as the original's `int(ts)`)."""
+    return int(parse_rfc3339(text).timestamp())
+
+
+def parse_age(text: str) -> int:
+    """Seconds in an age such as `30d`, `24h`, `2w`, `90m` or `1d12h`; the original's errors."""
+    if text == "":
+        raise CaiError(ExitCode.ERROR, "--age requires a value")
+    match = _AGE_RE.match(text)
+    if match is None or not any(match.groupdict().values()):
+        raise CaiError(ExitCode.ERROR, f"Invalid age format: {output.shown(text)} (expected Nd or Nh, e.g., 30d, 7d, 24h)",
+                       "Also accepted: Nw (weeks), Nm (minutes) and combinations such as 1d12h")
+    return sum(int(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value)
+
+
+def format_age(seconds: int) -> str:
+    """`3d 4h` or `5h`; under an hour is `0h`, as the original prints it."""
+    seconds = max(0, seconds)
+    days, rest = divmod(seconds, 86400)
+    hours = rest // 3600
+    return f"{days}d {hours}h" if days > 0 else f"{hours}h"
