@@ -247,8 +247,9 @@ def ssh_ready(container: engine.Container) -> bool:
     return (ssh.host_config_dir() / f"{container.name}.conf").exists()
 
 
-def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty: str | None) -> int:
-    """Run `remote` over SSH: remote codes pass through; a command that was sent is never re-run."""
+def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty: str | None, shared: bool = False) -> int:
+    """Run `remote` over SSH: remote codes pass through; a command that was sent is never re-run.
+    `shared` sessions go through the control master (see ssh.multiplex_options)."""
     port = ssh_port(container)
     if not ssh_ready(container):
         output.info("Setting up SSH configuration...")
@@ -257,7 +258,7 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
     attempt = 0
     delay = 0.5
     while True:
-        outcome = ssh.run_session(port, remote, tty=tty)
+        outcome = ssh.run_session(port, remote, tty=tty, shared=shared)
         if outcome.signal is not None:
             return 128 + outcome.signal
         if outcome.rc != 255 or outcome.sent:

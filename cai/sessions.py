@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cai import engine
+from cai import engine, labels, ssh
 
 PROBE_TIMEOUT_S = 5.0
 PTY_THRESHOLD = 1
@@ -113,19 +113,22 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
     """Best effort, never raises: an engine or probe failure is UNKNOWN with a reason."""
     if not container.running:
         return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
+    port = labels.label(container.labels, labels.SSH_PORT)
+    if port.isdigit():  # our own idle shared connection is nobody inside
+        ssh.release_master(int(port))
     try:
         probe_id, rc, output = engine.exec_captured(eng, container.name, ["sh", "-c", PROBE_SCRIPT], timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:
         return Sessions(State.UNKNOWN, reason=exc.message)
     if rc != 0:
         return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
-    ssh, ptys = parse_probe(output)
+    connections, ptys = parse_probe(output)
     try:
         execs: int | None = len([i for i in engine.running_exec_ids(eng, container.name) if i != probe_id])
     except Exception as exc:  # noqa: BLE001 - a missing count makes the answer UNKNOWN, not an error
         execs = None
         reason = f"exec sessions unreadable: {getattr(exc, 'message', exc)}"
     else:
-        reason = "" if ssh is not None else "neither ss nor /proc/net/tcp could be read"
-    state = classify(ssh, ptys, execs)
-    return Sessions(state, ssh, ptys, execs, reason if state is State.UNKNOWN else "")
+        reason = "" if connections is not None else "neither ss nor /proc/net/tcp could be read"
+    state = classify(connections, ptys, execs)
+    return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "")

@@ -32,7 +32,13 @@ CONNECT_ATTEMPTS = 3
 _HOST_KEY_RE = re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED", re.IGNORECASE)
 _FATAL_RE = re.compile(r"permission denied|no such identity|could not resolve hostname|bad configuration|no route to host", re.IGNORECASE)
 # Lines of `ssh -v` that mean the remote command was handed to the server.
-_SENT_RE = re.compile(r"^debug1: (Sending command|Authenticated to)", re.MULTILINE)
+_SENT_RE = re.compile(r"^debug1: (Sending command|Authenticated to|mux_client_request_session: master session id)",
+                      re.MULTILINE)
+# Consecutive sessions to one container share one connection through an OpenSSH control master
+# that outlives the call by this long (CAI_SSH_MULTIPLEX=0 turns it off).
+CONTROL_PERSIST_S = 300
+# A unix socket path must fit in sun_path (108 bytes on Linux, 104 on macOS).
+_MAX_CONTROL_PATH = 100
 _ENV_ASSIGNMENT_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*=")
 
 
@@ -116,10 +122,18 @@ def pin_host_keys(port: int, scanned: Sequence[str]) -> None:
         config.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
 
 
-def is_pinned(port: int) -> bool:
-    path = known_hosts_path()
+def pinned_lines(port: int) -> tuple[str, ...]:
+    """The known_hosts lines cai pinned for `port`."""
     spec = host_spec(port)
-    return path.exists() and any(line.split(" ", 1)[0] == spec for line in path.read_text().splitlines())
+    try:
+        text = known_hosts_path().read_text()
+    except OSError:
+        return ()
+    return tuple(line for line in text.splitlines() if line.split(" ", 1)[0] == spec)
+
+
+def is_pinned(port: int) -> bool:
+    return bool(pinned_lines(port))
 
 
 def forget_host(port: int) -> None:
@@ -203,6 +217,57 @@ def remove_host_config(name: str) -> None:
         pass
 
 
+# --- connection sharing ----------------------------------------------------------------------
+
+
+def multiplexing() -> bool:
+    return os.environ.get("CAI_SSH_MULTIPLEX", "1") != "0"
+
+
+def control_dir() -> Path | None:
+    """A private directory for control sockets: $XDG_RUNTIME_DIR/cai, else /tmp/cai-UID. None when
+    neither is ours alone (a socket there would let another user run commands in the container)."""
+    import stat
+
+    uid = os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    candidates = ([Path(runtime) / "cai"] if runtime else []) + [Path(tempfile.gettempdir()) / f"cai-{uid}"]
+    for directory in candidates:
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            info = directory.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and info.st_mode & 0o077 == 0 \
+                and len(str(control_path(directory, 2500))) <= _MAX_CONTROL_PATH:
+            return directory
+    return None
+
+
+def control_path(directory: Path, port: int) -> Path:
+    return directory / f"{USER}@{HOST}:{port}"
+
+
+def multiplex_options() -> list[str]:
+    directory = control_dir() if multiplexing() else None
+    if directory is None:
+        return []
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={directory}/%r@%h:%p",
+            "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
+
+
+def release_master(port: int, wait_s: float = 2.0) -> None:
+    """Ask this user's control master for `port` to exit once its sessions end, and wait (a
+    little) for it to go: an idle shared connection must not count as someone inside."""
+    directory = control_dir()
+    if directory is None or not control_path(directory, port).exists():
+        return
+    proc.run([*base_argv(port), "-o", f"ControlPath={directory}/%r@%h:%p", "-O", "stop", HOST], timeout=5)
+    deadline = time.monotonic() + wait_s
+    while control_path(directory, port).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 # --- sessions --------------------------------------------------------------------------------
 
 
@@ -276,12 +341,34 @@ def _restore_terminal(state: list) -> None:
         pass
 
 
-def run_session(port: int, remote: str, *, tty: str | None) -> Outcome:
-    """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt".
-    SIGINT, SIGTERM and SIGHUP are passed on to ssh, so cai never dies leaving ssh behind."""
+def _relay(source, fd: int):
+    """Copy a pipe to one of cai's own file descriptors until EOF, in a daemon thread."""
+    import threading
+
+    def pump() -> None:
+        try:
+            while chunk := os.read(source.fileno(), 65536):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        except OSError:  # the reader went away: ssh sees the pipe close, as it would have
+            pass
+        finally:
+            source.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False) -> Outcome:
+    """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"; `shared` goes
+    through (or starts) the control master. SIGINT, SIGTERM and SIGHUP are passed on to ssh,
+    so cai never dies leaving its ssh behind (a master lives on by design)."""
     fd, log_path = tempfile.mkstemp(prefix="cai-ssh-", suffix=".log")
     os.close(fd)
-    argv = [*base_argv(port), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    sharing = multiplex_options() if shared else []
+    argv = [*base_argv(port), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
     saved_terminal = _terminal_state() if tty else None
@@ -291,15 +378,24 @@ def run_session(port: int, remote: str, *, tty: str | None) -> Outcome:
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
+    # A master holds the file descriptors of the sessions it carries until the remote command
+    # ends, even when cai and its ssh are gone. Without a PTY, cai relays stdout and stderr itself,
+    # so that a signalled cai releases its caller's pipes at once, as a plain ssh session does.
+    relayed = bool(sharing) and tty is None
     previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED_SIGNALS}
     try:
         try:
-            child = subprocess.Popen(argv)
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE if relayed else None,
+                                     stderr=subprocess.PIPE if relayed else None)
         except FileNotFoundError:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
+        relays = [_relay(child.stdout, 1), _relay(child.stderr, 2)] if relayed else []
         if received:  # it arrived before ssh existed
             child.send_signal(received[0])
         rc = child.wait()
+        if not received:
+            for thread in relays:
+                thread.join()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -15,9 +15,14 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--container", metavar="NAME", help="use this container instead of the workspace's")
     group.add_argument("--data-volume", metavar="VOLUME", help="data volume for a new container")
     group.add_argument("--fresh", action="store_true", help="remove and recreate the container")
-    group.add_argument("--image", metavar="IMAGE", default=labels.DEFAULT_IMAGE, help=f"image for a new container (default: {labels.DEFAULT_IMAGE})")
-    group.add_argument("--memory", metavar="SIZE", default=containers.DEFAULT_MEMORY, help=f"memory limit (default: {containers.DEFAULT_MEMORY})")
-    group.add_argument("--cpus", metavar="N", type=_cpus, default=containers.DEFAULT_CPUS, help=f"CPU limit (default: {containers.DEFAULT_CPUS:g})")
+    # None means "not given": only then may `cai exec` skip the engine (see reach.py).
+    group.add_argument("--image", metavar="IMAGE", help=f"image for a new container (default: {labels.DEFAULT_IMAGE})")
+    group.add_argument("--memory", metavar="SIZE", help=f"memory limit (default: {containers.DEFAULT_MEMORY})")
+    group.add_argument("--cpus", metavar="N", type=_cpus, help=f"CPU limit (default: {containers.DEFAULT_CPUS:g})")
+
+
+def creation_flags_given(args: argparse.Namespace) -> bool:
+    return args.fresh or any(value is not None for value in (args.data_volume, args.image, args.memory, args.cpus))
 
 
 def _cpus(value: str) -> float:
@@ -42,5 +47,8 @@ def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, 
         explicit_context=explicit_context, workspace_arg=workspace, container_arg=args.container,
         volume_arg=args.data_volume, create_missing_named=create_missing_named,
     )
-    container = containers.prepare(target, image=args.image, memory=args.memory, cpus=args.cpus, fresh=args.fresh)
+    container = containers.prepare(
+        target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or containers.DEFAULT_MEMORY,
+        cpus=args.cpus if args.cpus is not None else containers.DEFAULT_CPUS, fresh=args.fresh,
+    )
     return target, container

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from cai.commands._target import add_target_flags, resolve_and_prepare
+from cai.commands._target import add_target_flags, creation_flags_given, resolve_and_prepare
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -32,6 +32,27 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         command = command[1:]
     if not command:
         raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
-    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
     tty = "-t" if output.stdin_isatty() else None
-    return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)
+    remote = ssh.remote_exec_command(command)
+    cache_key = None
+    if ssh.multiplexing() and not creation_flags_given(args):
+        from cai import labels, reach
+
+        cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
+        known = reach.lookup(cache_key)
+        if known is not None:
+            outcome = ssh.run_session(known.port, remote, tty=tty, shared=True)
+            if outcome.signal is not None:
+                return 128 + outcome.signal
+            if outcome.rc != 255 or outcome.sent:
+                return outcome.rc
+            reach.forget(cache_key)  # stopped, moved or recreated: the engine knows
+    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
+    if cache_key is not None:  # a shared connection made before whatever changed is not reused
+        ssh.release_master(containers.ssh_port(container))
+    rc = containers.connect(target.engine, container, remote, tty=tty, shared=cache_key is not None)
+    if cache_key is not None:
+        from cai import reach
+
+        reach.remember(cache_key, container.name, containers.ssh_port(container))
+    return rc

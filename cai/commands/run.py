@@ -89,7 +89,7 @@ def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, comman
         port = labels.label(existing.labels, labels.SSH_PORT) or "<unknown>"
     plan = [
         ("CONTAINER_NAME", target.name), ("CONTAINER_STATE", state), ("WORKSPACE", str(target.workspace)),
-        ("DATA_VOLUME", target.volume), ("IMAGE", existing.image if existing and not args.fresh else args.image),
+        ("DATA_VOLUME", target.volume), ("IMAGE", existing.image if existing and not args.fresh else args.image or labels.DEFAULT_IMAGE),
         ("DOCKER_CONTEXT", target.engine.context), ("SSH_PORT", port),
         ("MOUNT_WORKSPACE", f"{target.workspace}:{ssh.WORKDIR}"), ("MOUNT_DATA", f"{target.volume}:/mnt/agent-data"),
         ("SSH_COMMAND", f"ssh {target.name}"), ("SSH_COMMAND_DIRECT", f"ssh -p {port} agent@{ssh.HOST}"),

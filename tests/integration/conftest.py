@@ -4,10 +4,13 @@ fails every integration test; it never skips them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
+import socket
 import subprocess
+import threading
 import sys
 import time
 from dataclasses import dataclass
@@ -237,3 +240,56 @@ def spare_engine(tmp_path_factory):
     yield get
     for engine in started.values():
         engine.stop()
+
+
+class RecordingProxy:
+    """A second endpoint for dockerd: a unix socket at a non-default path that relays every byte
+    to the engine and keeps what the client sent."""
+
+    def __init__(self, path, upstream="/var/run/docker.sock"):
+        self.path, self.upstream, self.sent = str(path), upstream, []
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(self.path)
+        self.listener.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.upstream)
+            record = bytearray()
+            self.sent.append(record)
+            threading.Thread(target=self._pump, args=(client, server, record), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, record):
+        try:
+            while data := source.recv(65536):
+                if record is not None:
+                    record.extend(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def container_creates(self):
+        bodies = []
+        for record in self.sent:
+            data = bytes(record)
+            for match in re.finditer(rb"POST /v[\d.]+/containers/create[^\r]*\r\n(.*?)\r\n\r\n", data, re.S):
+                length = int(re.search(rb"(?i)content-length: (\d+)", match[1])[1])
+                bodies.append(json.loads(data[match.end():match.end() + length]))
+        return bodies
+
+    def close(self):
+        self.listener.close()

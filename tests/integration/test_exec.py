@@ -9,10 +9,20 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from conftest import run_cai, unique, wait_for
+from conftest import RecordingProxy, agent_workspace, run_cai, unique, wait_for
+
+
+@pytest.fixture(scope="module", autouse=True, params=["shared", "unshared"])
+def connection_sharing(request):
+    """Every test here runs twice: with the shared-connection fast path (the default) and without."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CAI_SSH_MULTIPLEX", "1" if request.param == "shared" else "0")
+        yield request.param
 
 
 def test_run_creates_labelled_container(ws, docker_client, home):
@@ -139,8 +149,8 @@ def test_changed_host_key_recovers_once(ws, home):
     workspace, name = ws
     known = home / ".config" / "containai" / "known_hosts"
     original = known.read_text()
-    bogus_dir = home / "bogus"
-    bogus_dir.mkdir(exist_ok=True)
+    bogus_dir = home / f"bogus-{unique()}"
+    bogus_dir.mkdir()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(bogus_dir / "k")], check=True)
     bogus = (bogus_dir / "k.pub").read_text().split()[:2]
     lines = [l.split(" ")[0] + " " + " ".join(bogus) if l.split(" ")[1] == "ssh-ed25519" else l for l in original.splitlines()]
@@ -301,7 +311,7 @@ def test_ctrl_c_gives_130_and_never_reruns(ws, home, docker_client):
     child = _cai_child(home, workspace, marker)
     wait_for(lambda: (workspace / marker).exists(), timeout=30)
     os.killpg(child.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
-    _, err = child.communicate(timeout=30)
+    _, err = child.communicate(timeout=10)  # the remote sleep runs on; cai's pipes must not wait for it
     docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
     assert child.returncode == 130, err
     assert (workspace / marker).read_text() == "x\n"
@@ -315,7 +325,7 @@ def test_sigterm_to_cai_gives_143_and_takes_ssh_with_it(ws, home, docker_client)
     wait_for(lambda: (workspace / marker).exists(), timeout=30)
     assert _ssh_processes_mentioning(marker)
     child.send_signal(signal.SIGTERM)  # cai alone, as a supervisor would
-    _, err = child.communicate(timeout=30)
+    _, err = child.communicate(timeout=10)  # the remote sleep runs on; cai's pipes must not wait for it
     docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
     assert child.returncode == 143, err
     assert _ssh_processes_mentioning(marker) == []
@@ -384,3 +394,87 @@ def test_same_named_workspaces_get_their_own_containers(tmp_path, docker_client,
     finally:
         for name in names:
             docker_client.api.remove_container(name, force=True)
+
+
+# --- the fast path ---------------------------------------------------------------------------
+
+
+def control_socket(port: int) -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "cai" if runtime else Path(tempfile.gettempdir()) / f"cai-{os.getuid()}"
+    return base / f"agent@127.0.0.1:{port}"
+
+
+def ssh_port_of(docker_client, name: str) -> int:
+    return int(docker_client.containers.get(name).labels["containai.ssh-port"])
+
+
+def test_a_repeat_exec_asks_the_engine_nothing(ws, home, tmp_path, connection_sharing):
+    """Through a context whose every request is recorded: the first exec asks the engine, the
+    next ones go straight to the shared connection."""
+    workspace, name = ws
+    proxy = RecordingProxy(tmp_path / "engine.sock")
+    try:
+        env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+        subprocess.run(["docker", "context", "rm", "-f", "recorded"], env=env, capture_output=True, timeout=30)
+        subprocess.run(["docker", "context", "create", "recorded", "--docker", f"host=unix://{proxy.path}"],
+                       env=env, check=True, capture_output=True, timeout=30)
+        first = run_cai(home, "--context", "recorded", "exec", "-w", str(workspace), "--", "echo", "one")
+        assert (first.returncode, first.stdout) == (0, "one\n"), first.stderr
+        asked = len(proxy.sent)
+        assert asked > 0
+        for word in ("two", "three"):
+            again = run_cai(home, "--context", "recorded", "exec", "-w", str(workspace), "--", "echo", word)
+            assert (again.returncode, again.stdout) == (0, f"{word}\n"), again.stderr
+        if connection_sharing == "shared":
+            assert len(proxy.sent) == asked
+        else:
+            assert len(proxy.sent) > asked
+    finally:
+        proxy.close()
+
+
+def test_a_stopped_container_is_started_again_from_a_warm_cache(home, tmp_path_factory, docker_client, connection_sharing):
+    workspace = agent_workspace(tmp_path_factory, "fast-stopped")
+    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    try:
+        assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
+        port = ssh_port_of(docker_client, name)
+        if connection_sharing == "shared":
+            assert control_socket(port).exists()
+        docker_client.containers.get(name).stop(timeout=1)
+        wait_for(lambda: not control_socket(port).exists(), timeout=10)  # the master ends with the connection
+        done = run_cai(home, "exec", "-w", str(workspace), "--", "echo", "back")
+        assert (done.returncode, done.stdout) == (0, "back\n"), done.stderr
+        assert docker_client.containers.get(name).status == "running"
+    finally:
+        docker_client.api.remove_container(name, force=True)
+
+
+def test_a_recreated_container_is_never_confused_with_the_old_one(home, tmp_path_factory, docker_client):
+    workspace = agent_workspace(tmp_path_factory, "fast-fresh")
+    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    try:
+        assert run_cai(home, "exec", "-w", str(workspace), "--", "touch", "/tmp/old-one").returncode == 0
+        old_id = docker_client.containers.get(name).id
+        assert run_cai(home, "run", "--fresh", str(workspace)).returncode == 0
+        assert docker_client.containers.get(name).id != old_id
+        done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", "test -e /tmp/old-one; echo $?")
+        assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
+    finally:
+        docker_client.api.remove_container(name, force=True)
+
+
+def test_stop_is_not_refused_for_cais_own_idle_connection(home, tmp_path_factory, docker_client, connection_sharing):
+    workspace = agent_workspace(tmp_path_factory, "fast-stop")
+    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    try:
+        assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
+        status = json.loads(run_cai(home, "status", "--container", name, "--json").stdout)
+        assert status["sessions"]["ssh_connections"] == 0
+        done = run_cai(home, "stop", "--container", name)
+        assert done.returncode == 0, done.stderr
+        assert docker_client.containers.get(name).status == "exited"
+        assert not control_socket(ssh_port_of(docker_client, name)).exists()
+    finally:
+        docker_client.api.remove_container(name, force=True)

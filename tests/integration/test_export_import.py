@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
-import socket
 import subprocess
 import tarfile
-import threading
 
 import pytest
 
-from conftest import agent_workspace, run_cai, unique
+from conftest import RecordingProxy, agent_workspace, run_cai, unique
 
 
 def tree(path):
@@ -159,59 +156,6 @@ def test_stop_export_failure_keeps_the_container_running(make_container, home, t
     forced = run_cai(home, "stop", "--container", c.name, "--export", "--force", cwd=str(tmp_path))
     assert forced.returncode == 0
     assert "[WARN] Export failed, continuing due to --force" in forced.stderr.splitlines()
-
-
-class RecordingProxy:
-    """A second endpoint for dockerd: a unix socket at a non-default path that relays every byte
-    to the engine and keeps what the client sent."""
-
-    def __init__(self, path, upstream="/var/run/docker.sock"):
-        self.path, self.upstream, self.sent = str(path), upstream, []
-        self.listener = socket.socket(socket.AF_UNIX)
-        self.listener.bind(self.path)
-        self.listener.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX)
-            server.connect(self.upstream)
-            record = bytearray()
-            self.sent.append(record)
-            threading.Thread(target=self._pump, args=(client, server, record), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink, record):
-        try:
-            while data := source.recv(65536):
-                if record is not None:
-                    record.extend(data)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def container_creates(self):
-        bodies = []
-        for record in self.sent:
-            data = bytes(record)
-            for match in re.finditer(rb"POST /v[\d.]+/containers/create[^\r]*\r\n(.*?)\r\n\r\n", data, re.S):
-                length = int(re.search(rb"(?i)content-length: (\d+)", match[1])[1])
-                bodies.append(json.loads(data[match.end():match.end() + length]))
-        return bodies
-
-    def close(self):
-        self.listener.close()
 
 
 def test_export_and_import_through_another_context_use_no_host_paths(agent, tmp_path, docker_client):
