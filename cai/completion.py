@@ -9,6 +9,7 @@ completing commands and flags runs shell code only. `--container` values come fr
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 SHELLS = ("bash", "zsh")
 DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
@@ -102,15 +103,21 @@ _cai_container_names() {
 """
 
 _BASH = r"""
+# Each word of $2... that starts with $1, added to COMPREPLY: compgen -W without a subshell.
+_cai_add_matching() {
+  local prefix=$1 word
+  shift
+  for word in "$@"; do
+    [[ $word == "$prefix"* ]] && COMPREPLY+=("$word")
+  done
+  return 0
+}
+
 # shtab calls these with the word being completed and reads one candidate per line.
 _cai_complete_containers() {
   local context
   context=$(_cai_resolve_context "${COMP_WORDS[@]:1:COMP_CWORD-1}")
   compgen -W "$(_cai_container_names "$context")" -- "$1"
-}
-
-_cai_complete_shells() {
-  compgen -W "bash zsh" -- "$1"
 }
 """
 
@@ -133,8 +140,19 @@ _cai_complete_containers() {
 """
 
 PREAMBLE = {"bash": _SHARED + _BASH, "zsh": _SHARED + _ZSH}
+
+# shtab's bash template starts a subshell for every word it looks at ($(...)) and for every list of
+# candidates (< <(compgen ...)). These rewrites keep its logic and make a TAB on commands and flags
+# start no process. Each must match: a shtab that changed its template fails loudly here.
+_BASH_WITHOUT_FORKS = (
+    ('current_action="${prefix}_$(_shtab_replace_nonword $1)"', 'current_action="${prefix}_${1//[^[:word:]]/_}"'),
+    ('prefix="${prefix}_$(_shtab_replace_nonword $this_word)"', 'prefix="${prefix}_${this_word//[^[:word:]]/_}"'),
+    ('while IFS= read -r line; do COMPREPLY+=("$line"); done < <(\n      compgen -W "${current_option_strings[*]}" -- "$completing_word")',
+     '_cai_add_matching "$completing_word" ${current_option_strings[*]}'),
+    ('while IFS= read -r line; do COMPREPLY+=("$line"); done < <(\n      compgen -W "${current_action_choices[*]}" -- "$completing_word")',
+     '_cai_add_matching "$completing_word" ${current_action_choices[*]}'),
+)
 _CONTAINERS = {"bash": "_cai_complete_containers", "zsh": "_cai_complete_containers"}
-_SHELL_NAMES = {"bash": "_cai_complete_shells", "zsh": "(bash zsh)"}
 
 
 def _mark(parser: argparse.ArgumentParser) -> None:
@@ -156,14 +174,56 @@ def _mark(parser: argparse.ArgumentParser) -> None:
         elif not options and action.dest in DIRECTORY_POSITIONALS:
             action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
         elif not options and action.dest == "shell" and parser.prog.endswith(" completion"):
-            action.complete = _SHELL_NAMES  # type: ignore[attr-defined]
+            # choices only in the tree made for shtab (a fixed list needs no function, so no
+            # fork); the CLI's own parser keeps its own error for an unknown shell
+            action.choices = list(SHELLS)
 
 
-def script(shell: str) -> str:
+def generate(shell: str) -> str:
     import shtab
 
     from cai.main import build_parser
 
     parser = build_parser()
     _mark(parser)
-    return shtab.complete(parser, shell=shell, preamble=PREAMBLE[shell])
+    text = shtab.complete(parser, shell=shell, preamble=PREAMBLE[shell])
+    if shell == "bash":
+        for old, new in _BASH_WITHOUT_FORKS:
+            if old not in text:
+                raise RuntimeError(f"shtab's bash template changed; update completion._BASH_WITHOUT_FORKS: {old!r}")
+            text = text.replace(old, new)
+    return text
+
+
+def _fingerprint() -> str:
+    """Changes whenever cai's code or shtab changes: the size and mtime of each of their files."""
+    import importlib.util
+    import zlib
+
+    package = Path(__file__).resolve().parent
+    files = sorted(package.rglob("*.py"))
+    spec = importlib.util.find_spec("shtab")
+    if spec is not None and spec.origin:
+        files.append(Path(spec.origin))
+    text = "".join(f"{f}:{s.st_size}:{s.st_mtime_ns};" for f in files if (s := f.stat()))
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+def script(shell: str) -> str:
+    """The generated script, from a cache that any change to cai or shtab invalidates (making it
+    costs the whole parser tree and shtab, about 50 ms)."""
+    from cai import config
+
+    cached = config.cache_dir() / "completion" / f"{shell}-{_fingerprint()}"
+    try:
+        return cached.read_text()
+    except OSError:
+        pass
+    text = generate(shell)
+    try:
+        for stale in cached.parent.glob(f"{shell}-*"):
+            stale.unlink()
+        config.atomic_write(cached, text, mode=0o644)
+    except OSError:
+        pass  # only speed is lost
+    return text

@@ -9,12 +9,8 @@ import time.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import fcntl
-import math
 import os
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -39,6 +35,11 @@ def config_dir() -> Path:
 
 def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(_home() / ".local" / "state")
+    return Path(base) / "containai"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(_home() / ".cache")
     return Path(base) / "containai"
 
 
@@ -222,6 +223,7 @@ def configured_engine_context(workspace: Path | None, explicit_config: Path | No
 @contextlib.contextmanager
 def file_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """An exclusive flock on `lock_path`, waited for up to `timeout` seconds."""
+    import fcntl
     import time
 
     lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -244,6 +246,8 @@ def file_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None
 def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
     """Write to a temp file beside `path`, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -308,6 +312,9 @@ def _toml_key(key: str) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    import datetime as _dt
+    import math
+
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

@@ -13,8 +13,8 @@ from typing import Sequence
 from cai import config, engine, labels, output, ssh
 from cai.errors import CaiError, ExitCode
 
-DEFAULT_MEMORY = "4g"
-DEFAULT_CPUS = 2.0
+DEFAULT_MEMORY = labels.DEFAULT_MEMORY
+DEFAULT_CPUS = labels.DEFAULT_CPUS
 DEFAULT_STOP_TIMEOUT = 100
 START_POLLS = 30
 

@@ -189,6 +189,7 @@ class Container:
     finished_at: str = ""
     exec_ids: tuple[str, ...] = ()
     stop_timeout: int = 10
+    pid: int = 0
 
     @property
     def running(self) -> bool:
@@ -211,6 +212,7 @@ class Container:
             finished_at=state.get("FinishedAt", ""),
             exec_ids=tuple(data.get("ExecIDs") or ()),
             stop_timeout=int(cfg.get("StopTimeout") or 10),
+            pid=int(state.get("Pid") or 0),
         )
 
 

@@ -3,7 +3,6 @@ except `git_branch`, which asks git."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -25,6 +24,8 @@ HELPER = "containai.helper"
 MANAGED_FILTER = f"{MANAGED}=true"
 OUR_IMAGE_PREFIX = "containai:"
 DEFAULT_IMAGE = "containai:latest"
+DEFAULT_MEMORY = "4g"
+DEFAULT_CPUS = 2.0
 MAX_NAME_LEN = 24
 MAX_COLLISION_SUFFIX = 99
 
@@ -152,6 +153,8 @@ def container_name_for(workspace: Path) -> str:
 
 
 def legacy_container_name(normalized_path: str) -> str:
+    import hashlib
+
     return "containai-" + hashlib.sha256(normalized_path.encode()).hexdigest()[:12]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import keyword
 import sys
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Sequence
 
@@ -18,13 +17,13 @@ COMMANDS = ("run", "exec", "shell", "stop", "status", "gc", "export", "import", 
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 
-@dataclass(frozen=True)
 class Ctx:
     """Resolved global state, built once after parsing."""
 
-    context: str | None
-    debug: bool
-    passthrough: tuple[str, ...] = ()
+    __slots__ = ("context", "debug", "passthrough")
+
+    def __init__(self, context: str | None, debug: bool, passthrough: tuple[str, ...] = ()) -> None:
+        self.context, self.debug, self.passthrough = context, debug, passthrough
 
 
 def _command_module(name: str) -> ModuleType:
@@ -34,7 +33,9 @@ def _command_module(name: str) -> ModuleType:
     return importlib.import_module(f"cai.commands.{module}")
 
 
-def build_parser() -> CaiParser:
+def build_parser(only: str | None = None) -> CaiParser:
+    """The whole tree, or (`only`) the tree with one command built and the others as bare names:
+    a call then imports one command module, not all of them."""
     parser = CaiParser(
         prog="cai",
         description="Give every workspace its own Docker container for an AI agent, reached over SSH.",
@@ -43,6 +44,9 @@ def build_parser() -> CaiParser:
     add_global_flags(parser, on_subcommand=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=CaiParser)
     for name in COMMANDS:
+        if only is not None and name != only:
+            subparsers.add_parser(name)
+            continue
         module = _command_module(name)
         sub = module.add_parser(subparsers)
         if not getattr(module, "PASSTHROUGH", False):
@@ -51,21 +55,28 @@ def build_parser() -> CaiParser:
     return parser
 
 
-def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
-    """For commands that hand the rest of argv to another program (`cai docker ps -a`), cut argv
-    after the command word so argparse never sees the program's own flags."""
+def _command_word(argv: list[str]) -> int | None:
+    """Where the command word is, or None when argv asks for help (or names no command) first."""
     i = 0
     while i < len(argv):
         token = argv[i]
         if token in _GLOBAL_VALUE_FLAGS:
             i += 2
-            continue
-        if token.startswith("-"):
+        elif token in ("-h", "--help", "--version", "--"):
+            return None
+        elif token.startswith("-"):
             i += 1
-            continue
-        if token in COMMANDS and getattr(_command_module(token), "PASSTHROUGH", False):
-            return argv[: i + 1], argv[i + 1 :]
-        break
+        else:
+            return i if token in COMMANDS else None
+    return None
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """For commands that hand the rest of argv to another program (`cai docker ps -a`), cut argv
+    after the command word so argparse never sees the program's own flags."""
+    i = _command_word(argv)
+    if i is not None and getattr(_command_module(argv[i]), "PASSTHROUGH", False):
+        return argv[: i + 1], argv[i + 1 :]
     return argv, []
 
 
@@ -84,7 +95,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     debug = "-D" in args_list or "--debug" in args_list
     try:
         head, rest = _split_passthrough(args_list)
-        parser = build_parser()
+        word = _command_word(head)
+        parser = build_parser(only=head[word] if word is not None else None)
         args = parser.parse_args(head)
         output.configure(verbose=args.verbose, quiet=args.quiet)
         if args.command is None:

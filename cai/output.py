@@ -6,7 +6,6 @@ over both. `[WARN]` and `[ERROR]` always appear.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -83,6 +82,8 @@ def out(line: str = "") -> None:
 
 def emit_json(document: dict[str, Any]) -> None:
     """One JSON document on stdout, schema_version first."""
+    import json
+
     body = {"schema_version": JSON_SCHEMA_VERSION, **document}
     print(json.dumps(body, indent=2), flush=True)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 RC_TIMEOUT = 124
@@ -14,11 +13,14 @@ RC_NOT_FOUND = 127
 AMBIENT_DOCKER_VARS = ("DOCKER_HOST", "DOCKER_CONTEXT")
 
 
-@dataclass(frozen=True)
 class Result:
-    rc: int
-    out: str
-    err: str
+    """A finished process. A plain class: this module is on every command's import path, and
+    NamedTuple or dataclass would compile code at import."""
+
+    __slots__ = ("rc", "out", "err")
+
+    def __init__(self, rc: int, out: str, err: str) -> None:
+        self.rc, self.out, self.err = rc, out, err
 
 
 def child_env(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:

@@ -8,18 +8,18 @@ change (the container was recreated, or the port went to another container), the
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
+import zlib
 from pathlib import Path
 
 from cai import config, ssh
 
 
-@dataclass(frozen=True)
 class Known:
-    name: str
-    port: int
+    __slots__ = ("name", "port")
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name, self.port = name, port
 
 
 def key(explicit_context: str | None, container_arg: str | None, workspace: Path) -> str:
@@ -31,7 +31,9 @@ def key(explicit_context: str | None, container_arg: str | None, workspace: Path
 
 
 def _entry_path(cache_key: str) -> Path:
-    return config.state_dir() / "reach" / (hashlib.sha256(cache_key.encode()).hexdigest()[:32] + ".json")
+    # The name only spreads entries out; an entry is used only when its stored key matches.
+    data = cache_key.encode()
+    return config.state_dir() / "reach" / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}.json"
 
 
 def lookup(cache_key: str) -> Known | None:

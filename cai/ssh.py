@@ -13,9 +13,7 @@ import re
 import shlex
 import signal
 import subprocess
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -29,11 +27,12 @@ PORT_RANGE = (2300, 2500)
 READY_TIMEOUT_S = 30.0
 CONNECT_ATTEMPTS = 3
 
-_HOST_KEY_RE = re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED", re.IGNORECASE)
-_FATAL_RE = re.compile(r"permission denied|no such identity|could not resolve hostname|bad configuration|no route to host", re.IGNORECASE)
+_HOST_KEY_WORDS = ("host key verification failed", "remote host identification has changed")
+_FATAL_WORDS = ("permission denied", "no such identity", "could not resolve hostname", "bad configuration",
+                "no route to host")
 # Lines of `ssh -v` that mean the remote command was handed to the server.
-_SENT_RE = re.compile(r"^debug1: (Sending command|Authenticated to|mux_client_request_session: master session id)",
-                      re.MULTILINE)
+_SENT_LINES = ("debug1: Sending command", "debug1: Authenticated to",
+               "debug1: mux_client_request_session: master session id")
 # Consecutive sessions to one container share one connection through an OpenSSH control master
 # that outlives the call by this long (CAI_SSH_MULTIPLEX=0 turns it off).
 CONTROL_PERSIST_S = 300
@@ -151,7 +150,7 @@ def forget_host(port: int) -> None:
 # --- client config ---------------------------------------------------------------------------
 
 INCLUDE_LINE = "Include ~/.ssh/containai.d/*.conf"
-_INCLUDE_RE = re.compile(r"^\s*include\s+[^#]*containai\.d/\*\.conf", re.IGNORECASE)
+_INCLUDE_PATTERN = r"(?i)^\s*include\s+[^#]*containai\.d/\*\.conf"  # compiled on first use (re caches it)
 
 
 def write_host_config(name: str, port: int) -> Path:
@@ -185,18 +184,18 @@ def write_host_config(name: str, port: int) -> Path:
         user_config = ssh_dir / "config"
         lines = user_config.read_text().splitlines() if user_config.exists() else []
         first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
-        if not _INCLUDE_RE.match(first):
-            rest = [line for line in lines if not _INCLUDE_RE.match(line)]
+        if not re.match(_INCLUDE_PATTERN, first):
+            rest = [line for line in lines if not re.match(_INCLUDE_PATTERN, line)]
             config.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=0o600)
     return target
 
 
-_PORT_LINE_RE = re.compile(r"^\s*Port\s+(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
+_PORT_LINE_PATTERN = r"(?im)^\s*Port\s+(\d+)\s*$"
 
 
 def configured_port(text: str) -> int | None:
     """The `Port` line of a NAME.conf we wrote."""
-    found = _PORT_LINE_RE.search(text)
+    found = re.search(_PORT_LINE_PATTERN, text)
     return int(found[1]) if found else None
 
 
@@ -231,7 +230,8 @@ def control_dir() -> Path | None:
 
     uid = os.getuid()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    candidates = ([Path(runtime) / "cai"] if runtime else []) + [Path(tempfile.gettempdir()) / f"cai-{uid}"]
+    temp = os.environ.get("TMPDIR") or "/tmp"
+    candidates = ([Path(runtime) / "cai"] if runtime else []) + [Path(temp) / f"cai-{uid}"]
     for directory in candidates:
         try:
             directory.mkdir(mode=0o700, exist_ok=True)
@@ -312,12 +312,14 @@ def remote_exec_command(argv: Sequence[str]) -> str:
 REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"
 
 
-@dataclass(frozen=True)
 class Outcome:
-    rc: int
-    sent: bool  # the remote command provably reached the server
-    log: str
-    signal: int | None  # a signal cai received during the session; it ends the command, never retries it
+    """One session's end. `sent`: the remote command provably reached the server. `signal`: one
+    cai received during the session; it ends the command, never retries it."""
+
+    __slots__ = ("rc", "sent", "log", "signal")
+
+    def __init__(self, rc: int, sent: bool, log: str, signal: int | None) -> None:
+        self.rc, self.sent, self.log, self.signal = rc, sent, log, signal
 
 
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -339,6 +341,23 @@ def _restore_terminal(state: list) -> None:
         termios.tcsetattr(0, termios.TCSADRAIN, state)
     except (termios.error, OSError):
         pass
+
+
+def _log_file(directory: Path | None) -> str:
+    """A new private file for ssh's -E log: in the control directory when there is one (that
+    spares importing tempfile on the fast path), else in the temp directory."""
+    if directory is not None:
+        try:
+            path = directory / f"log-{os.getpid()}-{os.urandom(4).hex()}"
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return str(path)
+        except OSError:
+            pass
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="cai-ssh-", suffix=".log")
+    os.close(fd)
+    return path
 
 
 def _relay(source, fd: int):
@@ -365,9 +384,8 @@ def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False
     """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"; `shared` goes
     through (or starts) the control master. SIGINT, SIGTERM and SIGHUP are passed on to ssh,
     so cai never dies leaving its ssh behind (a master lives on by design)."""
-    fd, log_path = tempfile.mkstemp(prefix="cai-ssh-", suffix=".log")
-    os.close(fd)
     sharing = multiplex_options() if shared else []
+    log_path = _log_file(control_dir() if sharing else None)
     argv = [*base_argv(port), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
@@ -406,7 +424,7 @@ def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False
         os.unlink(log_path)
     if rc < 0:
         rc = 128 - rc
-    return Outcome(rc=rc, sent=bool(_SENT_RE.search(log)), log=log, signal=received[0] if received else None)
+    return Outcome(rc=rc, sent=any(line.startswith(_SENT_LINES) for line in log.splitlines()), log=log, signal=received[0] if received else None)
 
 
 def run_captured(port: int, remote: str, timeout: float = 60.0) -> proc.Result:
@@ -416,9 +434,10 @@ def run_captured(port: int, remote: str, timeout: float = 60.0) -> proc.Result:
 
 def failure_kind(outcome: Outcome) -> str:
     """For an ssh 255 that never sent the command: host_key, fatal or transient."""
-    if _HOST_KEY_RE.search(outcome.log):
+    text = outcome.log.lower()
+    if any(words in text for words in _HOST_KEY_WORDS):
         return "host_key"
-    if _FATAL_RE.search(outcome.log):
+    if any(words in text for words in _FATAL_WORDS):
         return "fatal"
     return "transient"
 

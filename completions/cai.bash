@@ -51,10 +51,10 @@ _shtab_cai_import___container_COMPGEN=_cai_complete_containers
 _shtab_cai_import__w_COMPGEN=_shtab_compgen_dirs
 _shtab_cai_import___workspace_COMPGEN=_shtab_compgen_dirs
 _shtab_cai_import___config_COMPGEN=_shtab_compgen_files
-_shtab_cai_completion_pos_0_COMPGEN=_cai_complete_shells
 
 _shtab_cai_ssh_pos_0_choices=(cleanup)
 _shtab_cai_image_pos_0_choices=(build)
+_shtab_cai_completion_pos_0_choices=(bash zsh)
 _shtab_cai_pos_0_choices=(run exec shell stop status gc export import ssh image doctor docker completion)
 
 _shtab_cai_run_pos_0_nargs=...
@@ -265,15 +265,21 @@ _cai_container_names() {
   return 0
 }
 
+# Each word of $2... that starts with $1, added to COMPREPLY: compgen -W without a subshell.
+_cai_add_matching() {
+  local prefix=$1 word
+  shift
+  for word in "$@"; do
+    [[ $word == "$prefix"* ]] && COMPREPLY+=("$word")
+  done
+  return 0
+}
+
 # shtab calls these with the word being completed and reads one candidate per line.
 _cai_complete_containers() {
   local context
   context=$(_cai_resolve_context "${COMP_WORDS[@]:1:COMP_CWORD-1}")
   compgen -W "$(_cai_container_names "$context")" -- "$1"
-}
-
-_cai_complete_shells() {
-  compgen -W "bash zsh" -- "$1"
 }
 
 # End Custom Preamble
@@ -310,7 +316,7 @@ _set_parser_defaults() {
 # $2=positional action (bool)
 # set all identifiers for an action's parameters
 _set_new_action() {
-  current_action="${prefix}_$(_shtab_replace_nonword $1)"
+  current_action="${prefix}_${1//[^[:word:]]/_}"
 
   local current_action_compgen_var=${current_action}_COMPGEN
   current_action_compgen="${!current_action_compgen_var-}"
@@ -365,7 +371,7 @@ _shtab_cai() {
     if [[ $pos_only = 1 || " $this_word " != " -- " ]]; then
       if [[ -n $sub_parsers && " ${sub_parsers[@]} " == *" $this_word "* ]]; then
         # valid subcommand: add it to the prefix & reset the current action
-        prefix="${prefix}_$(_shtab_replace_nonword $this_word)"
+        prefix="${prefix}_${this_word//[^[:word:]]/_}"
         _set_parser_defaults
       fi
 
@@ -398,8 +404,7 @@ _shtab_cai() {
   if [[ $pos_only = 0 && "$completing_word" == -* &&
         ( -z "$current_action_compgen" || "$current_action_is_positional" = true ) ]]; then
     # optional argument started: use option strings
-    while IFS= read -r line; do COMPREPLY+=("$line"); done < <(
-      compgen -W "${current_option_strings[*]}" -- "$completing_word")
+    _cai_add_matching "$completing_word" ${current_option_strings[*]}
   elif [[ "$previous_word" =~ ^[0-9\&]*[\<\>]\>?$ ]]; then
     # handle redirection operators
     compopt -o filenames 2>/dev/null || : # bash>=4
@@ -415,8 +420,7 @@ _shtab_cai() {
       while IFS= read -r line; do COMPREPLY+=("$line"); done < <(
         "$current_action_compgen" "$action_compgen_word")
     }
-    while IFS= read -r line; do COMPREPLY+=("$line"); done < <(
-      compgen -W "${current_action_choices[*]}" -- "$completing_word")
+    _cai_add_matching "$completing_word" ${current_action_choices[*]}
   fi
 
   if [[ ${#COMPREPLY[@]} = 0 ]]; then

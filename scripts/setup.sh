@@ -60,6 +60,7 @@ ensure_client_tools() {
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v git >/dev/null 2>&1 || missing+=(git)
     command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # the tests drive interactive sessions in it
+    command -v strace >/dev/null 2>&1 || missing+=(strace)  # the tests count the processes a TAB starts
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
         apt_install "${missing[@]}"

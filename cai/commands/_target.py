@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cai import containers, labels
+from cai import labels
 from cai.errors import CaiError, ExitCode
 
 
@@ -17,8 +17,8 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fresh", action="store_true", help="remove and recreate the container")
     # None means "not given": only then may `cai exec` skip the engine (see reach.py).
     group.add_argument("--image", metavar="IMAGE", help=f"image for a new container (default: {labels.DEFAULT_IMAGE})")
-    group.add_argument("--memory", metavar="SIZE", help=f"memory limit (default: {containers.DEFAULT_MEMORY})")
-    group.add_argument("--cpus", metavar="N", type=_cpus, help=f"CPU limit (default: {containers.DEFAULT_CPUS:g})")
+    group.add_argument("--memory", metavar="SIZE", help=f"memory limit (default: {labels.DEFAULT_MEMORY})")
+    group.add_argument("--cpus", metavar="N", type=_cpus, help=f"CPU limit (default: {labels.DEFAULT_CPUS:g})")
 
 
 def creation_flags_given(args: argparse.Namespace) -> bool:
@@ -43,12 +43,14 @@ def workspace_choice(path: str | None, flag: str | None) -> str | None:
 
 
 def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, *, create_missing_named: bool, workspace: str | None) -> Any:
+    from cai import containers
+
     target = containers.resolve(
         explicit_context=explicit_context, workspace_arg=workspace, container_arg=args.container,
         volume_arg=args.data_volume, create_missing_named=create_missing_named,
     )
     container = containers.prepare(
-        target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or containers.DEFAULT_MEMORY,
-        cpus=args.cpus if args.cpus is not None else containers.DEFAULT_CPUS, fresh=args.fresh,
+        target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or labels.DEFAULT_MEMORY,
+        cpus=args.cpus if args.cpus is not None else labels.DEFAULT_CPUS, fresh=args.fresh,
     )
     return target, container

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING, Any
 
 from cai import output
@@ -27,6 +26,8 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
 
 
 def collect(explicit_context: str | None) -> dict[str, Any]:
+    import shutil
+
     from cai import engine, labels
     from cai.errors import CaiError
 

@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import containers, output, ssh
+    from cai import output, ssh
 
     command = list(args.command)
     if command[:1] == ["--"]:
@@ -47,6 +47,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
             if outcome.rc != 255 or outcome.sent:
                 return outcome.rc
             reach.forget(cache_key)  # stopped, moved or recreated: the engine knows
+    from cai import containers
+
     target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
     if cache_key is not None:  # a shared connection made before whatever changed is not reused
         ssh.release_master(containers.ssh_port(container))

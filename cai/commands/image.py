@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,8 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
 
 
 def definition_hash() -> str:
+    import hashlib
+
     digest = hashlib.sha256()
     for path in sorted(DEFINITION_DIR.iterdir()):
         if path.is_file() and not path.name.startswith((".", "__")):

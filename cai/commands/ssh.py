@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cai import output
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
     from cai.main import Ctx
 
@@ -30,11 +29,11 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
     return parser
 
 
-@dataclass(frozen=True)
 class HostEntry:
-    name: str
-    path: Path
-    port: int | None
+    __slots__ = ("name", "path", "port")
+
+    def __init__(self, name: str, path: "Path", port: int | None) -> None:
+        self.name, self.path, self.port = name, path, port
 
 
 def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
 
 from cai import output
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from cai import engine, sessions
     from cai.main import Ctx
 
@@ -58,9 +59,22 @@ def format_uptime(started_at: str, now: datetime) -> str | None:
     return f"{mins}m"
 
 
-def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
-    """What `docker stats` shows: memory without the page cache, CPU over the sample interval."""
+def format_resources(usage: int | None, limit: int | None, cpu_delta: int | None, system_delta: int | None,
+                     cpus: int) -> dict[str, str]:
+    """`docker stats`'s figures: binary sizes, memory and CPU percent with two decimals."""
     found: dict[str, str] = {}
+    if isinstance(usage, int):
+        found["memory_usage"] = output.bytes_size(usage)
+        if isinstance(limit, int) and limit > 0:
+            found["memory_limit"] = output.bytes_size(limit)
+            found["memory_percent"] = f"{usage / limit * 100:.2f}%"
+    if isinstance(cpu_delta, int) and isinstance(system_delta, int) and system_delta > 0 and cpu_delta >= 0:
+        found["cpu_percent"] = f"{cpu_delta / system_delta * cpus * 100:.2f}%"
+    return found
+
+
+def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
+    """From the engine's stats API: memory without the inactive page cache, CPU over its interval."""
     memory = stats.get("memory_stats") or {}
     usage, limit = memory.get("usage"), memory.get("limit")
     if isinstance(usage, int):
@@ -68,20 +82,15 @@ def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
         cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))
         if isinstance(cache, int) and cache < usage:
             usage -= cache
-        found["memory_usage"] = output.bytes_size(usage)
-        if isinstance(limit, int) and limit > 0:
-            found["memory_limit"] = output.bytes_size(limit)
-            found["memory_percent"] = f"{usage / limit * 100:.0f}%"
     cpu, precpu = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
     try:
         cpu_delta = cpu["cpu_usage"]["total_usage"] - precpu["cpu_usage"]["total_usage"]
         system_delta = cpu["system_cpu_usage"] - precpu["system_cpu_usage"]
         cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or ()) or 1
     except (KeyError, TypeError):
-        return found
-    if system_delta > 0 and cpu_delta >= 0:
-        found["cpu_percent"] = f"{cpu_delta / system_delta * cpus * 100:.2f}%"
-    return found
+        cpu_delta = system_delta = None
+        cpus = 1
+    return format_resources(usage, limit, cpu_delta, system_delta, cpus)
 
 
 def _without_none(value: Any) -> Any:
@@ -159,8 +168,17 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
 
     from cai import engine, sessions
 
+    from cai import cgroups
+
+    # A local engine's container: its own cgroup, sampled for 0.1 s before the probe runs (the
+    # probe's CPU would count). Otherwise the stats API, which answers at the daemon's next
+    # one-second ticks, side by side with the probe (each with its own client).
+    local = cgroups.sample(container.pid, container.id) if container.pid else None
+
     def read_stats() -> dict[str, str]:
-        # its own client: the two calls run in parallel
+        if local is not None:
+            return format_resources(local["memory_usage"], local["memory_limit"], local["cpu_delta"],
+                                    local["system_delta"], local["online_cpus"])
         return resources_from_stats(engine.container_stats(engine.Engine(container.context), container.name,
                                                            timeout=BEST_EFFORT_BUDGET_S))
 
@@ -187,6 +205,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     container = containers.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
     uptime = found = resources = None
     if container.running:
+        from datetime import datetime, timezone
+
         uptime = format_uptime(container.started_at, datetime.now(timezone.utc))
         found, resources = _best_effort(container)
     report = build_report(container, uptime, found, resources)

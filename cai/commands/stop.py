@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cai import output
@@ -159,12 +158,13 @@ def _stop_or_remove(eng: "engine.Engine", container: "engine.Container", *, remo
 # --- the list (--all, or the picker) ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Row:
-    engine: "engine.Engine"
-    id: str
-    name: str
-    status: str  # Docker's human status: "Up 5 minutes", "Exited (0) 2 hours ago", "Created"
+    """One listed container. `status` is Docker's human text: "Up 5 minutes", "Exited (0) …"."""
+
+    __slots__ = ("engine", "id", "name", "status")
+
+    def __init__(self, engine: "engine.Engine", id: str, name: str, status: str) -> None:  # noqa: A002
+        self.engine, self.id, self.name, self.status = engine, id, name, status
 
 
 def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:

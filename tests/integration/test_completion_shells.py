@@ -81,6 +81,23 @@ def test_a_tab_on_commands_and_flags_runs_no_program(shell_home, tmp_path):
     assert "docker" in os.listdir(marks) and "python3" not in os.listdir(marks)
 
 
+def processes_started(home: Path, *words: str, calls: int) -> int:
+    """clone/fork calls by a bash that sources the script and completes `words` `calls` times."""
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    trace = home / f"trace-{calls}"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", str(trace),
+                    "bash", "--norc", "--noprofile", "-c", COMPLETE + f"for i in $(seq {calls}); do :; done\n"
+                    + f"for ((i = 0; i < {calls}; i++)); do comp {quoted} >/dev/null; done"],
+                   env={"HOME": str(home), "PATH": SYSTEM_PATH}, check=True, capture_output=True, timeout=60)
+    return len(trace.read_text().splitlines())
+
+
+@pytest.mark.parametrize("words", [("cai", "st"), ("cai", ""), ("cai", "gc", "--"), ("cai", "--context", "x", "export", "--c"),
+                                   ("cai", "completion", "")])
+def test_a_tab_on_commands_and_flags_starts_no_process(shell_home, words):
+    assert processes_started(shell_home, *words, calls=10) == processes_started(shell_home, *words, calls=0)
+
+
 def test_container_names_come_from_the_resolved_context(shell_home, spare_engine):
     engine = spare_engine(3)
     engine.reset()

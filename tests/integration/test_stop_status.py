@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -163,6 +164,32 @@ def test_status_json_keys_of_a_running_container(ws, home):
     assert list(report) == ["schema_version", "container", "status", "image", "uptime", "sessions", "resources"]
     assert list(report["resources"]) == ["memory_usage", "memory_limit", "memory_percent", "cpu_percent"]
     assert report["resources"]["memory_limit"] == "4GiB"
+
+
+def test_status_resources_follow_the_container(ws, home, docker_client):
+    """CPU and memory as `docker stats` reports them: a busy loop shows, an idle container does not,
+    and the probe's own work is not counted."""
+    _, name = ws
+    container = docker_client.containers.get(name)
+
+    def resources():
+        done = run_cai(home, "status", "--container", name, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["resources"]
+
+    idle = resources()
+    assert float(idle["cpu_percent"].rstrip("%")) < 10
+    assert idle["memory_limit"] == "4GiB"
+    engine_view = docker_client.api.stats(name, stream=False)["memory_stats"]["usage"]
+    shown = float(idle["memory_usage"].rstrip("KMGiB")) * {"K": 2**10, "M": 2**20, "G": 2**30}[idle["memory_usage"][-3]]
+    assert 0.5 * engine_view < shown < 1.5 * engine_view
+    container.exec_run(["sh", "-c", "while :; do :; done"], detach=True)
+    try:
+        busy = wait_for(lambda: float(resources()["cpu_percent"].rstrip("%")) > 50, timeout=20)
+        assert busy
+        assert float(resources()["cpu_percent"].rstrip("%")) < 100 * (os.cpu_count() or 1) + 10
+    finally:
+        container.exec_run(["pkill", "-f", "while :; do :; done"])
 
 
 def test_status_of_an_exited_container(fresh, home, docker_client):

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cai import clock, engine
-from cai.commands import gc
+from cai import pruning as gc
 from cai.errors import CaiError
 
 NOW = 1_705_314_600  # 2024-01-15T10:30:00Z

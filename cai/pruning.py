@@ -1,0 +1,276 @@
+"""Stale-container selection and removal for `cai gc`.
+
+Safe first. Only containers labelled `containai.managed=true` in the resolved context are
+candidates, and only when exited or never started, not labelled `containai.keep=true`, and idle
+for the threshold: since they *stopped* (State.FinishedAt), or since creation when they never
+ran. Ages are measured against the engine's clock. Each container is inspected again right before
+a plain `docker rm` (no force), so one that started meanwhile is kept and reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+from cai import output
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai import engine
+
+IMAGE_PREFIXES = ("containai:", "ghcr.io/containai/")
+PRUNABLE_STATES = ("exited", "created")
+KEEP_REASON = "containai.keep=true"
+
+
+# --- the plan: pure parts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    id: str
+    status: str
+    reference_time: str
+    age_seconds: int
+    ssh_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A container gc leaves alone, and why."""
+
+    name: str
+    id: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StaleImage:
+    reference: str
+    id: str
+
+
+@dataclass
+class Plan:
+    context: str
+    age: str
+    threshold_seconds: int
+    daemon_time: str
+    now_epoch: int
+    candidates: list[Candidate] = field(default_factory=list)
+    protected: list[Passed] = field(default_factory=list)
+    skipped: list[Passed] = field(default_factory=list)
+    images: list[StaleImage] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.candidates) + len(self.images)
+
+
+def protection(listed: Mapping[str, Any]) -> str | None:
+    """Why a listed container may never be pruned (its state, then the keep label), or None."""
+    from cai import labels
+
+    state = listed.get("State") or ""
+    if state not in PRUNABLE_STATES:
+        return state or "unknown state"
+    if labels.is_kept(listed.get("Labels")):
+        return KEEP_REASON
+    return None
+
+
+def reference_time(container: "engine.Container") -> str:
+    return container.finished_at if container.status == "exited" else container.created
+
+
+def judge(container: "engine.Container", now_epoch: int, threshold: int) -> Candidate | Passed | None:
+    """A candidate, a skip with its reason, or None when it is not idle long enough (or has
+    changed into something gc must leave alone since it was listed)."""
+    from cai import clock, labels
+
+    if container.status not in PRUNABLE_STATES or labels.is_kept(container.labels) or not labels.is_managed(container.labels):
+        return None
+    stamp = reference_time(container)
+    if clock.is_zero_time(stamp):
+        return Passed(container.name, container.id, container.status, "invalid timestamp")
+    try:
+        since = clock.epoch_seconds(stamp)
+    except (ValueError, OverflowError):
+        return Passed(container.name, container.id, container.status, "timestamp parse error")
+    age = now_epoch - since
+    if age < threshold:
+        return None
+    port = labels.label(container.labels, labels.SSH_PORT)
+    return Candidate(container.name, container.id, container.status, stamp, age, int(port) if port.isdigit() else None)
+
+
+def may_be_stale(listed: Mapping[str, Any], now_epoch: int, threshold: int) -> bool:
+    """The list's Created (epoch seconds) bounds FinishedAt from below, so a container created
+    within the threshold needs no inspect."""
+    created = listed.get("Created")
+    return not isinstance(created, int) or now_epoch - created >= threshold
+
+
+def stale_images(images: list[Mapping[str, Any]], containers: list[Mapping[str, Any]]) -> list[StaleImage]:
+    """Our tags on images that no container, in any state, was made from (compared by image id,
+    so a tag that shares its id with a used image is not offered)."""
+    used = {c.get("ImageID") for c in containers} | {c.get("Image") for c in containers}
+    found = []
+    for image in images:
+        if image.get("Id") in used:
+            continue
+        for tag in image.get("RepoTags") or ():
+            if "<none>" in tag or not tag.startswith(IMAGE_PREFIXES) or tag in used:
+                continue
+            found.append(StaleImage(tag, image.get("Id", "")))
+    return found
+
+
+# --- the plan: engine reads ------------------------------------------------------------------
+
+
+def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bool) -> Plan:
+    """One list call, one info call, and inspects (side by side) of only the containers that can
+    be old enough; two more list calls for images."""
+    from cai import clock, engine, labels
+
+    listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
+    daemon_time = eng.system_time()
+    try:
+        now_epoch = clock.epoch_seconds(daemon_time)
+    except ValueError as exc:
+        raise CaiError(ExitCode.ERROR, f"The engine reported an unreadable time: {output.shown(daemon_time)}") from exc
+    plan = Plan(eng.context, age, threshold, daemon_time, now_epoch)
+    to_inspect = []
+    for item in listed:
+        name = (item.get("Names") or ["/?"])[0].lstrip("/")
+        reason = protection(item)
+        if reason is not None:
+            plan.protected.append(Passed(name, item["Id"], item.get("State") or "", reason))
+            if reason == KEEP_REASON:
+                output.info(f"Skipping protected container: {name} ({KEEP_REASON})")
+        elif may_be_stale(item, now_epoch, threshold):
+            to_inspect.append(item["Id"])
+    inspected = engine.inspect_many(eng, to_inspect)
+    for container_id in to_inspect:  # Docker's order: newest first
+        container = inspected.get(container_id)
+        verdict = judge(container, now_epoch, threshold) if container is not None else None
+        if isinstance(verdict, Candidate):
+            plan.candidates.append(verdict)
+        elif isinstance(verdict, Passed):
+            plan.skipped.append(verdict)
+            if verdict.reason == "invalid timestamp":
+                output.info(f"Skipping container with invalid timestamp: {verdict.name}")
+            else:
+                output.info(f"Skipping container (timestamp parse error): {verdict.name}")
+    if with_images:
+        plan.images = stale_images(engine.list_images(eng), engine.list_containers(eng, []))
+    return plan
+
+
+# --- removal ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    removed_containers: list[str] = field(default_factory=list)
+    removed_images: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def failed(self, kind: str) -> int:
+        return sum(1 for e in self.errors if e["kind"] == kind)
+
+
+def _recheck(eng: "engine.Engine", candidate: Candidate) -> str | None:
+    """Why the candidate must be kept after all (read again, by id), or None to go ahead."""
+    fresh = eng.inspect_container(candidate.id)
+    if fresh is None:
+        return "gone"
+    if fresh.status in ("running", "paused", "restarting"):
+        return "now running"
+    if fresh.status != candidate.status or reference_time(fresh) != candidate.reference_time:
+        return "changed since listing"
+    return None
+
+
+def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
+    from cai import engine, ssh
+
+    done = Outcome()
+    for candidate in plan.candidates:
+        reason = _recheck(eng, candidate)
+        if reason == "gone":
+            output.info(f"Container already removed: {candidate.name}")
+            continue
+        if reason is not None:
+            output.warn(f"Skipping container ({reason}): {candidate.name}")
+            done.errors.append({"kind": "container", "name": candidate.name, "message": reason})
+            continue
+        try:
+            removed = engine.remove_stopped_container(eng, candidate.id)
+        except CaiError as exc:
+            output.warn(f"Failed to remove container: {candidate.name}")
+            done.errors.append({"kind": "container", "name": candidate.name, "message": exc.message})
+            continue
+        if removed:
+            ssh.forget_container(candidate.name, candidate.ssh_port)
+            done.removed_containers.append(candidate.name)
+            output.info(f"Removed container: {candidate.name}")
+    for image in plan.images:
+        try:
+            engine.remove_image(eng, image.reference)
+        except CaiError as exc:
+            output.warn(f"Failed to remove image: {image.reference} (may be in use)")
+            done.errors.append({"kind": "image", "name": image.reference, "message": exc.message})
+            continue
+        done.removed_images.append(image.reference)
+        output.info(f"Removed image: {image.reference}")
+    return done
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def render_plan(plan: Plan) -> list[str]:
+    from cai import clock
+
+    if not plan.total:
+        return ["No stale resources found."]
+    lines = [f"Stale ContainAI resources (context: {plan.context}, age >= {plan.age}):", ""]
+    if plan.candidates:
+        lines.append("Containers:")
+        lines += [f"  {c.name} ({c.status}, age: {clock.format_age(c.age_seconds)})" for c in plan.candidates]
+        lines.append("")
+    if plan.images:
+        lines.append("Unused images:")
+        lines += [f"  {i.reference}" for i in plan.images]
+        lines.append("")
+    return lines
+
+
+def render_outcome(outcome: Outcome) -> list[str]:
+    lines = [""]
+    if outcome.removed_containers or outcome.removed_images:
+        lines.append(f"Removed: {len(outcome.removed_containers)} container(s), {len(outcome.removed_images)} image(s)")
+    if outcome.errors:
+        lines.append(f"Failed: {outcome.failed('container')} container(s), {outcome.failed('image')} image(s)")
+    return lines
+
+
+def json_document(plan: Plan, *, dry_run: bool, cancelled: bool, outcome: Outcome | None) -> dict[str, Any]:
+    outcome = outcome or Outcome()
+    return {
+        "context": plan.context,
+        "threshold": {"age": plan.age, "seconds": plan.threshold_seconds},
+        "daemon_time": plan.daemon_time,
+        "dry_run": dry_run,
+        "cancelled": cancelled,
+        "candidates": [{k: v for k, v in asdict(c).items() if k != "ssh_port"} for c in plan.candidates],
+        "protected": [asdict(p) for p in plan.protected],
+        "skipped": [asdict(s) for s in plan.skipped],
+        "images": [asdict(i) for i in plan.images],
+        "removed": {"containers": outcome.removed_containers, "images": outcome.removed_images},
+        "errors": outcome.errors,
+    }
