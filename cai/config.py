@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -56,6 +55,8 @@ def ssh_dir() -> Path:
 
 def load_toml(path: Path, *, strict: bool) -> dict[str, Any]:
     """A config file as a dict. Missing is empty; unreadable is an error only when `strict`."""
+    import tomllib
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

@@ -22,12 +22,24 @@ class Known:
         self.name, self.port = name, port
 
 
+def _file_version(path: Path | None) -> list[object] | None:
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return [str(path), info.st_mtime_ns, info.st_size] if info is not None else None
+
+
 def key(explicit_context: str | None, container_arg: str | None, workspace: Path) -> str:
-    """Everything that picks the container without the engine: the flags, the configured context
-    and the workspace's saved container."""
-    saved = config.workspace_state(str(workspace)).get("container_name")
-    return json.dumps([explicit_context, config.configured_engine_context(workspace), container_arg,
-                       str(workspace), saved if isinstance(saved, str) else None])
+    """Everything that picks the container without the engine: the flags, the environment's
+    context, and the config files that hold the configured context and the workspace's saved
+    container, by version (reading them would cost the TOML parser on every call; a write to
+    them only costs one slow call)."""
+    import os
+
+    return json.dumps([explicit_context, os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT"), container_arg,
+                       str(workspace), _file_version(config.user_config_path()),
+                       _file_version(config.discover_config(workspace))])
 
 
 def _entry_path(cache_key: str) -> Path:

@@ -54,7 +54,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         ssh.release_master(containers.ssh_port(container))
     rc = containers.connect(target.engine, container, remote, tty=tty, shared=cache_key is not None)
     if cache_key is not None:
-        from cai import reach
+        from cai import labels, reach
 
+        # again: the slow path may have just saved the workspace's state
+        cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
         reach.remember(cache_key, container.name, containers.ssh_port(container))
     return rc
