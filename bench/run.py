@@ -237,8 +237,20 @@ def render(measures: list[Measure], runs: int, notes: list[str]) -> str:
         extra = f" ({m.note})" if m.note else ""
         lines.append(f"| {m.key} | {m.what}{extra} | {ours:.1f} ms | {m.baseline_what} | {theirs:.1f} ms | "
                      f"{m.ratio:.2f}× | {m.target} |")
-    lines += ["", *[f"- {note}" for note in notes], ""]
+    lines += ["", *[f"- {note}" for note in notes], *[f"- {note}" for note in FIXED_NOTES], ""]
     return "\n".join(lines)
+
+
+FIXED_NOTES = (
+    "Cold P2 means the target is cached but no shared connection is open (as after ControlPersist's five "
+    "minutes); warm means both. With the fast path off, every call asks the engine and opens a connection.",
+    "bench/run.py compiles cai's bytecode first, as an installed package has it: with PYTHONDONTWRITEBYTECODE "
+    "set, a checkout would otherwise compile each module on every call.",
+    "The bash original, measured on this machine with the same fixtures (issue 9): `cai --help` 95–114 ms "
+    "(5.5× `python -c pass`); `cai exec -- true` about 1.4 s (5.6–6.9× raw ssh, 15 docker and 20 python3 "
+    "processes per call); gc over 200 containers 17 s (402 docker processes); status 2.2 s (1.7 s of it in "
+    "`docker stats --no-stream`); a TAB 3–4 ms.",
+)
 
 
 if __name__ == "__main__":
