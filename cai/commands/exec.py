@@ -34,10 +34,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
     tty = "-t" if output.stdin_isatty() else None
     remote = ssh.remote_exec_command(command)
+    from cai import labels, reach
+
     cache_key = None
     if ssh.multiplexing() and not creation_flags_given(args):
-        from cai import labels, reach
-
         cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
         known = reach.lookup(cache_key)
         if known is not None:
@@ -53,10 +53,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     if cache_key is not None:  # a shared connection made before whatever changed is not reused
         ssh.release_master(containers.ssh_port(container))
     rc = containers.connect(target.engine, container, remote, tty=tty, shared=cache_key is not None)
-    if cache_key is not None:
-        from cai import labels, reach
-
-        # again: the slow path may have just saved the workspace's state
+    if cache_key is not None:  # again: the slow path may have just saved the workspace's state
         cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
         reach.remember(cache_key, container.name, containers.ssh_port(container))
     return rc
