@@ -205,8 +205,11 @@ def _fingerprint() -> str:
     spec = importlib.util.find_spec("shtab")
     if spec is not None and spec.origin:
         files.append(Path(spec.origin))
-    text = "".join(f"{f}:{s.st_size}:{s.st_mtime_ns};" for f in files if (s := f.stat()))
-    return f"{zlib.crc32(text.encode()):08x}"
+    versions = []
+    for path in files:
+        info = path.stat()
+        versions.append(f"{path}:{info.st_size}:{info.st_mtime_ns};")
+    return f"{zlib.crc32(''.join(versions).encode()):08x}"
 
 
 def script(shell: str) -> str:

@@ -13,8 +13,6 @@ from typing import Sequence
 from cai import config, engine, labels, output, ssh
 from cai.errors import CaiError, ExitCode
 
-DEFAULT_MEMORY = labels.DEFAULT_MEMORY
-DEFAULT_CPUS = labels.DEFAULT_CPUS
 DEFAULT_STOP_TIMEOUT = 100
 START_POLLS = 30
 
@@ -146,9 +144,9 @@ def allocate_port(eng: engine.Engine) -> int:
     Call with the port lock held, until the container (and its label) exists."""
     used = host_listening_ports()
     for row in engine.list_containers(eng, [labels.MANAGED_FILTER]):
-        value = (row.get("Labels") or {}).get(labels.SSH_PORT, "")
-        if value.isdigit():
-            used.add(int(value))
+        port = labels.ssh_port(row.get("Labels"))
+        if port is not None:
+            used.add(port)
     start, end = ssh.PORT_RANGE
     for port in range(start, end + 1):
         if port not in used:
@@ -183,8 +181,7 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
 def remove(eng: engine.Engine, container: engine.Container) -> None:
     """`docker rm -f`, then the container's ssh config and pinned host keys."""
     engine.remove_container(eng, container.name)
-    port = labels.label(container.labels, labels.SSH_PORT)
-    ssh.forget_container(container.name, int(port) if port.isdigit() else None)
+    ssh.forget_container(container.name, labels.ssh_port(container.labels))
 
 
 def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None = None) -> engine.Container:
@@ -206,12 +203,12 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
 
 
 def ssh_port(container: engine.Container) -> int:
-    value = labels.label(container.labels, labels.SSH_PORT)
-    if not value.isdigit():
+    port = labels.ssh_port(container.labels)
+    if port is None:
         raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container has no SSH port configured",
                        "This container may have been created before SSH support was added.",
                        "Recreate the container with: cai run --fresh /path/to/workspace")
-    return int(value)
+    return port
 
 
 _INJECT_SCRIPT = (

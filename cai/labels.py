@@ -64,6 +64,12 @@ def label(labels: Mapping[str, str] | None, key: str) -> str:
     return _label(labels, key)
 
 
+def ssh_port(labels: Mapping[str, str] | None) -> int | None:
+    """The published SSH port a container was created with, or None when its label has none."""
+    value = _label(labels, SSH_PORT)
+    return int(value) if value.isdigit() else None
+
+
 def validate_container_name(name: str) -> str:
     if not name or len(name) > MAX_CONTAINER_NAME_LEN or not CONTAINER_NAME_RE.match(name):
         raise CaiError(

@@ -10,13 +10,10 @@ a plain `docker rm` (no force), so one that started meanwhile is kept and report
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from cai import output
+from cai import clock, engine, labels, output, ssh
 from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai import engine
 
 IMAGE_PREFIXES = ("containai:", "ghcr.io/containai/")
 PRUNABLE_STATES = ("exited", "created")
@@ -71,8 +68,6 @@ class Plan:
 
 def protection(listed: Mapping[str, Any]) -> str | None:
     """Why a listed container may never be pruned (its state, then the keep label), or None."""
-    from cai import labels
-
     state = listed.get("State") or ""
     if state not in PRUNABLE_STATES:
         return state or "unknown state"
@@ -88,8 +83,6 @@ def reference_time(container: "engine.Container") -> str:
 def judge(container: "engine.Container", now_epoch: int, threshold: int) -> Candidate | Passed | None:
     """A candidate, a skip with its reason, or None when it is not idle long enough (or has
     changed into something gc must leave alone since it was listed)."""
-    from cai import clock, labels
-
     if container.status not in PRUNABLE_STATES or labels.is_kept(container.labels) or not labels.is_managed(container.labels):
         return None
     stamp = reference_time(container)
@@ -102,8 +95,7 @@ def judge(container: "engine.Container", now_epoch: int, threshold: int) -> Cand
     age = now_epoch - since
     if age < threshold:
         return None
-    port = labels.label(container.labels, labels.SSH_PORT)
-    return Candidate(container.name, container.id, container.status, stamp, age, int(port) if port.isdigit() else None)
+    return Candidate(container.name, container.id, container.status, stamp, age, labels.ssh_port(container.labels))
 
 
 def may_be_stale(listed: Mapping[str, Any], now_epoch: int, threshold: int) -> bool:
@@ -134,8 +126,6 @@ def stale_images(images: list[Mapping[str, Any]], containers: list[Mapping[str, 
 def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bool) -> Plan:
     """One list call, one info call, and inspects (side by side) of only the containers that can
     be old enough; two more list calls for images."""
-    from cai import clock, engine, labels
-
     listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
     daemon_time = eng.system_time()
     try:
@@ -196,8 +186,6 @@ def _recheck(eng: "engine.Engine", candidate: Candidate) -> str | None:
 
 
 def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
-    from cai import engine, ssh
-
     done = Outcome()
     for candidate in plan.candidates:
         reason = _recheck(eng, candidate)
@@ -234,8 +222,6 @@ def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
 
 
 def render_plan(plan: Plan) -> list[str]:
-    from cai import clock
-
     if not plan.total:
         return ["No stale resources found."]
     lines = [f"Stale ContainAI resources (context: {plan.context}, age >= {plan.age}):", ""]

@@ -113,9 +113,9 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
     """Best effort, never raises: an engine or probe failure is UNKNOWN with a reason."""
     if not container.running:
         return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
-    port = labels.label(container.labels, labels.SSH_PORT)
-    if port.isdigit():  # our own idle shared connection is nobody inside
-        ssh.release_master(int(port))
+    port = labels.ssh_port(container.labels)
+    if port is not None:  # our own idle shared connection is nobody inside
+        ssh.release_master(port)
     try:
         probe_id, rc, output = engine.exec_captured(eng, container.name, ["sh", "-c", PROBE_SCRIPT], timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:

@@ -248,10 +248,7 @@ def control_path(directory: Path, port: int) -> Path:
     return directory / f"{USER}@{HOST}:{port}"
 
 
-def multiplex_options() -> list[str]:
-    directory = control_dir() if multiplexing() else None
-    if directory is None:
-        return []
+def multiplex_options(directory: Path) -> list[str]:
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={directory}/%r@%h:%p",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
 
@@ -384,8 +381,9 @@ def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False
     """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"; `shared` goes
     through (or starts) the control master. SIGINT, SIGTERM and SIGHUP are passed on to ssh,
     so cai never dies leaving its ssh behind (a master lives on by design)."""
-    sharing = multiplex_options() if shared else []
-    log_path = _log_file(control_dir() if sharing else None)
+    directory = control_dir() if shared and multiplexing() else None
+    sharing = multiplex_options(directory) if directory is not None else []
+    log_path = _log_file(directory)
     argv = [*base_argv(port), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None

@@ -36,9 +36,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     remote = ssh.remote_exec_command(command)
     from cai import labels, reach
 
-    cache_key = None
-    if ssh.multiplexing() and not creation_flags_given(args):
-        cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
+    fast = ssh.multiplexing() and not creation_flags_given(args)
+    if fast:
+        workspace = labels.resolve_workspace(args.workspace)
+        cache_key = reach.key(ctx.context, args.container, workspace)
         known = reach.lookup(cache_key)
         if known is not None:
             outcome = ssh.run_session(known.port, remote, tty=tty, shared=True)
@@ -50,10 +51,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers
 
     target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
-    if cache_key is not None:  # a shared connection made before whatever changed is not reused
+    if fast:  # a shared connection made before whatever changed is not reused
         ssh.release_master(containers.ssh_port(container))
-    rc = containers.connect(target.engine, container, remote, tty=tty, shared=cache_key is not None)
-    if cache_key is not None:  # again: the slow path may have just saved the workspace's state
-        cache_key = reach.key(ctx.context, args.container, labels.resolve_workspace(args.workspace))
-        reach.remember(cache_key, container.name, containers.ssh_port(container))
+    rc = containers.connect(target.engine, container, remote, tty=tty, shared=fast)
+    if fast:  # the key again: the slow path may have just saved the workspace's state
+        reach.remember(reach.key(ctx.context, args.container, workspace), container.name, containers.ssh_port(container))
     return rc

@@ -140,6 +140,13 @@ class SpareEngine:
         self.wait_state(container, state)
         return container
 
+    def make_image(self, reference: str) -> None:
+        """A new image (an id of its own) tagged `reference`, committed from a throwaway container."""
+        source = self.client.containers.create(IMAGE, ["/bin/true"], network_mode="none")
+        repository, tag = reference.rsplit(":", 1)
+        source.commit(repository, tag, conf={"Labels": {"cai.test.image": reference}})
+        source.remove()
+
     def wait_state(self, container, state: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while True:

@@ -218,16 +218,10 @@ def test_a_container_that_starts_while_the_question_waits_is_kept_and_reported(f
 
 
 def test_images_only_ours_and_only_unused(fresh, gc_home):
-    def image(reference):
-        source = fresh.client.containers.create("cai-tiny:sleep", ["/bin/true"], network_mode="none")
-        repository, tag = reference.rsplit(":", 1)
-        source.commit(repository, tag, conf={"Labels": {"cai.test.image": reference}})  # a distinct id each
-        source.remove()
-
     for reference in ("containai:gc-unused", "ghcr.io/containai/gc:unused", "containai:gc-used-by-kept",
                       "containai:gc-used-by-foreign", "other:gc-unused", "ghcr.io/novotnyllc/containai:gc",
                       "containai-template-x:local"):
-        image(reference)
+        fresh.make_image(reference)
     fresh.make("exited", name="gc-kept-user", labels={"containai.keep": "true"}, image="containai:gc-used-by-kept")
     fresh.make("running", name="gc-foreign-user", managed=None, image="containai:gc-used-by-foreign")
 

@@ -64,9 +64,7 @@ def test_gc(tmp_path, spare_engine):
     context = engine.add_context(tmp_path)
     engine.make("exited", name="json-stale")
     engine.make("running", name="json-busy")
-    source = engine.client.containers.create("cai-tiny:sleep", ["/bin/true"], network_mode="none")
-    source.commit("containai", "json-unused")
-    source.remove()
+    engine.make_image("containai:json-unused")
     done = run_cai(tmp_path, "gc", "--context", context, "--json", "--dry-run", "--images", "--age", "0m")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
