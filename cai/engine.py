@@ -577,31 +577,48 @@ def volume_exists(engine: "Engine", name: str) -> bool:
         return False
 
 
+def remove_volume(engine: "Engine", name: str) -> None:
+    _with_engine_errors(engine, f"Failed to remove volume {name}", lambda api: api.remove_volume(name, force=True))
+
+
 def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, *, writable: bool,
                          labels: Mapping[str, str]) -> str:
     """A helper container whose only mount is the named volume: no host path, no network.
-    Created, not started; start it only to run commands in it."""
+    Created, not started; start it only to run commands in it. Its main process sleeps a day, so
+    a helper that cai could not remove (cai was killed) ends by itself."""
     def create(api: Any) -> str:
         host_config = api.create_host_config(
             binds={volume: {"bind": mount, "mode": "rw" if writable else "ro"}}, network_mode="none", auto_remove=False,
         )
-        return api.create_container(image, entrypoint=["sleep"], command=["600"], labels=dict(labels),
+        return api.create_container(image, entrypoint=["sleep"], command=["86400"], labels=dict(labels),
                                     host_config=host_config, network_disabled=True)["Id"]
 
     return _with_engine_errors(engine, "Failed to create helper container", create)
 
 
 def get_archive(engine: "Engine", container: str, path: str) -> Iterator[bytes]:
-    """The uncompressed tar of `path` in the container (stopped ones too), as a byte stream."""
+    """The uncompressed tar of `path` in the container (stopped ones too), as a byte stream. A
+    connection that breaks while it streams is classified like any engine failure."""
     def fetch(api: Any) -> Iterator[bytes]:
         stream, _ = api.get_archive(container, path, chunk_size=1 << 16)
         return stream
 
-    return _with_engine_errors(engine, f"Failed to read {path} from {container}", fetch)
+    stream = _with_engine_errors(engine, f"Failed to read {path} from {container}", fetch, timeout=SLOW_TIMEOUT_S)
+    return _classified(stream)
+
+
+def _classified(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except CaiError:
+        raise
+    except Exception as exc:
+        raise classify(exc) from exc
 
 
 def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:
-    """Extract an uncompressed tar (a file object) at `path`; owners and modes come from the tar."""
+    """Extract an uncompressed tar (bytes, a file object or an iterator of chunks, sent as it is
+    produced) at `path`; owners, modes and times come from the tar."""
     def put(api: Any) -> None:
         if not api.put_archive(container, path, data):
             raise CaiError(ExitCode.ERROR, f"Failed to write into {container}:{path}")
@@ -611,3 +628,38 @@ def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:
 
 def start_helper(engine: "Engine", container: str) -> None:
     _with_engine_errors(engine, "Failed to start helper container", lambda api: api.start(container))
+
+
+def exec_detached(engine: "Engine", container: str, argv: list[str]) -> str:
+    """Start a root command that goes on whatever happens to this process or its connection."""
+    def start(api: Any) -> str:
+        exec_id = api.exec_create(container, argv, user="root", stdout=False, stderr=False, environment={})["Id"]
+        api.exec_start(exec_id, detach=True)
+        return exec_id
+
+    return _with_engine_errors(engine, f"Failed to run a command in {container}", start)
+
+
+def exec_state(engine: "Engine", exec_id: str) -> tuple[bool, int | None]:
+    """(running, exit code) of an exec started by `exec_detached`."""
+    data = engine.call("exec_inspect", exec_id)
+    return bool(data.get("Running")), data.get("ExitCode")
+
+
+def engine_arch(engine: "Engine") -> str:
+    return str(engine.call("version").get("Arch", ""))
+
+
+def images_labelled(engine: "Engine", label_filter: str) -> list[dict[str, Any]]:
+    return engine.call("images", filters={"label": label_filter})
+
+
+def import_image(engine: "Engine", rootfs_tar: bytes, repository: str, tag: str, labels: Mapping[str, str],
+                 command: list[str]) -> None:
+    """An image from a root filesystem tar, through the API (no registry, no build)."""
+    import json
+
+    changes = [f"LABEL {json.dumps(key)}={json.dumps(value)}" for key, value in labels.items()]
+    changes.append(f"CMD {json.dumps(command)}")
+    _with_engine_errors(engine, f"Failed to create the helper image {repository}:{tag}",
+                        lambda api: api.import_image_from_data(rootfs_tar, repository=repository, tag=tag, changes=changes))

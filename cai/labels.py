@@ -19,7 +19,10 @@ TEMPLATE = "ai.containai.template"
 TEMPLATE_HASH = "ai.containai.template-hash"
 IMAGE_TAG = "containai.image-tag"
 KEEP = "containai.keep"
-HELPER = "containai.helper"
+HELPER = "containai.helper"  # "true" on cai's export/import helpers and on its helper image
+HELPER_ROLE = "containai.helper.role"  # export | import
+HELPER_VOLUME = "containai.helper.volume"
+HELPER_SHELL = "containai.helper.shell"  # on a helper image: "true" when it can run the import swap
 
 MANAGED_FILTER = f"{MANAGED}=true"
 OUR_IMAGE_PREFIX = "containai:"
@@ -47,8 +50,11 @@ def is_managed(labels: Mapping[str, str] | None) -> bool:
 def is_ours(labels: Mapping[str, str] | None, image: str) -> bool:
     """Lenient rule (run, shell, exec): label `true`, or no label and a `containai:` image.
 
-    An explicit label of any other value (e.g. `false`) is foreign whatever the image.
+    An explicit label of any other value (e.g. `false`) is foreign whatever the image, and cai's
+    export and import helpers are never workspace containers.
     """
+    if _label(labels, HELPER):
+        return False
     value = _label(labels, MANAGED)
     if value:
         return value == "true"

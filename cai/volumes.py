@@ -1,90 +1,37 @@
 """Export and import of a data volume, streamed through the engine API.
 
-Nothing touches a host path on the engine's side, so both work on a remote context: export reads
+Nothing touches a host path on the engine's side, so both work on a remote context. Export reads
 the archive endpoint (of the managed container, or of a helper container that mounts only the
 volume and is never started), and the host filters the excludes and writes the gzip tar. Import
-checks every entry on the host before anything is written, sends a plain tar into a staging
-directory of the volume through a helper, and swaps it in only when it is all there.
+checks every entry on the host first (archives.py), streams the tree into a work directory of the
+volume through a started helper, swaps it in with a journalled script that runs detached in the
+engine, and then compares the volume with the archive.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import io
 import os
-import stat
-import sys
+import secrets
 import tarfile
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, Iterator, Sequence
 
-from cai import engine, labels, output
+from cai import archives, engine, labels, output
+from cai.archives import Progress
 from cai.errors import CaiError, ExitCode
 
 VOLUME_MOUNT = "/mnt/agent-data"
 HELPER_MOUNT = "/data"
-STAGING = ".cai-import-staging"
 PRIVATE_PATTERNS = ("shell/bashrc.d/*.priv.*",)
 SECRET_PATTERNS = ("*.priv.*", ".credentials.json", "credentials.json", "auth.json", ".netrc", "*.pem", "*.key",
                    "id_rsa", "id_ecdsa", "id_ed25519")
-
-
-# --- names and patterns ----------------------------------------------------------------------
-
-
-def normalize_patterns(excludes: Iterable[str]) -> list[str]:
-    """As the original: one leading `./`, then one leading `/`, stripped; empty ones dropped."""
-    patterns = []
-    for pattern in excludes:
-        pattern = pattern[2:] if pattern.startswith("./") else pattern
-        pattern = pattern[1:] if pattern.startswith("/") else pattern
-        if pattern:
-            patterns.append(pattern)
-    return patterns
-
-
-def is_excluded(name: str, patterns: Sequence[str]) -> bool:
-    """GNU tar's `--exclude` for member names: unanchored (any run of path components may match),
-    `*` crosses `/`, and a match on a directory covers everything below it."""
-    parts = [p for p in name.split("/") if p and p != "."]
-    for start in range(len(parts)):
-        for end in range(start + 1, len(parts) + 1):
-            candidate = "/".join(parts[start:end])
-            if any(fnmatch.fnmatchcase(candidate, pattern) for pattern in patterns):
-                return True
-    return False
-
-
-def relative_name(name: str) -> str:
-    """`./a/b` and `a/b` → `a/b`; `.` and `./` → ``."""
-    while name.startswith("./"):
-        name = name[2:]
-    return "" if name in (".", "") else name.rstrip("/")
-
-
-def hostile_reason(member: tarfile.TarInfo) -> str | None:
-    """Why an archive entry may not be restored, or None when it is a plain file or directory."""
-    name = member.name
-    if name.startswith("/"):
-        return "absolute path"
-    if ".." in name.split("/"):
-        return "path with '..'"
-    if member.issym():
-        return f"symlink (to {member.linkname})"
-    if member.islnk():
-        return f"hard link (to {member.linkname})"
-    if member.ischr() or member.isblk():
-        return "device"
-    if member.isfifo():
-        return "FIFO"
-    if not (member.isfile() or member.isdir()):
-        return "unsupported entry type"
-    return None
+SWAP_POLL_S = 0.1
 
 
 def default_filename(now: datetime) -> str:
@@ -109,43 +56,46 @@ def output_path(arg: str | None, cwd: Path, now: datetime) -> Path:
     return Path(os.path.abspath(parent)) / target.name
 
 
-# --- progress --------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------
 
 
-class Progress:
-    """Bytes moved so far, redrawn on stderr at most 10 times a second; only on a TTY."""
+def helper_labels(role: str, volume: str) -> dict[str, str]:
+    return {labels.HELPER: "true", labels.HELPER_ROLE: role, labels.HELPER_VOLUME: volume}
 
-    def __init__(self, verb: str, total: int | None = None) -> None:
-        self.verb, self.total, self.done = verb, total, 0
-        self.enabled = output.isatty() and sys.stderr.isatty()
-        self._drawn = 0.0
 
-    def add(self, count: int) -> None:
-        self.done += count
-        if self.enabled and time.monotonic() - self._drawn > 0.1:
-            self._draw()
+def helper_image(eng: engine.Engine, *, needs_shell: bool) -> str:
+    """cai's own helper image, else the agent image, else (for a helper that is never started) any
+    local image, else a tiny image made here from the host's programs."""
+    from cai import helper_image as tiny
 
-    def _draw(self) -> None:
-        self._drawn = time.monotonic()
-        if self.total:
-            filled = int(30 * min(self.done, self.total) / self.total)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {output.bytes_size(self.done)} / {output.bytes_size(self.total)}"
-        else:
-            bar = output.bytes_size(self.done)
-        sys.stderr.write(f"\r{self.verb}: {bar}\033[K")
-        sys.stderr.flush()
+    for image in engine.images_labelled(eng, f"{labels.HELPER}=true"):
+        if not needs_shell or (image.get("Labels") or {}).get(labels.HELPER_SHELL) == "true":
+            return str(image["Id"])
+    if eng.image_exists(labels.DEFAULT_IMAGE):
+        return labels.DEFAULT_IMAGE
+    if not needs_shell:
+        local = engine.list_images(eng)
+        if local:
+            return str(local[0]["Id"])
+    rootfs, has_programs = tiny.rootfs(with_programs=engine.engine_arch(eng) == tiny.host_arch())
+    if needs_shell and not has_programs:
+        raise CaiError(ExitCode.ERROR, f"No image on context '{eng.context}' can run the import helper",
+                       f"Build the agent image there first: cai --context {eng.context} image build")
+    engine.import_image(eng, rootfs, tiny.REPOSITORY, tiny.TAG,
+                        {labels.HELPER: "true", labels.HELPER_SHELL: "true" if has_programs else "false"}, ["sleep", "86400"])
+    output.info(f"Made the helper image {tiny.REFERENCE} on context '{eng.context}'")
+    return tiny.REFERENCE
 
-    def finish(self) -> None:
-        if self.enabled:
-            self._draw()
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+
+def _require_volume(eng: engine.Engine, volume: str) -> None:
+    if not engine.volume_exists(eng, volume):
+        raise CaiError(ExitCode.ERROR, f"Volume does not exist: {volume}")
 
 
 class _ChunkReader(io.RawIOBase):
     """A readable file over the engine's byte chunks, counting what passes."""
 
-    def __init__(self, chunks: Iterator[bytes], progress: Progress) -> None:
+    def __init__(self, chunks: Iterator[bytes], progress: Progress | None = None) -> None:
         self._chunks, self._buffer, self._progress = chunks, b"", progress
 
     def readable(self) -> bool:
@@ -157,25 +107,15 @@ class _ChunkReader(io.RawIOBase):
                 self._buffer = next(self._chunks)
             except StopIteration:
                 return 0
-            self._progress.add(len(self._buffer))
+            if self._progress is not None:
+                self._progress.add(len(self._buffer))
         count = min(len(target), len(self._buffer))
         target[:count], self._buffer = self._buffer[:count], self._buffer[count:]
         return count
 
 
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _helper_image(eng: engine.Engine) -> str:
-    if eng.image_exists(labels.DEFAULT_IMAGE):
-        return labels.DEFAULT_IMAGE
-    raise CaiError(ExitCode.ERROR, f"No local image for the helper container: {labels.DEFAULT_IMAGE}",
-                   "Build it with: cai image build")
-
-
-def _require_volume(eng: engine.Engine, volume: str) -> None:
-    if not engine.volume_exists(eng, volume):
-        raise CaiError(ExitCode.ERROR, f"Volume does not exist: {volume}")
+def _engine_tar(chunks: Iterator[bytes], progress: Progress | None = None) -> tarfile.TarFile:
+    return tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, progress), 1 << 16), mode="r|")
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -189,20 +129,23 @@ class ExportSource:
 
 
 def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSource, excludes: Sequence[str]) -> int:
-    """Write the volume as a gzip tar at `target` (atomically). Returns the number of entries."""
+    """Write the volume as a gzip tar at `target`, atomically: a failed export leaves no partial
+    file and keeps an existing one. Returns the number of entries."""
     _require_volume(eng, volume)
     output.info(f"Exporting volume '{volume}' to: {target}")
-    patterns = normalize_patterns(excludes)
+    patterns = archives.normalize_patterns(excludes)
     helper = None
-    if source.container is None:
-        helper = engine.create_volume_helper(eng, _helper_image(eng), volume, HELPER_MOUNT, writable=False,
-                                             labels={labels.HELPER: "export"})
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     temp = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
+            if source.container is None:
+                helper = engine.create_volume_helper(eng, helper_image(eng, needs_shell=False), volume, HELPER_MOUNT,
+                                                     writable=False, labels=helper_labels("export", volume))
             container, path = (source.container, VOLUME_MOUNT) if helper is None else (helper, HELPER_MOUNT)
             count = _copy_filtered(engine.get_archive(eng, container, f"{path}/."), raw, patterns)
+            raw.flush()
+            os.fsync(raw.fileno())
         _verify_gzip_tar(temp)
         os.replace(temp, target)
     except BaseException:
@@ -215,19 +158,40 @@ def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSourc
 
 
 def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[str]) -> int:
+    """The engine's tar, excludes applied, as a gzip PAX tar with `./`-relative names."""
     progress = Progress("Exporting")
     count = 0
+    excluded_files: set[str] = set()
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_ChunkReader(iter(chunks), progress), 1 << 16), mode="r|") as src, \
-                tarfile.open(fileobj=raw, mode="w|gz", format=tarfile.PAX_FORMAT) as out:
+        with _engine_tar(chunks, progress) as src, tarfile.open(fileobj=raw, mode="w|gz", format=tarfile.PAX_FORMAT) as out:
             for member in src:
-                rel = relative_name(member.name)
-                if rel and is_excluded(rel, patterns):
+                rel = archives.relative_name(member.name)
+                kind = archives.kind_of(member)
+                if archives.is_work_dir(rel.split("/", 1)[0]):
+                    if "/" not in rel:
+                        output.warn(f"Left out '{archives.shown_name(rel)}': the work directory of an unfinished import")
                     continue
-                member.name = f"./{rel}" if rel else "."
-                out.addfile(member, src.extractfile(member) if member.isfile() else None)
+                if rel and archives.is_excluded(rel, patterns):
+                    if kind == archives.FILE:
+                        excluded_files.add(rel)
+                    continue
+                if kind is None:
+                    output.warn(f"Left out '{archives.shown_name(rel)}': import restores no devices, FIFOs or sockets")
+                    continue
+                linkname = member.linkname if kind == archives.SYMLINK else ""
+                if kind == archives.HARDLINK:
+                    target = archives.relative_name(member.linkname)
+                    if target in excluded_files:
+                        output.warn(f"Left out hard link '{archives.shown_name(rel)}': its data is in an excluded file")
+                        continue
+                    linkname = f"./{target}"
+                info = archives.clean_info(member, f"./{rel}" if rel else ".", kind=kind, linkname=linkname)
+                out.addfile(info, src.extractfile(member) if kind == archives.FILE else None)
                 count += 1
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                progress.entry()
+    except CaiError:
+        raise
+    except archives.READ_ERRORS as exc:
         raise CaiError(ExitCode.ERROR, "Failed to create archive", f"  {exc}") from exc
     finally:
         progress.finish()
@@ -243,132 +207,260 @@ def _verify_gzip_tar(path: Path) -> None:
                     handle = archive.extractfile(member)
                     while handle is not None and handle.read(1 << 20):
                         pass
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except archives.READ_ERRORS as exc:
         raise CaiError(ExitCode.ERROR, f"Archive validation failed - archive may be corrupt: {path}", f"  {exc}") from exc
 
 
 # --- import ----------------------------------------------------------------------------------
 
-_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+# The swap, run by root in the helper, detached, so that neither a killed cai nor a broken
+# connection stops it half-way. Its phases are journalled in WORK/phase (each written with a
+# rename): `staged` (the old tree untouched), `out` (moving the old top-level entries into
+# WORK/old), `in` (moving the new ones from WORK/new into place), `done`. Run again on a work
+# directory, it carries on from its phase; `finish` discards a work directory that never began
+# its swap. Every move is a rename inside the volume: nothing follows a link the agent may plant.
+# Arguments: MOUNT WORK swap|finish "UID:GID MODE MTIME" (the archive's root; empty: keep).
+SWAP_SCRIPT = r"""
+set -u
+cd "$1" || exit 1
+w=$2
+[ -d "$w/new" ] || { rm -rf -- "$w"; exit 0; }
+exec 2>>"$w/log"
+phase() { printf '%s\n' "$1" >"$w/phase.new" && mv -f -- "$w/phase.new" "$w/phase"; }
+state=$(cat -- "$w/phase" 2>/dev/null) || state=staged
+if [ "$state" = staged ]; then
+    if [ "$3" = finish ]; then rm -rf -- "$w"; exit 0; fi
+    printf '%s\n' "$4" >"$w/root" && mkdir -p -- "$w/old" && phase out || exit 1
+    state=out
+fi
+if [ "$state" = out ]; then
+    for e in * .[!.]* ..?*; do
+        [ -e "$e" ] || [ -L "$e" ] || continue
+        case $e in .cai-import-????????????????) continue ;; esac
+        mv -- "$e" "$w/old/" || exit 1
+    done
+    phase in || exit 1
+    state=in
+fi
+if [ "$state" = in ]; then
+    for e in "$w"/new/* "$w"/new/.[!.]* "$w"/new/..?*; do
+        [ -e "$e" ] || [ -L "$e" ] || continue
+        mv -- "$e" . || exit 1
+    done
+    phase done || exit 1
+fi
+read -r owner mode mtime <"$w/root" || owner=
+rm -rf -- "$w"
+if [ -n "$owner" ]; then chown -- "$owner" . && chmod -- "$mode" . && touch -d "@$mtime" .; fi
+"""
+
+# Work directories in the volume and their phases, one per line: NAME<TAB>PHASE.
+LIST_WORK_SCRIPT = r"""
+cd "$1" || exit 1
+for w in .cai-import-????????????????; do
+    [ -d "$w" ] && [ ! -L "$w" ] || continue
+    p=$(cat -- "$w/phase" 2>/dev/null) || p=staged
+    printf '%s\t%s\n' "$w" "$p"
+done
+"""
 
 
-def _read_archive(source: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
+def dry_run(source_path: Path, patterns: Sequence[str]) -> archives.Plan:
+    """What an import would restore, checked exactly as a real one; nothing is written anywhere."""
+    source = archives.Source(source_path)
     try:
-        with tarfile.open(source, "r:*") as archive:
-            for member in archive:
-                yield member, archive.extractfile(member) if member.isfile() else None
-    except _READ_ERRORS as exc:
-        raise CaiError(ExitCode.ERROR, f"Archive is corrupt or truncated: {source}", f"  {exc}", "Nothing was written.") from exc
+        return _checked_plan(source, patterns)
+    finally:
+        source.close()
 
 
-def _read_directory(source: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
-    packer = tarfile.TarFile(fileobj=io.BytesIO(), mode="w")
-    for root, dirs, files in os.walk(source):
-        dirs.sort()
-        for name in sorted(dirs) + sorted(files):
-            path = Path(root) / name
-            info = packer.gettarinfo(str(path), arcname=str(path.relative_to(source)))
-            if info is None:  # a socket: tarfile has no type for it
-                info = tarfile.TarInfo(str(path.relative_to(source)))
-                info.type = b"?"
-            yield info, path.open("rb") if info.isfile() else None
+def _checked_plan(source: archives.Source, patterns: Sequence[str]) -> archives.Plan:
+    plan = archives.scan(source, patterns)
+    reserved = sorted(name for name in plan.top_level() if archives.is_work_dir(name))
+    if reserved:
+        raise archives.Refused(source.path, archives.shown_name(reserved[0]), "uses a name cai reserves for its work directories")
+    return plan
 
 
-def entries(source: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes] | None]]:
-    if source.is_dir():
-        return _read_directory(source)
-    if not source.is_file():
-        raise CaiError(ExitCode.ERROR, f"Import source not found: {source}")
-    return _read_archive(source)
-
-
-def check_source(source: Path) -> int:
-    """Pass one: every entry is checked and every byte read, before anything is written."""
-    count = 0
-    try:
-        for member, handle in entries(source):
-            reason = hostile_reason(member)
-            if reason is not None:
-                raise CaiError(ExitCode.ERROR, f"Refusing to import {source}: entry '{output.shown(member.name)}' is a {reason}",
-                               "Nothing was written.")
-            if handle is not None:
-                while handle.read(1 << 20):
-                    pass
-                handle.close()
-            count += 1
-    except _READ_ERRORS as exc:
-        raise CaiError(ExitCode.ERROR, f"Archive is corrupt or truncated: {source}", f"  {exc}", "Nothing was written.") from exc
-    return count
-
-
-def planned(source: Path, patterns: Sequence[str]) -> list[tarfile.TarInfo]:
-    kept = []
-    for member, handle in entries(source):
-        if handle is not None:
-            handle.close()
-        rel = relative_name(member.name)
-        if rel and not is_excluded(rel, patterns):
-            kept.append(member)
-    return kept
-
-
-def _pack(source: Path, patterns: Sequence[str], into: IO[bytes]) -> tuple[int, tarfile.TarInfo | None]:
-    """Pass two: the kept entries as a plain tar under STAGING/; returns (count, the root entry)."""
-    root = None
-    count = 0
-    with tarfile.open(fileobj=into, mode="w", format=tarfile.PAX_FORMAT) as out:
-        out.addfile(_dir_info(STAGING))
-        for member, handle in entries(source):
-            rel = relative_name(member.name)
-            if not rel:
-                root = member
-            elif not is_excluded(rel, patterns):
-                member.name = f"{STAGING}/{rel}"
-                out.addfile(member, handle)
-                count += 1
-            if handle is not None:
-                handle.close()
-    into.seek(0)
-    return count, root
-
-
-def _dir_info(name: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
-    return info
-
-
-_SWAP_SCRIPT = (
-    'set -e; cd "$1"; stage="$2"; '
-    'find . -mindepth 1 -maxdepth 1 ! -name "$stage" -exec rm -rf {} +; '
-    'find "$stage" -mindepth 1 -maxdepth 1 -exec mv {} . \\;; rmdir "$stage"; '
-    'if [ -n "$3" ]; then chown "$3" .; chmod "$4" .; fi'
-)
-
-
-def restore(eng: engine.Engine, volume: str, source: Path, *, patterns: Sequence[str]) -> int:
+def restore(eng: engine.Engine, volume: str, source_path: Path, *, patterns: Sequence[str]) -> int:
     """Replace the volume's contents with the source's. Returns the number of entries written."""
-    check_source(source)
-    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as packed:
-        count, root = _pack(source, patterns, packed)
-        engine.ensure_volume(eng, volume)
-        helper = engine.create_volume_helper(eng, _helper_image(eng), volume, HELPER_MOUNT, writable=True,
-                                             labels={labels.HELPER: "import"})
-        try:
-            engine.start_helper(eng, helper)
-            rc, out = engine.exec_as_root(eng, helper, ["rm", "-rf", f"{HELPER_MOUNT}/{STAGING}"])
-            if rc != 0:
-                raise CaiError(ExitCode.ERROR, "Failed to prepare the volume", f"  {out.strip()}")
-            engine.put_archive(eng, helper, HELPER_MOUNT, packed)
-            owner = f"{root.uid}:{root.gid}" if root is not None else ""
-            mode = f"{stat.S_IMODE(root.mode):o}" if root is not None else ""
-            rc, out = engine.exec_as_root(eng, helper, ["sh", "-c", _SWAP_SCRIPT, "_", HELPER_MOUNT, STAGING, owner, mode])
-            if rc != 0:
-                raise CaiError(ExitCode.ERROR, "Failed to swap the imported data into the volume", f"  {out.strip()}")
-        finally:
-            engine.remove_container(eng, helper)
-    return count
+    source = archives.Source(source_path)
+    try:
+        plan = _checked_plan(source, patterns)
+        if plan.cleared_bits:
+            output.warn(f"Cleared setuid, setgid and sticky bits on {plan.cleared_bits} entries")
+        with _import_lock(eng, volume):
+            _restore_into(eng, volume, source, plan)
+    finally:
+        source.close()
+    return len(plan.entries)
 
+
+def _restore_into(eng: engine.Engine, volume: str, source: archives.Source, plan: archives.Plan) -> None:
+    created = not engine.volume_exists(eng, volume)
+    if created:
+        engine.ensure_volume(eng, volume)
+    helper = None
+    work = None
+    swapping = False
+    try:
+        helper = engine.create_volume_helper(eng, helper_image(eng, needs_shell=True), volume, HELPER_MOUNT,
+                                             writable=True, labels=helper_labels("import", volume))
+        engine.start_helper(eng, helper)
+        _finish_leftovers(eng, volume, helper)
+        _check_space(eng, helper, volume, plan)
+        work = _make_work_dir(eng, helper)
+        progress = Progress("Importing", plan.total_bytes, len(plan.entries))
+        try:
+            stream = archives.tar_stream(source, plan, f"{HELPER_MOUNT.lstrip('/')}/{work}/new", progress)
+            engine.put_archive(eng, helper, "/", stream)
+        finally:
+            progress.finish()
+        swapping = True
+        root = plan.root
+        attrs = f"{root.uid}:{root.gid} {archives.mode_of(root):o} {int(root.mtime)}" if root is not None else ""
+        code = _run_detached(eng, helper, ["sh", "-c", SWAP_SCRIPT, "_", HELPER_MOUNT, work, "swap", attrs])
+        if code != 0:
+            rc, log = engine.exec_as_root(eng, helper, ["cat", "--", f"{HELPER_MOUNT}/{work}/log"])
+            raise CaiError(ExitCode.ERROR, f"The swap into volume {volume} failed (exit {code})",
+                           *(f"  {line}" for line in log.strip().splitlines()[-5:]),
+                           f"The next 'cai import' into {volume} finishes it.")
+        swapping = False
+        _verify(eng, helper, volume, plan)
+    except BaseException:
+        if created and not swapping:
+            _remove_volume_quietly(eng, volume, helper)
+            helper = None
+        elif work is not None and not swapping and helper is not None:
+            _discard_quietly(eng, helper, work)
+        raise
+    finally:
+        if helper is not None and not swapping:
+            engine.remove_container(eng, helper)
+        elif helper is not None:
+            output.warn(f"The swap into volume {volume} goes on in helper {helper[:12]}; it finishes on its own")
+
+
+def _run_detached(eng: engine.Engine, helper: str, argv: list[str]) -> int:
+    """Run a root command in the helper, detached, and wait for it however long it takes: only
+    each status poll has a socket timeout."""
+    exec_id = engine.exec_detached(eng, helper, argv)
+    while True:
+        running, code = engine.exec_state(eng, exec_id)
+        if not running and code is not None:
+            return int(code)
+        time.sleep(SWAP_POLL_S)
+
+
+def _finish_leftovers(eng: engine.Engine, volume: str, helper: str) -> None:
+    """What an interrupted import left in this volume: its helper is removed (refused while it still
+    runs a swap), and its work directory is finished or discarded, with a warning that says which."""
+    for other in engine.list_containers(eng, [f"{labels.HELPER_ROLE}=import", f"{labels.HELPER_VOLUME}={volume}"]):
+        if other["Id"] == helper:
+            continue
+        if other.get("State") == "running" and engine.running_exec_ids(eng, other["Id"]):
+            raise CaiError(ExitCode.ERROR, f"Another import into volume {volume} is still running (helper {other['Id'][:12]})",
+                           "Wait for it to finish, then try again.")
+        engine.remove_container(eng, other["Id"])
+    rc, listing = engine.exec_as_root(eng, helper, ["sh", "-c", LIST_WORK_SCRIPT, "_", HELPER_MOUNT])
+    if rc != 0:
+        raise CaiError(ExitCode.ERROR, f"Failed to read volume {volume}", f"  {listing.strip()}")
+    for line in listing.splitlines():
+        work, _, phase = line.partition("\t")
+        if not archives.is_work_dir(work):
+            continue
+        code = _run_detached(eng, helper, ["sh", "-c", SWAP_SCRIPT, "_", HELPER_MOUNT, work, "finish", ""])
+        if code != 0:
+            raise CaiError(ExitCode.ERROR, f"Failed to finish an interrupted import into volume {volume} ({work})")
+        if phase == "staged":
+            output.warn(f"An earlier import into volume {volume} was interrupted before its swap; its staged data was discarded")
+        else:
+            output.warn(f"An earlier import into volume {volume} was interrupted during its swap ({phase}); it was finished first")
+
+
+def _check_space(eng: engine.Engine, helper: str, volume: str, plan: archives.Plan) -> None:
+    """The declared sizes must fit in the volume's free space, checked before anything is written."""
+    rc, out = engine.exec_as_root(eng, helper, ["df", "-Pk", HELPER_MOUNT])
+    try:
+        free = int(out.strip().splitlines()[-1].split()[3]) * 1024
+    except (IndexError, ValueError):
+        raise CaiError(ExitCode.ERROR, f"Failed to read the free space of volume {volume}", f"  {out.strip()}") from None
+    needed = plan.space_needed()
+    if needed > free:
+        raise CaiError(ExitCode.ERROR, f"Not enough space in volume {volume}: the archive needs about "
+                       f"{output.bytes_size(needed)}, {output.bytes_size(free)} is free", "Nothing was written.")
+
+
+def _make_work_dir(eng: engine.Engine, helper: str) -> str:
+    work = archives.WORK_PREFIX + secrets.token_hex(8)
+    path = f"{HELPER_MOUNT}/{work}"
+    rc, out = engine.exec_as_root(eng, helper, ["mkdir", "-m", "700", "--", path, f"{path}/new"])
+    if rc != 0:
+        raise CaiError(ExitCode.ERROR, "Failed to prepare the volume", f"  {out.strip()}")
+    return work
+
+
+def _discard_quietly(eng: engine.Engine, helper: str, work: str) -> None:
+    """Drop a work directory whose swap never began; an engine that is gone leaves it to the next import."""
+    try:
+        engine.exec_as_root(eng, helper, ["rm", "-rf", "--", f"{HELPER_MOUNT}/{work}"], timeout=engine.SLOW_TIMEOUT_S)
+    except CaiError:
+        pass
+
+
+def _remove_volume_quietly(eng: engine.Engine, volume: str, helper: str | None) -> None:
+    """A volume this import created, removed again when the import did not get to its swap."""
+    try:
+        if helper is not None:
+            engine.remove_container(eng, helper)
+        engine.remove_volume(eng, volume)
+    except CaiError:
+        pass
+
+
+def _verify(eng: engine.Engine, helper: str, volume: str, plan: archives.Plan) -> None:
+    """The volume, read back through the engine, against the archive: paths, types, sizes, link
+    targets, modes and owners, and hard-link groups."""
+    try:
+        with _engine_tar(engine.get_archive(eng, helper, f"{HELPER_MOUNT}/.")) as tar:
+            actual, root, links = archives.actual_manifest(tar)
+    except CaiError:
+        raise
+    except archives.READ_ERRORS as exc:
+        raise CaiError(ExitCode.ERROR, f"Failed to read volume {volume} back", f"  {exc}") from exc
+    difference = archives.first_difference(plan, actual, links)
+    if difference is None and plan.root is not None and root is not None:
+        want = (archives.mode_of(plan.root), plan.root.uid, plan.root.gid)
+        have = (archives.mode_of(root), root.uid, root.gid)
+        if want != have:
+            difference = f"the volume's root is {have[0]:o} {have[1]}:{have[2]}, the archive says {want[0]:o} {want[1]}:{want[2]}"
+    if difference is not None:
+        raise CaiError(ExitCode.ERROR, f"Volume {volume} does not match the archive after the import: {difference}")
+
+
+@contextlib.contextmanager
+def _import_lock(eng: engine.Engine, volume: str) -> Iterator[None]:
+    """One import per volume and context from this host at a time."""
+    from cai import config
+
+    lock = config.file_lock(config.state_dir() / "locks" / f"import-{eng.context}-{volume}.lock", timeout=1.0)
+    try:
+        lock.__enter__()
+    except CaiError:
+        raise CaiError(ExitCode.ERROR, f"Another import into volume {volume} is running") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def leftover_imports(eng: engine.Engine) -> list[dict[str, str]]:
+    """Import helpers still on the engine: an import in progress, or one that was interrupted."""
+    found = []
+    for helper in engine.list_containers(eng, [f"{labels.HELPER_ROLE}=import"]):
+        found.append({"volume": (helper.get("Labels") or {}).get(labels.HELPER_VOLUME, ""),
+                      "helper": str(helper["Id"])[:12], "state": str(helper.get("State", ""))})
+    return found
 
 # --- what to export or import into -----------------------------------------------------------
 

@@ -10,7 +10,10 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-base_image=${CAI_BASE_IMAGE:-cai-base:bookworm}
+# What the agent image needs from its base. The tag carries a hash of the list, so that a reused
+# machine builds a new base (and cache) when the list changes.
+base_packages=openssh-server,iproute2,procps,bash,tar,gzip,python3-venv
+base_image=${CAI_BASE_IMAGE:-cai-base:bookworm-$(printf '%s' "$base_packages" | sha256sum | cut -c1-8)}
 cache_dir=${CAI_CACHE_DIR:-/var/cache/cai}
 dockerd_log=${CAI_DOCKERD_LOG:-/var/log/cai-dockerd.log}
 
@@ -115,7 +118,7 @@ ensure_base_image() {
         rootfs=$(mktemp -d /var/tmp/cai-rootfs.XXXXXX)
         say "debootstrap bookworm (minbase) into $rootfs"
         as_root debootstrap --variant=minbase \
-            --include=openssh-server,iproute2,procps,bash,tar,gzip \
+            --include="$base_packages" \
             bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
             || { tail -n 20 "$rootfs.log" >&2; die "debootstrap failed"; }
         # apt lists and caches only make the image bigger.

@@ -35,6 +35,7 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
         "engine": {"context": explicit_context, "endpoint": None, "reachable": False, "version": None, "api_version": None, "error": None},
         "tools": {tool: shutil.which(tool) for tool in TOOLS},
         "image": {"name": labels.DEFAULT_IMAGE, "present": None},
+        "imports": [],
     }
     problems: list[CaiError] = []
     try:
@@ -45,6 +46,9 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
         info = eng.info()
         report["engine"].update(reachable=True, version=info.version, api_version=info.api_version)
         report["image"]["present"] = eng.image_exists(labels.DEFAULT_IMAGE)
+        from cai import volumes
+
+        report["imports"] = volumes.leftover_imports(eng)
     except CaiError as exc:
         report["engine"]["error"] = " ".join([exc.message, *(line.replace("[ERROR]", "").strip() for line in exc.extra)])
         problems.append(exc)
@@ -71,6 +75,9 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
             output.plain_err(line)
     for problem in report["problems"][len(errors):]:
         output.error(problem)
+    for leftover in report["imports"]:
+        output.warn(f"An import into volume {leftover['volume']} is running or was interrupted (helper {leftover['helper']}, "
+                    f"{leftover['state']}); the next 'cai import' into it finishes or discards it")
     return 0 if report["ok"] else 1
 
 

@@ -33,6 +33,6 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     target = volumes.resolve_target(explicit_context=ctx.context, container=args.container, volume=args.data_volume,
                                     workspace=args.workspace, config_path=args.config)
     path = volumes.export_target(target, args.output, use_excludes=not args.no_excludes)
-    output.plain_err(f"[OK] Exported to: {path}")
+    output.ok(f"Exported to: {path}")
     output.out(str(path))
     return 0

@@ -17,8 +17,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "import",
         help="restore the data volume from an export",
         description="Replace the data volume's contents with an archive made by `cai export` (or a directory). "
-        "Every entry is checked first: absolute paths, '..', links, devices and FIFOs are refused and nothing is "
-        "written. shell/bashrc.d/*.priv.* is left out unless [import].exclude_priv = false.",
+        "Every entry is checked before anything is written, symlinks are kept as they are, and setuid, setgid "
+        "and sticky bits are cleared (docs/export-import.md). shell/bashrc.d/*.priv.* is left out unless "
+        "[import].exclude_priv = false.",
     )
     parser.add_argument("--from", dest="source", metavar="ARCHIVE|DIR", help="what to restore (required)")
     parser.add_argument("--container", metavar="NAME", help="restore into this container's volume")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     import os
     from pathlib import Path
 
-    from cai import config, volumes
+    from cai import archives, config, volumes
 
     if not args.source:
         raise CaiError(ExitCode.ERROR, "Nothing to import: give --from ARCHIVE|DIR", "Use 'cai import --help' for usage")
@@ -48,14 +49,13 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         patterns += volumes.PRIVATE_PATTERNS
     if args.no_secrets:
         patterns += volumes.SECRET_PATTERNS
-    patterns = volumes.normalize_patterns(patterns)
+    patterns = archives.normalize_patterns(patterns)
     if args.dry_run:
-        volumes.check_source(source)
-        kept = volumes.planned(source, patterns)
-        for member in kept:
-            output.out(f"./{volumes.relative_name(member.name)}{'/' if member.isdir() else ''}")
-        output.plain_err(f"[OK] Dry run: {len(kept)} entries would be restored into volume {target.volume}")
+        plan = volumes.dry_run(source, patterns)
+        for entry in plan.entries:
+            output.out(f"{archives.shown_name(entry.rel)}{'/' if entry.kind == archives.DIR else ''}")
+        output.ok(f"Dry run: {len(plan.entries)} entries would be restored into volume {target.volume}")
         return 0
     count = volumes.restore(target.engine, target.volume, source, patterns=patterns)
-    output.plain_err(f"[OK] Imported {count} entries into volume {target.volume}")
+    output.ok(f"Imported {count} entries into volume {target.volume}")
     return 0

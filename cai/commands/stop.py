@@ -108,7 +108,8 @@ def _export(container: "engine.Container", *, force: bool, label: str = "") -> N
     output.info(f"Exporting data volume{suffix}...")
     try:
         path = volumes.export_target(volumes.target_of(container), None, use_excludes=True)
-        output.plain_err(f"[OK] Exported to: {path}")
+        output.ok(f"Exported to: {path}")
+        output.out(str(path))
     except CaiError as exc:
         output.error(exc.message)
         for line in exc.extra:
