@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
 import subprocess
 import tarfile
+import threading
 
 import pytest
 
-from conftest import RecordingProxy, agent_workspace, run_cai, unique
+from conftest import AGENT_IMAGE, RUN_ID, RUN_LABEL, RecordingProxy, agent_workspace, run_cai, unique
 
 
 def tree(path):
@@ -193,15 +195,12 @@ def test_export_and_import_through_another_context_use_no_host_paths(agent, tmp_
         docker_client.api.remove_volume(copy, force=True)
 
 
-def test_export_shows_byte_progress_only_on_a_tty(agent, tmp_path):
+def _on_a_pty(argv, env):
     import pty
     import sys
 
-    home, _, volume = agent
-    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
     primary, secondary = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "cai", "export", "--data-volume", volume, "-o", str(tmp_path / "p.tgz")],
-                             stdin=secondary, stdout=secondary, stderr=secondary, env=env)
+    child = subprocess.Popen([sys.executable, "-m", "cai", *argv], stdin=secondary, stdout=secondary, stderr=secondary, env=env)
     os.close(secondary)
     seen = b""
     while True:
@@ -213,5 +212,122 @@ def test_export_shows_byte_progress_only_on_a_tty(agent, tmp_path):
             break
         seen += chunk
     os.close(primary)
-    assert child.wait(timeout=60) == 0
+    return child.wait(timeout=60), seen
+
+
+def test_export_and_import_show_progress_only_on_a_tty(agent, tmp_path, docker_client):
+    home, _, volume = agent
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    archive = tmp_path / "p.tgz"
+    code, seen = _on_a_pty(["export", "--data-volume", volume, "-o", str(archive)], env)
+    assert code == 0
     assert re.search(rb"\rExporting: [\d.]+ ?(B|KiB|MiB), \d+ entries", seen), seen
+    copy = unique("cai-test-tty")
+    try:
+        code, seen = _on_a_pty(["import", "--data-volume", copy, "--from", str(archive)], env)
+        assert code == 0, seen
+        entries = len(tree(archive)) - 1
+        assert re.search(rb"\rImporting: \[#+\] [\d.]+ ?(B|KiB|MiB) / [\d.]+ ?(B|KiB|MiB), %d / %d entries" % (entries, entries), seen), seen
+    finally:
+        docker_client.api.remove_volume(copy, force=True)
+    quiet = run_cai(home, "import", "--data-volume", copy, "--from", str(archive))  # no terminal: nothing extra
+    try:
+        assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""
+    finally:
+        docker_client.api.remove_volume(copy, force=True)
+
+
+class CuttingProxy(RecordingProxy):
+    """A relay to dockerd that breaks the connection of the first archive request after `cut_after`
+    bytes have crossed it (downstream for an export, upstream for an import), as a dying engine would."""
+
+    def __init__(self, path, cut_after):
+        self.cut_after, self.cut = cut_after, threading.Event()
+        super().__init__(path)
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(self.upstream)
+            state = {"archive": False, "moved": 0}
+            threading.Thread(target=self._relay, args=(client, server, state, True), daemon=True).start()
+            threading.Thread(target=self._relay, args=(server, client, state, False), daemon=True).start()
+
+    def _relay(self, source, sink, state, upstream):
+        try:
+            while data := source.recv(65536):
+                if upstream and re.search(rb"(GET|PUT) /v[\d.]+/containers/[^ ]+/archive", data) and not self.cut.is_set():
+                    state["archive"] = True
+                if state["archive"]:
+                    state["moved"] += len(data)
+                    if state["moved"] > self.cut_after:
+                        self.cut.set()
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture()
+def cut_context(agent, tmp_path):
+    env = {**os.environ, "DOCKER_CONFIG": str(agent[0] / ".docker")}
+    made = []
+
+    def make(cut_after):
+        proxy = CuttingProxy(tmp_path / f"cut-{len(made)}.sock", cut_after)
+        name = unique("cai-cut")
+        subprocess.run(["docker", "context", "create", name, "--docker", f"host=unix://{proxy.path}"],
+                       check=True, capture_output=True, env=env)
+        made.append((proxy, name))
+        return proxy, name
+
+    yield make
+    for proxy, name in made:
+        proxy.close()
+        subprocess.run(["docker", "context", "rm", "-f", name], capture_output=True, env=env)
+
+
+def test_an_engine_dying_mid_export_keeps_the_old_file(agent, tmp_path, docker_client, cut_context):
+    home, _, volume = agent
+    docker_client.containers.run(AGENT_IMAGE, ["sh", "-c", "head -c 3000000 /dev/urandom > /d/noise"], remove=True,
+                                 volumes={volume: {"bind": "/d", "mode": "rw"}}, labels={RUN_LABEL: RUN_ID})
+    proxy, context = cut_context(cut_after=1_000_000)
+    target = tmp_path / "backup.tgz"
+    target.write_bytes(b"the old backup")
+    done = run_cai(home, "--context", context, "export", "--data-volume", volume, "--no-excludes", "-o", str(target))
+    assert proxy.cut.is_set(), done.stderr
+    assert done.returncode == 1
+    assert done.stderr.startswith("[ERROR] Docker daemon is not accessible"), done.stderr
+    assert "Unexpected error" not in done.stderr
+    assert target.read_bytes() == b"the old backup"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+
+
+def test_an_engine_dying_mid_import_leaves_the_old_tree(agent, tmp_path, docker_client, cut_context):
+    home, _, volume = agent
+    before = tmp_path / "before.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(before)).returncode == 0
+    big = tmp_path / "big.tgz"
+    with tarfile.open(big, "w:gz") as tar:
+        info = tarfile.TarInfo("./big")
+        info.size = 4_000_000
+        tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    proxy, context = cut_context(cut_after=1_000_000)
+    done = run_cai(home, "--context", context, "import", "--data-volume", volume, "--from", str(big))
+    assert proxy.cut.is_set(), done.stderr
+    assert done.returncode == 1
+    assert done.stderr.startswith("[ERROR] Docker daemon is not accessible"), done.stderr
+    after = tmp_path / "after.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(after)).returncode == 0
+    assert tree(after) == tree(before)
+    assert helpers(docker_client, volume) == []
