@@ -15,7 +15,8 @@ ZERO_TIME_PREFIX = "0001-01-01"
 _UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60}
 # Units once each, largest first: `30d`, `1d12h`, `2w`, `90m`. `D`/`H` as the original allows;
 # `M` is refused so that nobody reads it as months.
-_AGE_RE = re.compile(r"^(?:(?P<w>\d+)[wW])?(?:(?P<d>\d+)[dD])?(?:(?P<h>\d+)[hH])?(?:(?P<m>\d+)m)?$")
+# ASCII digits only: `\d` and int() would take fullwidth and other Unicode digits.
+_AGE_RE = re.compile(r"(?:(?P<w>[0-9]+)[wW])?(?:(?P<d>[0-9]+)[dD])?(?:(?P<h>[0-9]+)[hH])?(?:(?P<m>[0-9]+)m)?")
 
 
 def is_zero_time(text: str) -> bool:
@@ -44,7 +45,7 @@ def parse_age(text: str) -> int:
     """Seconds in an age such as `30d`, `24h`, `2w`, `90m` or `1d12h`; the original's errors."""
     if text == "":
         raise CaiError(ExitCode.ERROR, "--age requires a value")
-    match = _AGE_RE.match(text)
+    match = _AGE_RE.fullmatch(text)
     if match is None or not any(match.groupdict().values()):
         raise CaiError(ExitCode.ERROR, f"Invalid age format: {output.shown(text)} (expected Nd or Nh, e.g., 30d, 7d, 24h)",
                        "Also accepted: Nw (weeks), Nm (minutes) and combinations such as 1d12h")

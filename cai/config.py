@@ -54,21 +54,27 @@ def ssh_dir() -> Path:
 
 
 def load_toml(path: Path, *, strict: bool) -> dict[str, Any]:
-    """A config file as a dict. Missing is empty; unreadable is an error only when `strict`."""
+    """A config file as a dict. A missing file is empty (an error when `strict`: it was named).
+    A file that exists but cannot be read or parsed is always an error, naming the file and the
+    line: reading it as empty would lose its settings at the next state save."""
     import tomllib
 
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a parent directory should be: no config
         if strict:
             raise CaiError(ExitCode.ERROR, f"Config file not found: {output.shown(str(path))}")
         return {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        if strict:
-            raise CaiError(ExitCode.ERROR, f"Failed to parse config: {output.shown(str(path))}", f"[ERROR]   {exc}")
-        output.info(f"Ignoring unreadable config {path}: {exc}")
-        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise CaiError(ExitCode.ERROR, f"Failed to parse config: {output.shown(str(path))}", f"[ERROR]   {exc}",
+                       "[HINT] Fix the file; cai never rewrites a config it cannot read") from None
+    except UnicodeDecodeError as exc:
+        raise CaiError(ExitCode.ERROR, f"Failed to parse config: {output.shown(str(path))}",
+                       f"[ERROR]   not UTF-8 (byte {exc.start})") from None
+    except OSError as exc:
+        raise CaiError(ExitCode.ERROR, f"Cannot read config: {output.shown(str(path))}",
+                       f"[ERROR]   {exc.strerror or exc}") from None
 
 
 def discover_config(workspace: Path | None) -> Path | None:
@@ -140,7 +146,7 @@ def valid_context_name(name: str) -> bool:
 def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path | None = None) -> str:
     """Data volume precedence: flag, env, workspace state, repo/explicit config, user config, default."""
     if cli_value is not None:
-        return validate_volume_name(cli_value, source="--data-volume")
+        return validate_volume_name(cli_value)
     env = os.environ.get("CONTAINAI_DATA_VOLUME")
     if env:
         return validate_volume_name(env, source="CONTAINAI_DATA_VOLUME")

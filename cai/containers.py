@@ -67,7 +67,9 @@ def resolve(*, explicit_context: str | None, workspace_arg: str | None, containe
                 raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {container_arg}",
                                "To create a container for this workspace, run:", f"  cai run --container {container_arg} /path/to/workspace")
             return Target(eng, container_arg, workspace, config.resolve_volume(None, workspace), None)
-        check_ours(found)
+        if not labels.is_ours(found.labels, found.image):
+            raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container {found.name} exists but is not managed by ContainAI",
+                           "[HINT] Remove the conflicting container or use a different name")
         ws_label = labels.label(found.labels, labels.WORKSPACE) or str(workspace)
         vol_label = labels.label(found.labels, labels.DATA_VOLUME) or config.resolve_volume(None, workspace)
         return Target(eng, found.name, Path(ws_label), vol_label, found)
@@ -294,6 +296,7 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
 
 def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool) -> engine.Container:
     """Create, recreate or start the container so that it runs and SSH reaches it."""
+    ssh.preflight()
     eng = target.engine
     if fresh and target.container is not None:
         output.info("Recreating container...")

@@ -61,8 +61,20 @@ def is_ours(labels: Mapping[str, str] | None, image: str) -> bool:
     return image.startswith(OUR_IMAGE_PREFIX)
 
 
+KEEP_VALUES = ("true", "1", "yes")
+
+
 def is_kept(labels: Mapping[str, str] | None) -> bool:
-    return _label(labels, KEEP) == "true"
+    """`containai.keep` protects on true, 1 or yes, in any case."""
+    return _label(labels, KEEP).strip().lower() in KEEP_VALUES
+
+
+def unknown_keep_value(labels: Mapping[str, str] | None) -> str | None:
+    """A `containai.keep` value that protects nothing and is not plainly "no": worth reporting."""
+    value = _label(labels, KEEP)
+    if not value or value.strip().lower() in KEEP_VALUES + ("false", "0", "no"):
+        return None
+    return value
 
 
 def label(labels: Mapping[str, str] | None, key: str) -> str:
@@ -73,7 +85,10 @@ def label(labels: Mapping[str, str] | None, key: str) -> str:
 def ssh_port(labels: Mapping[str, str] | None) -> int | None:
     """The published SSH port a container was created with, or None when its label has none."""
     value = _label(labels, SSH_PORT)
-    return int(value) if value.isdigit() else None
+    if not (value.isascii() and value.isdigit()):  # `²` and `١` are digits to str.isdigit()
+        return None
+    port = int(value)
+    return port if 0 < port < 65536 else None
 
 
 def validate_container_name(name: str) -> str:

@@ -35,13 +35,6 @@ def isatty() -> bool:
         return False
 
 
-def stdin_isatty() -> bool:
-    try:
-        return sys.stdin.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def shown(text: str) -> str:
     """User input echoed in a message, with control characters made visible."""
     if text.isprintable():

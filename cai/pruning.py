@@ -17,7 +17,7 @@ from cai.errors import CaiError, ExitCode
 
 IMAGE_PREFIXES = ("containai:", "ghcr.io/containai/")
 PRUNABLE_STATES = ("exited", "created")
-KEEP_REASON = "containai.keep=true"
+KEEP_REASON = "containai.keep=true"  # the original's words, also for 1 and yes
 
 
 # --- the plan: pure parts --------------------------------------------------------------------
@@ -60,6 +60,7 @@ class Plan:
     protected: list[Passed] = field(default_factory=list)
     skipped: list[Passed] = field(default_factory=list)
     images: list[StaleImage] = field(default_factory=list)
+    unrecognized_keep: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -136,6 +137,10 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
     to_inspect = []
     for item in listed:
         name = (item.get("Names") or ["/?"])[0].lstrip("/")
+        odd_keep = labels.unknown_keep_value(item.get("Labels"))
+        if odd_keep is not None:
+            plan.unrecognized_keep.append({"name": name, "value": odd_keep})
+            output.warn(f"{name}: {labels.KEEP}={output.shown(odd_keep)} protects nothing (use true, 1 or yes)")
         reason = protection(item)
         if reason is not None:
             plan.protected.append(Passed(name, item["Id"], item.get("State") or "", reason))
@@ -259,4 +264,5 @@ def json_document(plan: Plan, *, dry_run: bool, cancelled: bool, outcome: Outcom
         "images": [asdict(i) for i in plan.images],
         "removed": {"containers": outcome.removed_containers, "images": outcome.removed_images},
         "errors": outcome.errors,
+        "unrecognized_keep": plan.unrecognized_keep,
     }

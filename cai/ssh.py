@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -36,8 +37,9 @@ _SENT_LINES = ("debug1: Sending command", "debug1: Authenticated to",
 # Consecutive sessions to one container share one connection through an OpenSSH control master
 # that outlives the call by this long (CAI_SSH_MULTIPLEX=0 turns it off).
 CONTROL_PERSIST_S = 300
-# A unix socket path must fit in sun_path (108 bytes on Linux, 104 on macOS).
-_MAX_CONTROL_PATH = 100
+# A unix socket path must fit in sun_path (108 bytes on Linux, 104 on macOS), and ssh first
+# binds the master's socket at the path plus a 17-character random suffix.
+_MAX_CONTROL_PATH = 103 - 17
 _ENV_ASSIGNMENT_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*=")
 
 
@@ -53,8 +55,42 @@ def host_config_dir() -> Path:
     return config.ssh_dir() / "containai.d"
 
 
+def config_path_value(path: Path | str, *, expand: str = "") -> str:
+    """A path as an ssh_config value: double-quoted (a HOME or TMPDIR with a space), `%` doubled
+    (ssh expands %-tokens in these options), then `expand` (raw tokens such as `/%r@%h:%p`)."""
+    text = str(path)
+    if '"' in text or "\n" in text:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"ssh cannot use a path with a quote or a newline: {output.shown(text)}")
+    return '"' + text.replace("%", "%%") + expand + '"'
+
+
 def host_spec(port: int) -> str:
     return HOST if port == 22 else f"[{HOST}]:{port}"
+
+
+# --- before anything is created --------------------------------------------------------------
+
+REQUIRED_TOOLS = ("ssh", "ssh-keygen")
+
+
+def preflight() -> None:
+    """What SSH setup will need, checked before a container is created or started: the OpenSSH
+    programs, a writable config dir and ~/.ssh, and a readable ~/.ssh/config. Each is exit 12."""
+    import shutil
+
+    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"{', '.join(missing)} not found on PATH",
+                       "Install the OpenSSH client (Debian: apt install openssh-client)")
+    for directory in (config.config_dir(), config.ssh_dir(), host_config_dir()):
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Cannot create {output.shown(str(directory))}: {exc.strerror or exc}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Not writable: {output.shown(str(directory))}",
+                           "cai keeps its SSH key, pinned host keys and per-container ssh config there")
+    read_user_config()
 
 
 # --- key -------------------------------------------------------------------------------------
@@ -168,9 +204,9 @@ def write_host_config(name: str, port: int) -> Path:
         "    AddressFamily inet",
         f"    Port {port}",
         f"    User {USER}",
-        f"    IdentityFile {key_path()}",
+        f"    IdentityFile {config_path_value(key_path())}",
         "    IdentitiesOnly yes",
-        f"    UserKnownHostsFile {known_hosts_path()}",
+        f"    UserKnownHostsFile {config_path_value(known_hosts_path())}",
         "    StrictHostKeyChecking yes",
         "    PreferredAuthentications publickey",
         "    GSSAPIAuthentication no",
@@ -180,14 +216,33 @@ def write_host_config(name: str, port: int) -> Path:
     ])
     target = conf_dir / f"{name}.conf"
     with config.file_lock(ssh_dir / ".containai-config.lock"):
+        user_config, lines = read_user_config()
         config.atomic_write(target, body, mode=0o600)
-        user_config = ssh_dir / "config"
-        lines = user_config.read_text().splitlines() if user_config.exists() else []
         first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
         if not re.match(_INCLUDE_PATTERN, first):
             rest = [line for line in lines if not re.match(_INCLUDE_PATTERN, line)]
-            config.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=0o600)
+            mode = stat.S_IMODE(user_config.stat().st_mode) if user_config.exists() else 0o600
+            config.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=mode)
     return target
+
+
+def read_user_config() -> tuple[Path, list[str]]:
+    """~/.ssh/config's real file (a dotfiles manager's symlink is followed, and the link is kept:
+    the file is rewritten beside its target) and its lines. Unreadable or not UTF-8 is exit 12,
+    before anything is written."""
+    link = config.ssh_dir() / "config"
+    real = Path(os.path.realpath(link))
+    try:
+        return real, real.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        if link.is_symlink():
+            raise CaiError(ExitCode.SSH_SETUP_FAILED, f"~/.ssh/config is a symlink to a missing file: {output.shown(str(real))}") from None
+        return real, []
+    except UnicodeDecodeError as exc:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Cannot read {output.shown(str(real))}: not UTF-8 (byte {exc.start})",
+                       "cai adds one Include line to it; fix the file or remove the bad bytes") from None
+    except OSError as exc:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Cannot read {output.shown(str(real))}: {exc.strerror or exc}") from None
 
 
 _PORT_LINE_PATTERN = r"(?im)^\s*Port\s+(\d+)\s*$"
@@ -249,7 +304,7 @@ def control_path(directory: Path, port: int) -> Path:
 
 
 def multiplex_options(directory: Path) -> list[str]:
-    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={directory}/%r@%h:%p",
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={config_path_value(directory, expand='/%r@%h:%p')}",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
 
 
@@ -259,7 +314,8 @@ def release_master(port: int, wait_s: float = 2.0) -> None:
     directory = control_dir()
     if directory is None or not control_path(directory, port).exists():
         return
-    proc.run([*base_argv(port), "-o", f"ControlPath={directory}/%r@%h:%p", "-O", "stop", HOST], timeout=5)
+    proc.run([*base_argv(port), "-o", f"ControlPath={config_path_value(directory, expand='/%r@%h:%p')}", "-O", "stop", HOST],
+             timeout=5)
     deadline = time.monotonic() + wait_s
     while control_path(directory, port).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -273,8 +329,8 @@ def base_argv(port: int) -> list[str]:
     return [
         "ssh",
         "-o", f"HostName={HOST}", "-o", f"Port={port}", "-o", f"User={USER}",
-        "-o", f"IdentityFile={key_path()}", "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={known_hosts_path()}", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"IdentityFile={config_path_value(key_path())}", "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={config_path_value(known_hosts_path())}", "-o", "StrictHostKeyChecking=yes",
         "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",
         "-o", "PasswordAuthentication=no", "-o", "AddressFamily=inet", "-o", "ConnectTimeout=10",
         "-o", "ServerAliveInterval=30", "-o", "ServerAliveCountMax=3",

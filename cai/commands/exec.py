@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         command = command[1:]
     if not command:
         raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
-    tty = "-t" if output.stdin_isatty() else None
+    tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals
     remote = ssh.remote_exec_command(command)
     from cai import labels, reach
 

@@ -21,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "gc",
         help="remove stale cai containers (and unused cai images)",
         description="Remove cai containers that have been stopped (or never started) for at least --age, measured on "
-        "the engine's clock. Running, paused and restarting containers, containers labelled containai.keep=true "
+        "the engine's clock. Running, paused and restarting containers, containers labelled containai.keep=true (or 1, yes) "
         "and containers cai does not manage are never removed. Asks first on a terminal; elsewhere it removes "
         "only with --force.",
         epilog="From cron: cai gc --force --json --age 14d >~/.local/state/cai-gc.json",

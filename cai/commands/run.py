@@ -71,7 +71,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         output.out(pid)
         output.info(f"Command started in background (PID: {pid})")
         return 0
-    tty = "-t" if output.stdin_isatty() else None
+    tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals
     return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)
 
 

@@ -61,13 +61,13 @@ def format_uptime(started_at: str, now: datetime) -> str | None:
 
 def format_resources(usage: int | None, limit: int | None, cpu_delta: int | None, system_delta: int | None,
                      cpus: int) -> dict[str, str]:
-    """`docker stats`'s figures: binary sizes, memory and CPU percent with two decimals."""
+    """`docker stats`'s figures: binary sizes, memory as a whole percent, CPU percent with two decimals."""
     found: dict[str, str] = {}
     if isinstance(usage, int):
         found["memory_usage"] = output.bytes_size(usage)
         if isinstance(limit, int) and limit > 0:
             found["memory_limit"] = output.bytes_size(limit)
-            found["memory_percent"] = f"{usage / limit * 100:.2f}%"
+            found["memory_percent"] = f"{usage / limit * 100:.0f}%"  # a whole percent, as the seed shows it
     if isinstance(cpu_delta, int) and isinstance(system_delta, int) and system_delta > 0 and cpu_delta >= 0:
         found["cpu_percent"] = f"{cpu_delta / system_delta * cpus * 100:.2f}%"
     return found

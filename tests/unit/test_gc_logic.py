@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cai import clock, engine
+from cai import clock, engine, labels
 from cai import pruning as gc
 from cai.errors import CaiError
 
@@ -117,12 +117,16 @@ def test_live_or_odd_states_are_never_candidates(status):
     assert gc.protection({"State": status, "Labels": {}}) == status
 
 
-def test_keep_label_protects_exactly_true():
-    assert gc.judge(container(labels={"containai.keep": "true"}), NOW, 0) is None
-    assert gc.protection({"State": "exited", "Labels": {"containai.keep": "true"}}) == "containai.keep=true"
-    # the original compares the exact string; anything else does not protect
-    assert gc.protection({"State": "exited", "Labels": {"containai.keep": "True"}}) is None
-    assert isinstance(gc.judge(container(labels={"containai.keep": "yes"}), NOW, 0), gc.Candidate)
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", "1", "yes", "Yes", " yes "])
+def test_keep_label_protects_on_true_1_and_yes(value):
+    assert gc.judge(container(labels={"containai.keep": value}), NOW, 0) is None
+    assert gc.protection({"State": "exited", "Labels": {"containai.keep": value}}) == "containai.keep=true"
+
+
+@pytest.mark.parametrize(("value", "reported"), [("false", False), ("no", False), ("0", False), ("maybe", True), ("y", True)])
+def test_other_keep_values_protect_nothing_and_odd_ones_are_reported(value, reported):
+    assert isinstance(gc.judge(container(labels={"containai.keep": value}), NOW, 0), gc.Candidate)
+    assert (labels.unknown_keep_value({"containai.keep": value}) is not None) is reported
 
 
 def test_unmanaged_containers_are_never_candidates():

@@ -108,7 +108,7 @@ def test_resources_from_stats_subtract_cache_and_use_the_cpu_delta():
         "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000}, "system_cpu_usage": 1_000_000_000},
     }
     assert status.resources_from_stats(stats) == {
-        "memory_usage": "10MiB", "memory_limit": "512MiB", "memory_percent": "1.95%", "cpu_percent": "0.40%"}
+        "memory_usage": "10MiB", "memory_limit": "512MiB", "memory_percent": "2%", "cpu_percent": "0.40%"}
 
 
 def test_resources_without_a_cpu_sample_leave_cpu_out():
