@@ -205,23 +205,29 @@ def import_excludes_private(workspace: Path, explicit_config: Path | None = None
     return True
 
 
-def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> str | None:
-    """CONTAINAI_SECURE_ENGINE_CONTEXT, else `[secure_engine].context_name`; invalid values are ignored."""
+def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> tuple[str, str] | None:
+    """(context, where it was named): CONTAINAI_SECURE_ENGINE_CONTEXT, else the first
+    `[secure_engine].context_name` of the explicit or the workspace's config, then the user's (key
+    by key: a repo config without the key does not hide the user's). An invalid name is an error."""
     env = os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT")
     if env:
-        if valid_context_name(env):
-            return env
-        output.warn("Ignoring invalid CONTAINAI_SECURE_ENGINE_CONTEXT")
-    path = explicit_config or discover_config(workspace)
-    if path is None:
-        return None
-    section = load_toml(path, strict=explicit_config is not None).get("secure_engine", {})
-    name = section.get("context_name") if isinstance(section, dict) else None
-    if isinstance(name, str) and name:
-        if valid_context_name(name):
-            return name
-        output.warn(f"Ignoring invalid [secure_engine].context_name in {path}")
+        return _checked_context(env, "CONTAINAI_SECURE_ENGINE_CONTEXT"), "CONTAINAI_SECURE_ENGINE_CONTEXT"
+    sources = _config_sources(workspace, explicit_config) if workspace is not None else \
+        ([(explicit_config, True)] if explicit_config is not None else []) + [(user_config_path(), False)]
+    for path, strict in sources:
+        section = load_toml(path, strict=strict).get("secure_engine", {})
+        name = section.get("context_name") if isinstance(section, dict) else None
+        if isinstance(name, str) and name:
+            where = f"[secure_engine].context_name in {path}"
+            return _checked_context(name, where), where
     return None
+
+
+def _checked_context(name: str, source: str) -> str:
+    if not valid_context_name(name):
+        raise CaiError(ExitCode.ERROR, f"Invalid context name: {output.shown(name)} (from {source})",
+                       "[ERROR] Context names start with alphanumeric and contain only [a-zA-Z0-9_-] (at most 64 characters)")
+    return name
 
 
 # --- writing ---------------------------------------------------------------------------------

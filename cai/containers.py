@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cai import config, engine, labels, output, ssh
+from cai import container_scripts as scripts
 from cai.errors import CaiError, ExitCode
 
 DEFAULT_STOP_TIMEOUT = 100
@@ -176,14 +177,13 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
             stop_timeout=DEFAULT_STOP_TIMEOUT,
         )
         engine.create_container(eng, spec)
-    ssh.forget_host(port)
     return ensure_running(eng, target.name)
 
 
 def remove(eng: engine.Engine, container: engine.Container) -> None:
     """`docker rm -f`, then the container's ssh config and pinned host keys."""
     engine.remove_container(eng, container.name)
-    ssh.forget_container(container.name, labels.ssh_port(container.labels))
+    ssh.forget_container(container.name, ssh.host_key_alias(container.context, container.id))
 
 
 def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None = None) -> engine.Container:
@@ -204,6 +204,25 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
                    "Check container logs for details:", f"  docker logs {name}")
 
 
+def endpoint(container: engine.Container) -> ssh.Endpoint:
+    return ssh.Endpoint(container.name, ssh_port(container), ssh.host_key_alias(container.context, container.id))
+
+
+HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
+
+
+def engine_host_keys(eng: engine.Engine, name: str) -> list[str]:
+    """The container's public host keys ("TYPE BASE64"), read through the engine, not from the
+    network: whatever answers on the port has to prove it holds one of these."""
+    keys = []
+    for kind in HOST_KEY_TYPES:
+        data = engine.read_regular_file(eng, name, f"/etc/ssh/ssh_host_{kind}_key.pub")
+        fields = data.decode("ascii", "replace").split() if data else []
+        if len(fields) >= 2 and fields[0].isascii() and fields[1].isascii():
+            keys.append(f"{fields[0]} {fields[1]}")
+    return keys
+
+
 def ssh_port(container: engine.Container) -> int:
     port = labels.ssh_port(container.labels)
     if port is None:
@@ -213,51 +232,55 @@ def ssh_port(container: engine.Container) -> int:
     return port
 
 
-_INJECT_SCRIPT = (
-    'set -e; install -d -o agent -g agent -m 700 /home/agent/.ssh; f=/home/agent/.ssh/authorized_keys; '
-    'exec 9>>"$f"; flock 9; grep -qF -- "$2" "$f" || printf "%s\\n" "$1" >>"$f"; '
-    'chown agent:agent "$f"; chmod 600 "$f"'
-)
-
-
 def inject_key(eng: engine.Engine, name: str, public_key: str) -> None:
-    """Append our key once; flock inside the container makes parallel first runs add one line."""
-    material = public_key.split()[1]
-    rc, out = engine.exec_as_root(eng, name, ["bash", "-c", _INJECT_SCRIPT, "_", public_key, material])
+    """Append our key once, as the agent: its home is its own, so root never writes there."""
+    rc, out = engine.exec_as_agent(eng, name, scripts.inject_key(public_key, public_key.split()[1]))
     if rc != 0:
-        raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to inject SSH key into container", f"  Docker exec output: {out.strip()}")
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to inject SSH key into container",
+                       *(f"  {line}" for line in out.strip().splitlines()[-3:]))
 
 
-def setup_ssh(eng: engine.Engine, container: engine.Container, *, repin: bool, ready_timeout: float = ssh.READY_TIMEOUT_S) -> int:
-    """Key, readiness, host-key pin and client config. Returns the port."""
-    port = ssh_port(container)
+def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout: float = ssh.READY_TIMEOUT_S) -> ssh.Endpoint:
+    """Key, readiness, host keys pinned from the engine, and the client config."""
+    target = endpoint(container)
     public_key = ssh.ensure_key()
-    scanned = ssh.wait_for_sshd(port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout)
+    ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
+                      also=lambda: bool(engine_host_keys(eng, container.name)))
+    pin_from_engine(eng, target)
     inject_key(eng, container.name, public_key)
-    if repin or not ssh.is_pinned(port):
-        ssh.pin_host_keys(port, scanned)
-    ssh.write_host_config(container.name, port)
+    ssh.write_host_config(target)
     output.ok(f"SSH access configured for container {container.name}: ssh {container.name}")
-    return port
+    return target
+
+
+def pin_from_engine(eng: engine.Engine, target: ssh.Endpoint) -> list[str]:
+    """Pin exactly the keys the engine shows (sshd greets only after init made them all)."""
+    keys = engine_host_keys(eng, target.name)
+    if not keys:
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Container {target.name} has no readable SSH host keys",
+                       "  Expected /etc/ssh/ssh_host_*_key.pub, made by the image's init at first start")
+    ssh.pin_host_keys(target.alias, keys)
+    return keys
 
 
 def ssh_ready(container: engine.Container) -> bool:
-    """The fast path: a client config exists, so skip setup and let a failure trigger it."""
-    return (ssh.host_config_dir() / f"{container.name}.conf").exists()
+    """The fast path: this very container's client config exists, so skip setup and let a
+    failure trigger it."""
+    return ssh.host_config_alias(container.name) == ssh.host_key_alias(container.context, container.id)
 
 
 def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty: str | None, shared: bool = False) -> int:
     """Run `remote` over SSH: remote codes pass through; a command that was sent is never re-run.
     `shared` sessions go through the control master (see ssh.multiplex_options)."""
-    port = ssh_port(container)
+    target = endpoint(container)
     if not ssh_ready(container):
         output.info("Setting up SSH configuration...")
-        port = setup_ssh(eng, container, repin=False)
+        target = setup_ssh(eng, container)
     recovered = reinjected = False
     attempt = 0
     delay = 0.5
     while True:
-        outcome = ssh.run_session(port, remote, tty=tty, shared=shared)
+        outcome = ssh.run_session(target, remote, tty=tty, shared=shared)
         if outcome.signal is not None:
             return 128 + outcome.signal
         if outcome.rc != 255 or outcome.sent:
@@ -266,11 +289,14 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
             return outcome.rc
         kind = ssh.failure_kind(outcome)
         if kind == "host_key":
-            if recovered:
-                raise CaiError(ExitCode.HOST_KEY_MISMATCH, "SSH host key mismatch could not be auto-recovered",
-                               "", "Try recreating the container: cai run --fresh /path/to/workspace")
-            output.warn("SSH host key changed, auto-recovering...")
-            ssh.pin_host_keys(port, ssh.keyscan(port, timeout=5))
+            pinned = ssh.pinned_keys(target.alias)
+            if recovered or pin_from_engine(eng, target) == pinned:
+                # The engine's keys are the pinned ones: whatever answers on the port is not this container.
+                raise CaiError(ExitCode.HOST_KEY_MISMATCH,
+                               f"SSH host key mismatch: the server on port {target.port} is not container {container.name}",
+                               "  Its key is none of the host keys the engine shows for the container.",
+                               "Check what listens on the port, or recreate the container: cai run --fresh /path/to/workspace")
+            output.warn("SSH host keys changed, pinned them again from the engine...")
             recovered = True
             continue
         if kind == "fatal" and not reinjected and "permission denied" in outcome.log.lower():
@@ -289,7 +315,7 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
         time.sleep(delay)
         delay = min(delay * 2, 4.0)
         try:
-            setup_ssh(eng, container, repin=False, ready_timeout=3.0)
+            setup_ssh(eng, container, ready_timeout=3.0)
         except CaiError:
             pass  # the next attempt reports what is wrong
 
@@ -305,10 +331,10 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
     if target.container is None:
         output.info("Container not found, creating...")
         container = create(target, image=image, memory=memory, cpus=cpus)
-        setup_ssh(eng, container, repin=True)
+        setup_ssh(eng, container)
     else:
         container = ensure_running(eng, target.name, target.container)
         if not target.container.running or not ssh_ready(container):
-            setup_ssh(eng, container, repin=False)
+            setup_ssh(eng, container)
     config.save_workspace_state(str(target.workspace), container_name=target.name, data_volume=target.volume)
     return container

@@ -24,13 +24,17 @@ API_VERSION = "1.41"
 # Metadata calls (ping, inspect, list) must fail within the 5 s the spec allows.
 QUICK_TIMEOUT_S = 4.0
 SLOW_TIMEOUT_S = 120.0
+# Root by number: cai's tiny helper image has no /etc/passwd to look "root" up in.
+ROOT = "0:0"
 
+# The original's first lines. Its hints named DOCKER_CONTEXT / DOCKER_HOST, which cai ignores on
+# purpose, so a context failure says which context and why instead (the detail).
 _CLASSIFIED = {
     "no_cli": ("Docker is not installed or not in PATH",),
-    "timeout": ("Docker command timed out", "  Check DOCKER_CONTEXT / daemon reachability"),
+    "timeout": ("Docker command timed out", "  Check that the engine behind the Docker context answers"),
     "permission": ("Permission denied accessing Docker", "  Ensure Docker Desktop is running, or add user to docker group"),
     "not_running": ("Docker Desktop is not running", "  Start Docker Desktop and try again"),
-    "context": ("Docker context or connection issue", "  Check DOCKER_CONTEXT / DOCKER_HOST settings"),
+    "context": ("Docker context or connection issue",),
     "unknown": ("Docker daemon is not accessible",),
 }
 _NOT_RUNNING_RE = re.compile(
@@ -46,7 +50,7 @@ class EngineUnavailable(CaiError):
     def __init__(self, kind: str, detail: str = "") -> None:
         first, *rest = _CLASSIFIED[kind]
         extra = [f"[ERROR] {line}" for line in rest]
-        if kind == "unknown" and detail:
+        if kind in ("unknown", "context") and detail:
             extra.append(f"[ERROR]   {detail}")
         super().__init__(ExitCode.ERROR, first, *extra)
         self.kind = kind
@@ -147,15 +151,24 @@ def resolve_context(explicit: str | None = None, workspace: Path | None = None, 
                 "[ERROR] Context names start with alphanumeric and contain only [a-zA-Z0-9_-] (at most 64 characters)",
             )
         if not context_exists(explicit):
-            raise EngineUnavailable("context", f"Docker context not found: {explicit}")
+            raise EngineUnavailable("context", f"Docker context not found: {explicit} (from --context)")
         return explicit
-    fallback = DEDICATED_CONTEXT if context_exists(DEDICATED_CONTEXT) else DEFAULT_CONTEXT
-    configured = config.configured_engine_context(workspace, explicit_config)
+    configured = _configured_context(workspace, explicit_config)
     if configured is not None:
-        if context_exists(configured):
-            return configured
-        output.warn(f"Config context '{configured}' not available, using '{fallback}'")
-    return fallback
+        return configured
+    return DEDICATED_CONTEXT if context_exists(DEDICATED_CONTEXT) else DEFAULT_CONTEXT
+
+
+def _configured_context(workspace: Path | None, explicit_config: Path | None) -> str | None:
+    """The env's or the config's context. A named context that does not exist is an error, never
+    a fallback: `gc --force` from cron must not prune another engine than the one it names."""
+    found = config.configured_engine_context(workspace, explicit_config)
+    if found is None:
+        return None
+    name, source = found
+    if not context_exists(name):
+        raise EngineUnavailable("context", f"Docker context not found: {name} (from {source})")
+    return name
 
 
 def candidate_contexts(explicit: str | None, workspace: Path | None, explicit_config: Path | None = None) -> list[str]:
@@ -163,8 +176,8 @@ def candidate_contexts(explicit: str | None, workspace: Path | None, explicit_co
     if explicit is not None:
         return [resolve_context(explicit)]
     names: list[str] = []
-    configured = config.configured_engine_context(workspace, explicit_config)
-    if configured is not None and context_exists(configured):
+    configured = _configured_context(workspace, explicit_config)
+    if configured is not None:
         names.append(configured)
     if context_exists(DEDICATED_CONTEXT):
         names.append(DEDICATED_CONTEXT)
@@ -314,15 +327,16 @@ def find_container_by_name(
     explicit_config: Path | None = None,
 ) -> Container:
     """Probe every candidate context. One hit is the answer; none is exit 10; several is the
-    ambiguity error alone. When no candidate engine answered at all, its classified error wins."""
+    ambiguity error alone. When none has it but one could not be asked, that context's classified
+    error is the answer: "not found" would be a guess."""
     hits: list[Container] = []
-    failures: list[EngineUnavailable] = []
+    failures: list[tuple[str, EngineUnavailable]] = []
     candidates = candidate_contexts(explicit_context, workspace, explicit_config)
     for ctx in candidates:
         try:
             found = Engine(ctx).inspect_container(name)
         except EngineUnavailable as exc:
-            failures.append(exc)
+            failures.append((ctx, exc))
             continue
         if found is not None:
             hits.append(found)
@@ -335,8 +349,10 @@ def find_container_by_name(
             *[f"  - {c.context}" for c in hits],
             "Remove or rename the duplicate to resolve ambiguity.",
         )
-    if failures and len(failures) == len(candidates):
-        raise failures[0]
+    if failures:
+        ctx, exc = failures[0]
+        raise CaiError(exc.code, exc.message, *exc.extra,
+                       f"[ERROR]   Context '{ctx}' could not be asked, so {name} may be there") from exc
     raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
 
 
@@ -418,17 +434,6 @@ def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float =
 def list_containers(engine: "Engine", label_filters: list[str]) -> list[dict[str, Any]]:
     """One sparse list call (labels included), all states."""
     return engine.call("containers", all=True, filters={"label": label_filters})
-
-
-def list_containers_from_image(engine: "Engine", image: str) -> list[dict[str, Any]]:
-    """Containers whose image is `image` or built on it; none when the image does not exist."""
-    docker = _sdk()
-    try:
-        return engine.call("containers", all=True, filters={"ancestor": image})
-    except EngineUnavailable:
-        raise
-    except (docker.errors.NotFound, CaiError):  # the engine refuses an ancestor it does not know
-        return []
 
 
 def inspect_many(engine: "Engine", ids: list[str], workers: int = 8) -> dict[str, Container]:
@@ -517,12 +522,13 @@ def remove_container(engine: "Engine", name: str) -> None:
         raise classify(exc) from exc
 
 
-def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[str, int, str]:
-    """A short captured `docker exec` as root: (exec id, exit code, output). The id lets a caller
-    leave its own exec out of the container's ExecIDs. Exit code 126 carries an engine refusal
-    (e.g. the container is not running)."""
+def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0, *,
+                  user: str = ROOT) -> tuple[str, int, str]:
+    """A short captured `docker exec` (see container_scripts.py for what runs this way): (exec id,
+    exit code, output). The id lets a caller leave its own exec out of the container's ExecIDs.
+    Exit code 126 carries an engine refusal (e.g. the container is not running)."""
     def run(api: Any) -> tuple[str, int, str]:
-        exec_id = api.exec_create(name, argv, user="root", stdout=True, stderr=True)["Id"]
+        exec_id = api.exec_create(name, argv, user=user, stdout=True, stderr=True)["Id"]
         out = api.exec_start(exec_id)
         return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
@@ -537,6 +543,11 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
 
 def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
     _, rc, out = exec_captured(engine, name, argv, timeout)
+    return rc, out
+
+
+def exec_as_agent(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
+    _, rc, out = exec_captured(engine, name, argv, timeout, user="agent")
     return rc, out
 
 
@@ -616,6 +627,27 @@ def _classified(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise classify(exc) from exc
 
 
+def read_regular_file(engine: "Engine", container: str, path: str, limit: int = 1 << 16) -> bytes | None:
+    """A small file's bytes, read by the engine inside the container's own root; None when it is
+    missing, or not a regular file (a final symlink is not followed)."""
+    import io
+    import tarfile
+
+    docker = _sdk()
+    try:
+        data = b"".join(get_archive(engine, container, path))
+    except CaiError as exc:
+        if isinstance(exc.__cause__, docker.errors.NotFound):
+            return None
+        raise
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.next()
+        if member is None or not member.isreg() or member.size > limit:
+            return None
+        handle = tar.extractfile(member)
+        return handle.read() if handle is not None else None
+
+
 def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:
     """Extract an uncompressed tar (bytes, a file object or an iterator of chunks, sent as it is
     produced) at `path`; owners, modes and times come from the tar."""
@@ -633,7 +665,7 @@ def start_helper(engine: "Engine", container: str) -> None:
 def exec_detached(engine: "Engine", container: str, argv: list[str]) -> str:
     """Start a root command that goes on whatever happens to this process or its connection."""
     def start(api: Any) -> str:
-        exec_id = api.exec_create(container, argv, user="root", stdout=False, stderr=False, environment={})["Id"]
+        exec_id = api.exec_create(container, argv, user=ROOT, stdout=False, stderr=False, environment={})["Id"]
         api.exec_start(exec_id, detach=True)
         return exec_id
 

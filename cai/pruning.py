@@ -30,7 +30,6 @@ class Candidate:
     status: str
     reference_time: str
     age_seconds: int
-    ssh_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,19 @@ class Passed:
     id: str
     status: str
     reason: str
+
+
+@dataclass(frozen=True)
+class StaleHelper:
+    """An export or import helper left behind (cai was killed), idle for an hour or more."""
+
+    id: str
+    role: str
+    volume: str
+    age_seconds: int
+
+
+HELPER_MIN_AGE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -60,11 +72,12 @@ class Plan:
     protected: list[Passed] = field(default_factory=list)
     skipped: list[Passed] = field(default_factory=list)
     images: list[StaleImage] = field(default_factory=list)
+    helpers: list[StaleHelper] = field(default_factory=list)
     unrecognized_keep: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return len(self.candidates) + len(self.images)
+        return len(self.candidates) + len(self.images) + len(self.helpers)
 
 
 def protection(listed: Mapping[str, Any]) -> str | None:
@@ -96,7 +109,7 @@ def judge(container: "engine.Container", now_epoch: int, threshold: int) -> Cand
     age = now_epoch - since
     if age < threshold:
         return None
-    return Candidate(container.name, container.id, container.status, stamp, age, labels.ssh_port(container.labels))
+    return Candidate(container.name, container.id, container.status, stamp, age)
 
 
 def may_be_stale(listed: Mapping[str, Any], now_epoch: int, threshold: int) -> bool:
@@ -162,7 +175,24 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
                 output.info(f"Skipping container (timestamp parse error): {verdict.name}")
     if with_images:
         plan.images = stale_images(engine.list_images(eng), engine.list_containers(eng, []))
+    plan.helpers = stale_helpers(eng, now_epoch, min(threshold, HELPER_MIN_AGE_S))
     return plan
+
+
+def stale_helpers(eng: "engine.Engine", now_epoch: int, min_age: int) -> list[StaleHelper]:
+    """Helpers created `min_age` ago or more (an hour, or a shorter --age) that run nothing: a
+    swap still running is never cut."""
+    found = []
+    for item in engine.list_containers(eng, [f"{labels.HELPER}=true"]):
+        created = item.get("Created")
+        if not isinstance(created, int) or now_epoch - created < min_age:
+            continue
+        if item.get("State") == "running" and engine.running_exec_ids(eng, item["Id"]):
+            continue
+        item_labels = item.get("Labels") or {}
+        found.append(StaleHelper(item["Id"], labels.label(item_labels, labels.HELPER_ROLE),
+                                 labels.label(item_labels, labels.HELPER_VOLUME), now_epoch - created))
+    return found
 
 
 # --- removal ---------------------------------------------------------------------------------
@@ -173,6 +203,7 @@ class Outcome:
     removed_containers: list[str] = field(default_factory=list)
     removed_images: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
+    removed_helpers: list[str] = field(default_factory=list)
 
     def failed(self, kind: str) -> int:
         return sum(1 for e in self.errors if e["kind"] == kind)
@@ -208,9 +239,18 @@ def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
             done.errors.append({"kind": "container", "name": candidate.name, "message": exc.message})
             continue
         if removed:
-            ssh.forget_container(candidate.name, candidate.ssh_port)
+            ssh.forget_container(candidate.name, ssh.host_key_alias(plan.context, candidate.id))
             done.removed_containers.append(candidate.name)
             output.info(f"Removed container: {candidate.name}")
+    for helper in plan.helpers:
+        try:
+            engine.remove_container(eng, helper.id)
+        except CaiError as exc:
+            output.warn(f"Failed to remove helper: {helper.id[:12]}")
+            done.errors.append({"kind": "helper", "name": helper.id[:12], "message": exc.message})
+            continue
+        done.removed_helpers.append(helper.id[:12])
+        output.info(f"Removed helper: {helper.id[:12]} ({helper.role} of {helper.volume})")
     for image in plan.images:
         try:
             engine.remove_image(eng, image.reference)
@@ -238,13 +278,18 @@ def render_plan(plan: Plan) -> list[str]:
         lines.append("Unused images:")
         lines += [f"  {i.reference}" for i in plan.images]
         lines.append("")
+    if plan.helpers:
+        lines.append("Leftover export/import helpers:")
+        lines += [f"  {h.id[:12]} ({h.role} of {h.volume}, age: {clock.format_age(h.age_seconds)})" for h in plan.helpers]
+        lines.append("")
     return lines
 
 
 def render_outcome(outcome: Outcome) -> list[str]:
     lines = [""]
-    if outcome.removed_containers or outcome.removed_images:
-        lines.append(f"Removed: {len(outcome.removed_containers)} container(s), {len(outcome.removed_images)} image(s)")
+    if outcome.removed_containers or outcome.removed_images or outcome.removed_helpers:
+        helpers = f", {len(outcome.removed_helpers)} helper(s)" if outcome.removed_helpers else ""
+        lines.append(f"Removed: {len(outcome.removed_containers)} container(s), {len(outcome.removed_images)} image(s){helpers}")
     if outcome.errors:
         lines.append(f"Failed: {outcome.failed('container')} container(s), {outcome.failed('image')} image(s)")
     return lines
@@ -258,11 +303,13 @@ def json_document(plan: Plan, *, dry_run: bool, cancelled: bool, outcome: Outcom
         "daemon_time": plan.daemon_time,
         "dry_run": dry_run,
         "cancelled": cancelled,
-        "candidates": [{k: v for k, v in asdict(c).items() if k != "ssh_port"} for c in plan.candidates],
+        "candidates": [asdict(c) for c in plan.candidates],
         "protected": [asdict(p) for p in plan.protected],
         "skipped": [asdict(s) for s in plan.skipped],
         "images": [asdict(i) for i in plan.images],
-        "removed": {"containers": outcome.removed_containers, "images": outcome.removed_images},
+        "helpers": [asdict(h) for h in plan.helpers],
+        "removed": {"containers": outcome.removed_containers, "images": outcome.removed_images,
+                    "helpers": outcome.removed_helpers},
         "errors": outcome.errors,
         "unrecognized_keep": plan.unrecognized_keep,
     }

@@ -2,8 +2,9 @@
 by what decided them. A repeat call then goes straight to ssh (and the shared connection) without
 asking the engine; the engine is asked again only when that connection fails.
 
-The entry also keeps the host keys pinned for the port at the time. When the port's pinned keys
-change (the container was recreated, or the port went to another container), the entry is void.
+The entry also keeps the host keys pinned for the endpoint at the time. When they change (the
+container's keys were pinned again) or go (it was removed), the entry is void; a recreated
+container is a new endpoint anyway (see ssh.Endpoint).
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ from pathlib import Path
 from cai import config, ssh
 
 
-class Known:
-    __slots__ = ("name", "port")
-
-    def __init__(self, name: str, port: int) -> None:
-        self.name, self.port = name, port
+Known = ssh.Endpoint
 
 
 def _file_version(path: Path | None) -> list[object] | None:
@@ -51,16 +48,17 @@ def _entry_path(cache_key: str) -> Path:
 def lookup(cache_key: str) -> Known | None:
     try:
         data = json.loads(_entry_path(cache_key).read_text())
-        known = Known(str(data["name"]), int(data["port"]))
+        known = ssh.Endpoint(str(data["name"]), int(data["port"]), str(data["alias"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if data.get("key") != cache_key or list(ssh.pinned_lines(known.port)) != data.get("host_keys") or not data["host_keys"]:
+    if data.get("key") != cache_key or list(ssh.pinned_lines(known.alias)) != data.get("host_keys") or not data["host_keys"]:
         return None
     return known
 
 
-def remember(cache_key: str, name: str, port: int) -> None:
-    body = json.dumps({"key": cache_key, "name": name, "port": port, "host_keys": list(ssh.pinned_lines(port))})
+def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
+    body = json.dumps({"key": cache_key, "name": endpoint.name, "port": endpoint.port, "alias": endpoint.alias,
+                       "host_keys": list(ssh.pinned_lines(endpoint.alias))})
     path = _entry_path(cache_key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

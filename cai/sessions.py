@@ -1,7 +1,7 @@
 """Who is inside a container: SSH connections, terminals and `docker exec` sessions.
 
-One root `docker exec` (5 s budget) prints raw data, and Python does the counting, so the probe
-needs nothing in the image beyond `sh`: `ss` output when `ss` exists, /proc/net/tcp{,6} always,
+One root `docker exec` (5 s budget, container_scripts.PROBE_SCRIPT) prints raw data, and Python
+does the counting, so the probe needs nothing in the image beyond `sh`: `ss` output when `ss` exists, /proc/net/tcp{,6} always,
 and the names in /dev/pts. The engine's running exec sessions (ExecIDs) come from inspect, minus
 the probe's own exec.
 
@@ -16,20 +16,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from cai import container_scripts as scripts
 from cai import engine, labels, ssh
 
 PROBE_TIMEOUT_S = 5.0
 PTY_THRESHOLD = 1
 SSHD_PORT = 22
-
-PROBE_SCRIPT = (
-    "echo @ss; if command -v ss >/dev/null 2>&1; then ss -tan state established 2>/dev/null || echo @failed; "
-    "else echo @missing; fi; "
-    "echo @proc; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; "
-    "echo @pts; ls /dev/pts 2>/dev/null; "
-    "echo @end"
-)
-
 
 class State(enum.Enum):
     HAS = "has"
@@ -115,9 +107,10 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
     port = labels.ssh_port(container.labels)
     if port is not None:  # our own idle shared connection is nobody inside
-        ssh.release_master(port)
+        ssh.release_master(ssh.Endpoint(container.name, port, ssh.host_key_alias(container.context, container.id)),
+                           every_on_port=True)
     try:
-        probe_id, rc, output = engine.exec_captured(eng, container.name, ["sh", "-c", PROBE_SCRIPT], timeout=PROBE_TIMEOUT_S)
+        probe_id, rc, output = engine.exec_captured(eng, container.name, scripts.session_probe(), timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:
         return Sessions(State.UNKNOWN, reason=exc.message)
     if rc != 0:

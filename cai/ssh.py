@@ -64,10 +64,6 @@ def config_path_value(path: Path | str, *, expand: str = "") -> str:
     return '"' + text.replace("%", "%%") + expand + '"'
 
 
-def host_spec(port: int) -> str:
-    return HOST if port == 22 else f"[{HOST}]:{port}"
-
-
 # --- before anything is created --------------------------------------------------------------
 
 REQUIRED_TOOLS = ("ssh", "ssh-keygen")
@@ -118,67 +114,85 @@ def ensure_key() -> str:
     return pub.read_text().strip()
 
 
-# --- readiness and host keys -----------------------------------------------------------------
+# --- endpoints, readiness and host keys ------------------------------------------------------
 
 
-def keyscan(port: int, timeout: float = 2.0) -> list[str]:
-    done = proc.run(["ssh-keyscan", "-p", str(port), "-T", str(max(1, int(timeout))), "-t", "rsa,ecdsa,ed25519", HOST], timeout=timeout + 3)
-    return [line for line in done.out.splitlines() if line and not line.startswith("#") and len(line.split()) >= 3]
+class Endpoint:
+    """How cai reaches one container's sshd: `name` (the `Host` of NAME.conf), the published
+    `port`, and `alias`, the HostKeyAlias its host keys are pinned under. The alias is made of the
+    engine's context and the container's id, so containers of two engines that share a name or a
+    port never share pins or a control socket, and a recreated container is a new endpoint."""
+
+    __slots__ = ("name", "port", "alias")
+
+    def __init__(self, name: str, port: int, alias: str) -> None:
+        self.name, self.port, self.alias = name, port, alias
 
 
-def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S) -> list[str]:
-    """Host key lines once sshd answers; backoff 0.1 s doubling to 2 s, for up to `timeout`."""
+def host_key_alias(context: str, container_id: str) -> str:
+    return f"cai-{context}-{container_id[:12]}"
+
+
+def sshd_answers(port: int, timeout: float = 1.0) -> bool:
+    """An SSH server greets on the port (a TCP connect alone would also accept docker-proxy)."""
+    import socket
+
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as conn:
+            return conn.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S, also=None) -> None:
+    """Until sshd greets on the port (and `also()` holds); backoff 0.1 s doubling to 2 s, for up
+    to `timeout`."""
     deadline = time.monotonic() + timeout
     delay = 0.1
-    while True:
-        keys = keyscan(port, timeout=1)
-        if keys:
-            return keys
+    while not (sshd_answers(port) and (also is None or also())):
         if not is_running():
             raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container is not running; sshd cannot start")
         if time.monotonic() + delay > deadline:
-            raise CaiError(
-                ExitCode.SSH_SETUP_FAILED,
-                f"sshd did not become ready within {int(timeout)} seconds",
-                f"  Port: {port}",
-            )
+            raise CaiError(ExitCode.SSH_SETUP_FAILED, f"sshd did not become ready within {int(timeout)} seconds",
+                           f"  Port: {port}")
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
 
 
-def pin_host_keys(port: int, scanned: Sequence[str]) -> None:
-    """Replace this port's known_hosts entries with the scanned keys, under the lock."""
+def pin_host_keys(alias: str, keys: Sequence[str]) -> None:
+    """Make `keys` ("TYPE BASE64", read from the container through the engine) the only ones
+    pinned for `alias`, under the lock; unchanged pins are not rewritten."""
     path = known_hosts_path()
-    spec = host_spec(port)
     with config.file_lock(path.parent / ".known_hosts.lock"):
         old = path.read_text().splitlines() if path.exists() else []
-        kept = [line for line in old if line.split(" ", 1)[0] not in (spec, f"{HOST}:{port}")]
-        fresh = [f"{spec} {line.split(None, 1)[1]}" for line in scanned]
+        fresh = [f"{alias} {key}" for key in keys]
+        if [line for line in old if line.split(" ", 1)[0] == alias] == fresh:
+            return
+        # The file is cai's own: lines of other aliases stay, pins by port from before aliases go.
+        kept = [line for line in old if line.split(" ", 1)[0] != alias and line.startswith("cai-")]
         config.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
 
 
-def pinned_lines(port: int) -> tuple[str, ...]:
-    """The known_hosts lines cai pinned for `port`."""
-    spec = host_spec(port)
+def pinned_lines(alias: str) -> tuple[str, ...]:
+    """The known_hosts lines cai pinned for `alias`."""
     try:
         text = known_hosts_path().read_text()
     except OSError:
         return ()
-    return tuple(line for line in text.splitlines() if line.split(" ", 1)[0] == spec)
+    return tuple(line for line in text.splitlines() if line.split(" ", 1)[0] == alias)
 
 
-def is_pinned(port: int) -> bool:
-    return bool(pinned_lines(port))
+def pinned_keys(alias: str) -> list[str]:
+    return [line.split(" ", 1)[1] for line in pinned_lines(alias)]
 
 
-def forget_host(port: int) -> None:
+def forget_host(alias: str) -> None:
     path = known_hosts_path()
     if not path.exists():
         return
-    spec = host_spec(port)
     with config.file_lock(path.parent / ".known_hosts.lock"):
         lines = path.read_text().splitlines()
-        kept = [line for line in lines if line.split(" ", 1)[0] != spec]
+        kept = [line for line in lines if line.split(" ", 1)[0] != alias]
         if kept != lines:
             config.atomic_write(path, "\n".join(kept) + ("\n" if kept else ""), mode=0o600)
 
@@ -189,8 +203,9 @@ INCLUDE_LINE = "Include ~/.ssh/containai.d/*.conf"
 _INCLUDE_PATTERN = r"(?i)^\s*include\s+[^#]*containai\.d/\*\.conf"  # compiled on first use (re caches it)
 
 
-def write_host_config(name: str, port: int) -> Path:
+def write_host_config(endpoint: Endpoint) -> Path:
     """~/.ssh/containai.d/NAME.conf, and the Include line first in ~/.ssh/config, so `ssh NAME` works."""
+    name, port = endpoint.name, endpoint.port
     ssh_dir = config.ssh_dir()
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     conf_dir = host_config_dir()
@@ -207,6 +222,7 @@ def write_host_config(name: str, port: int) -> Path:
         f"    IdentityFile {config_path_value(key_path())}",
         "    IdentitiesOnly yes",
         f"    UserKnownHostsFile {config_path_value(known_hosts_path())}",
+        f"    HostKeyAlias {endpoint.alias}",
         "    StrictHostKeyChecking yes",
         "    PreferredAuthentications publickey",
         "    GSSAPIAuthentication no",
@@ -246,22 +262,39 @@ def read_user_config() -> tuple[Path, list[str]]:
 
 
 _PORT_LINE_PATTERN = r"(?im)^\s*Port\s+(\d+)\s*$"
+_ALIAS_LINE_PATTERN = r"(?im)^\s*HostKeyAlias\s+(\S+)\s*$"
 
 
 def configured_port(text: str) -> int | None:
     """The `Port` line of a NAME.conf we wrote."""
-    found = re.search(_PORT_LINE_PATTERN, text)
+    found = re.search(_PORT_LINE_PATTERN, text, re.ASCII)
     return int(found[1]) if found else None
 
 
-def forget_container(name: str, port: int | None) -> None:
-    """Drop NAME.conf and the pinned keys of its port (the label's, else the .conf's)."""
+def configured_alias(text: str) -> str | None:
+    found = re.search(_ALIAS_LINE_PATTERN, text)
+    return found[1] if found else None
+
+
+def host_config_alias(name: str) -> str | None:
+    """The HostKeyAlias of NAME.conf, None when there is no such file (or it predates aliases)."""
+    try:
+        return configured_alias((host_config_dir() / f"{name}.conf").read_text(errors="replace"))
+    except OSError:
+        return None
+
+
+def forget_container(name: str, alias: str) -> None:
+    """Drop the pinned keys of `alias`, and NAME.conf when it belongs to that same container: a
+    container of the same name on another engine keeps its own."""
     conf = host_config_dir() / f"{name}.conf"
-    if port is None and conf.exists():
-        port = configured_port(conf.read_text(errors="replace"))
-    remove_host_config(name)
-    if port is not None:
-        forget_host(port)
+    try:
+        text = conf.read_text(errors="replace")
+    except OSError:
+        text = None
+    if text is not None and configured_alias(text) in (alias, None):
+        remove_host_config(name)
+    forget_host(alias)
 
 
 def remove_host_config(name: str) -> None:
@@ -294,41 +327,51 @@ def control_dir() -> Path | None:
         except OSError:
             continue
         if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and info.st_mode & 0o077 == 0 \
-                and len(str(control_path(directory, 2500))) <= _MAX_CONTROL_PATH:
+                and len(str(control_path(directory, Endpoint("", 65535, "")))) <= _MAX_CONTROL_PATH:
             return directory
     return None
 
 
-def control_path(directory: Path, port: int) -> Path:
-    return directory / f"{USER}@{HOST}:{port}"
+def control_path(directory: Path, endpoint: Endpoint) -> Path:
+    """One socket per endpoint, short whatever the context's name (a hash of the alias), and named
+    with its port, so that every master to a port can be found (two contexts may reach one engine)."""
+    import hashlib
+
+    return directory / f"{hashlib.sha256(endpoint.alias.encode()).hexdigest()[:16]}-{endpoint.port}"
 
 
-def multiplex_options(directory: Path) -> list[str]:
-    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={config_path_value(directory, expand='/%r@%h:%p')}",
+def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={config_path_value(control_path(directory, endpoint))}",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
 
 
-def release_master(port: int, wait_s: float = 2.0) -> None:
-    """Ask this user's control master for `port` to exit once its sessions end, and wait (a
-    little) for it to go: an idle shared connection must not count as someone inside."""
+def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bool = False) -> None:
+    """Ask this user's control master for the endpoint (or every one on its port) to exit once its
+    sessions end, and wait (a little) for it to go: an idle shared connection must not count as
+    someone inside."""
     directory = control_dir()
-    if directory is None or not control_path(directory, port).exists():
+    if directory is None:
         return
-    proc.run([*base_argv(port), "-o", f"ControlPath={config_path_value(directory, expand='/%r@%h:%p')}", "-O", "stop", HOST],
-             timeout=5)
+    if every_on_port:
+        sockets = sorted(directory.glob(f"*-{endpoint.port}"))
+    else:
+        sockets = [path for path in (control_path(directory, endpoint),) if path.exists()]
+    for socket_path in sockets:
+        proc.run([*base_argv(endpoint), "-o", f"ControlPath={config_path_value(socket_path)}", "-O", "stop", HOST], timeout=5)
     deadline = time.monotonic() + wait_s
-    while control_path(directory, port).exists() and time.monotonic() < deadline:
+    while any(path.exists() for path in sockets) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
 # --- sessions --------------------------------------------------------------------------------
 
 
-def base_argv(port: int) -> list[str]:
+def base_argv(endpoint: Endpoint) -> list[str]:
     """The original's option list (order matters: ssh keeps the first value it sees)."""
     return [
         "ssh",
-        "-o", f"HostName={HOST}", "-o", f"Port={port}", "-o", f"User={USER}",
+        "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
+        "-o", f"HostKeyAlias={endpoint.alias}",
         "-o", f"IdentityFile={config_path_value(key_path())}", "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={config_path_value(known_hosts_path())}", "-o", "StrictHostKeyChecking=yes",
         "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",
@@ -433,14 +476,14 @@ def _relay(source, fd: int):
     return thread
 
 
-def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False) -> Outcome:
+def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: bool = False) -> Outcome:
     """Run one ssh session with inherited stdio. `tty` is None, "-t" or "-tt"; `shared` goes
     through (or starts) the control master. SIGINT, SIGTERM and SIGHUP are passed on to ssh,
     so cai never dies leaving its ssh behind (a master lives on by design)."""
     directory = control_dir() if shared and multiplexing() else None
-    sharing = multiplex_options(directory) if directory is not None else []
+    sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
-    argv = [*base_argv(port), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    argv = [*base_argv(endpoint), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
     saved_terminal = _terminal_state() if tty else None
@@ -481,9 +524,9 @@ def run_session(port: int, remote: str, *, tty: str | None, shared: bool = False
     return Outcome(rc=rc, sent=any(line.startswith(_SENT_LINES) for line in log.splitlines()), log=log, signal=received[0] if received else None)
 
 
-def run_captured(port: int, remote: str, timeout: float = 60.0) -> proc.Result:
+def run_captured(endpoint: Endpoint, remote: str, timeout: float = 60.0) -> proc.Result:
     """A short non-interactive session with output captured (detached starts, probes)."""
-    return proc.run([*base_argv(port), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout)
+    return proc.run([*base_argv(endpoint), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout)
 
 
 def failure_kind(outcome: Outcome) -> str:

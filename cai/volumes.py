@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Iterator, Sequence
 
 from cai import archives, engine, labels, output
+from cai import container_scripts as scripts
 from cai.archives import Progress
 from cai.errors import CaiError, ExitCode
 
@@ -213,58 +214,6 @@ def _verify_gzip_tar(path: Path) -> None:
 
 # --- import ----------------------------------------------------------------------------------
 
-# The swap, run by root in the helper, detached, so that neither a killed cai nor a broken
-# connection stops it half-way. Its phases are journalled in WORK/phase (each written with a
-# rename): `staged` (the old tree untouched), `out` (moving the old top-level entries into
-# WORK/old), `in` (moving the new ones from WORK/new into place), `done`. Run again on a work
-# directory, it carries on from its phase; `finish` discards a work directory that never began
-# its swap. Every move is a rename inside the volume: nothing follows a link the agent may plant.
-# Arguments: MOUNT WORK swap|finish "UID:GID MODE MTIME" (the archive's root; empty: keep).
-SWAP_SCRIPT = r"""
-set -u
-cd "$1" || exit 1
-w=$2
-[ -d "$w/new" ] || { rm -rf -- "$w"; exit 0; }
-exec 2>>"$w/log"
-phase() { printf '%s\n' "$1" >"$w/phase.new" && mv -f -- "$w/phase.new" "$w/phase"; }
-state=$(cat -- "$w/phase" 2>/dev/null) || state=staged
-if [ "$state" = staged ]; then
-    if [ "$3" = finish ]; then rm -rf -- "$w"; exit 0; fi
-    printf '%s\n' "$4" >"$w/root" && mkdir -p -- "$w/old" && phase out || exit 1
-    state=out
-fi
-if [ "$state" = out ]; then
-    for e in * .[!.]* ..?*; do
-        [ -e "$e" ] || [ -L "$e" ] || continue
-        case $e in .cai-import-????????????????) continue ;; esac
-        mv -- "$e" "$w/old/" || exit 1
-    done
-    phase in || exit 1
-    state=in
-fi
-if [ "$state" = in ]; then
-    for e in "$w"/new/* "$w"/new/.[!.]* "$w"/new/..?*; do
-        [ -e "$e" ] || [ -L "$e" ] || continue
-        mv -- "$e" . || exit 1
-    done
-    phase done || exit 1
-fi
-read -r owner mode mtime <"$w/root" || owner=
-rm -rf -- "$w"
-if [ -n "$owner" ]; then chown -- "$owner" . && chmod -- "$mode" . && touch -d "@$mtime" .; fi
-"""
-
-# Work directories in the volume and their phases, one per line: NAME<TAB>PHASE.
-LIST_WORK_SCRIPT = r"""
-cd "$1" || exit 1
-for w in .cai-import-????????????????; do
-    [ -d "$w" ] && [ ! -L "$w" ] || continue
-    p=$(cat -- "$w/phase" 2>/dev/null) || p=staged
-    printf '%s\t%s\n' "$w" "$p"
-done
-"""
-
-
 def dry_run(source_path: Path, patterns: Sequence[str]) -> archives.Plan:
     """What an import would restore, checked exactly as a real one; nothing is written anywhere."""
     source = archives.Source(source_path)
@@ -319,9 +268,9 @@ def _restore_into(eng: engine.Engine, volume: str, source: archives.Source, plan
         swapping = True
         root = plan.root
         attrs = f"{root.uid}:{root.gid} {archives.mode_of(root):o} {int(root.mtime)}" if root is not None else ""
-        code = _run_detached(eng, helper, ["sh", "-c", SWAP_SCRIPT, "_", HELPER_MOUNT, work, "swap", attrs])
+        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, "swap", attrs))
         if code != 0:
-            rc, log = engine.exec_as_root(eng, helper, ["cat", "--", f"{HELPER_MOUNT}/{work}/log"])
+            rc, log = engine.exec_as_root(eng, helper, scripts.read_file(f"{HELPER_MOUNT}/{work}/log"))
             raise CaiError(ExitCode.ERROR, f"The swap into volume {volume} failed (exit {code})",
                            *(f"  {line}" for line in log.strip().splitlines()[-5:]),
                            f"The next 'cai import' into {volume} finishes it.")
@@ -362,14 +311,14 @@ def _finish_leftovers(eng: engine.Engine, volume: str, helper: str) -> None:
             raise CaiError(ExitCode.ERROR, f"Another import into volume {volume} is still running (helper {other['Id'][:12]})",
                            "Wait for it to finish, then try again.")
         engine.remove_container(eng, other["Id"])
-    rc, listing = engine.exec_as_root(eng, helper, ["sh", "-c", LIST_WORK_SCRIPT, "_", HELPER_MOUNT])
+    rc, listing = engine.exec_as_root(eng, helper, scripts.list_work(HELPER_MOUNT))
     if rc != 0:
         raise CaiError(ExitCode.ERROR, f"Failed to read volume {volume}", f"  {listing.strip()}")
     for line in listing.splitlines():
         work, _, phase = line.partition("\t")
         if not archives.is_work_dir(work):
             continue
-        code = _run_detached(eng, helper, ["sh", "-c", SWAP_SCRIPT, "_", HELPER_MOUNT, work, "finish", ""])
+        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, "finish", ""))
         if code != 0:
             raise CaiError(ExitCode.ERROR, f"Failed to finish an interrupted import into volume {volume} ({work})")
         if phase == "staged":
@@ -380,7 +329,7 @@ def _finish_leftovers(eng: engine.Engine, volume: str, helper: str) -> None:
 
 def _check_space(eng: engine.Engine, helper: str, volume: str, plan: archives.Plan) -> None:
     """The declared sizes must fit in the volume's free space, checked before anything is written."""
-    rc, out = engine.exec_as_root(eng, helper, ["df", "-Pk", HELPER_MOUNT])
+    rc, out = engine.exec_as_root(eng, helper, scripts.free_space(HELPER_MOUNT))
     try:
         free = int(out.strip().splitlines()[-1].split()[3]) * 1024
     except (IndexError, ValueError):
@@ -394,7 +343,7 @@ def _check_space(eng: engine.Engine, helper: str, volume: str, plan: archives.Pl
 def _make_work_dir(eng: engine.Engine, helper: str) -> str:
     work = archives.WORK_PREFIX + secrets.token_hex(8)
     path = f"{HELPER_MOUNT}/{work}"
-    rc, out = engine.exec_as_root(eng, helper, ["mkdir", "-m", "700", "--", path, f"{path}/new"])
+    rc, out = engine.exec_as_root(eng, helper, scripts.make_private_dirs(path, f"{path}/new"))
     if rc != 0:
         raise CaiError(ExitCode.ERROR, "Failed to prepare the volume", f"  {out.strip()}")
     return work
@@ -403,7 +352,7 @@ def _make_work_dir(eng: engine.Engine, helper: str) -> str:
 def _discard_quietly(eng: engine.Engine, helper: str, work: str) -> None:
     """Drop a work directory whose swap never began; an engine that is gone leaves it to the next import."""
     try:
-        engine.exec_as_root(eng, helper, ["rm", "-rf", "--", f"{HELPER_MOUNT}/{work}"], timeout=engine.SLOW_TIMEOUT_S)
+        engine.exec_as_root(eng, helper, scripts.remove_tree(f"{HELPER_MOUNT}/{work}"), timeout=engine.SLOW_TIMEOUT_S)
     except CaiError:
         pass
 

@@ -60,7 +60,9 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     if any(a == "--context" or a.startswith("--context=") for a in docker_args):
         argv = [docker, *docker_args]
     else:
-        context = engine.resolve_context(ctx.context)
+        from pathlib import Path
+
+        context = engine.resolve_context(ctx.context, Path.cwd())
         token = exec_container_token(docker_args)
         if token is not None:
             try:

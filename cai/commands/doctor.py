@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
     from cai.main import Ctx
 
-TOOLS = ("docker", "ssh", "ssh-keygen", "ssh-keyscan")
+TOOLS = ("docker", "ssh", "ssh-keygen")
 
 
 def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
@@ -39,7 +39,9 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
     }
     problems: list[CaiError] = []
     try:
-        context = engine.resolve_context(explicit_context)
+        from pathlib import Path
+
+        context = engine.resolve_context(explicit_context, Path.cwd())
         report["engine"]["context"] = context
         eng = engine.Engine(context)
         report["engine"]["endpoint"] = eng.endpoint()

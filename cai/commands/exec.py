@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         cache_key = reach.key(ctx.context, args.container, workspace)
         known = reach.lookup(cache_key)
         if known is not None:
-            outcome = ssh.run_session(known.port, remote, tty=tty, shared=True)
+            outcome = ssh.run_session(known, remote, tty=tty, shared=True)
             if outcome.signal is not None:
                 return 128 + outcome.signal
             if outcome.rc != 255 or outcome.sent:
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
     target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
     if fast:  # a shared connection made before whatever changed is not reused
-        ssh.release_master(containers.ssh_port(container))
+        ssh.release_master(containers.endpoint(container))
     rc = containers.connect(target.engine, container, remote, tty=tty, shared=fast)
     if fast:  # the key again: the slow path may have just saved the workspace's state
-        reach.remember(reach.key(ctx.context, args.container, workspace), container.name, containers.ssh_port(container))
+        reach.remember(reach.key(ctx.context, args.container, workspace), containers.endpoint(container))
     return rc

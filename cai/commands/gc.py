@@ -72,7 +72,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         return ExitCode.OK
     if args.dry_run:
         if not args.json:
-            output.out(f"[DRY-RUN] Would remove {len(plan.candidates)} container(s) and {len(plan.images)} image(s)")
+            helpers = f" and {len(plan.helpers)} leftover helper(s)" if plan.helpers else ""
+            output.out(f"[DRY-RUN] Would remove {len(plan.candidates)} container(s) and {len(plan.images)} image(s){helpers}")
         finish()
         return ExitCode.OK
     if not _confirmed(plan, args):

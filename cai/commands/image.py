@@ -45,7 +45,9 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     from cai import engine, labels
 
     base, tag = args.base, args.tag or labels.DEFAULT_IMAGE
-    eng = engine.Engine(engine.resolve_context(ctx.context))
+    from pathlib import Path
+
+    eng = engine.Engine(engine.resolve_context(ctx.context, Path.cwd()))  # the engine `cai run` here would use
     output.info(f"Building {tag} from {base} [context: {eng.context}]")
     show_progress = output.isatty() or output.is_verbose()
 

@@ -49,8 +49,12 @@ def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers, output, ssh
+    from cai.main import Ctx
 
     path, command = _split(args)
+    # Global flags after PATH (`cai run ~/p --context X -- make`) were parsed only now.
+    ctx = Ctx(args.context, args.debug, ctx.passthrough)
+    output.configure(verbose=args.verbose, quiet=args.quiet)
     workspace = workspace_choice(path, args.workspace)
     if args.detached and not command:
         raise CaiError(ExitCode.ERROR, "--detached needs a command after --")
@@ -62,9 +66,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         output.info(f"Container {container.name} is running. Reach it with: cai shell, or ssh {container.name}")
         return 0
     if args.detached:
-        port = containers.ssh_port(container)
         background = shlex.quote(ssh.login_command(command))
-        started = ssh.run_captured(port, f"cd {ssh.WORKDIR} && nohup bash -lc {background} </dev/null >/dev/null 2>&1 & echo $!")
+        started = ssh.run_captured(containers.endpoint(container), f"cd {ssh.WORKDIR} && nohup bash -lc {background} </dev/null >/dev/null 2>&1 & echo $!")
         pid = started.out.strip()
         if started.rc != 0 or not pid.isdigit():
             raise CaiError(ExitCode.ERROR, "Background command failed: could not get PID", *(f"  {l}" for l in started.err.splitlines()[-3:]))

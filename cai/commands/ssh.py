@@ -30,10 +30,10 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
 
 
 class HostEntry:
-    __slots__ = ("name", "path", "port")
+    __slots__ = ("name", "path", "port", "alias")
 
-    def __init__(self, name: str, path: "Path", port: int | None) -> None:
-        self.name, self.path, self.port = name, path, port
+    def __init__(self, name: str, path: "Path", port: int | None, alias: str | None) -> None:
+        self.name, self.path, self.port, self.alias = name, path, port, alias
 
 
 def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
@@ -49,7 +49,7 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
         first = text.split("\n", 1)[0]
         if _MARKER not in first and str(key_path) not in text:
             continue
-        entries.append(HostEntry(path.stem, path, ssh.configured_port(text)))
+        entries.append(HostEntry(path.stem, path, ssh.configured_port(text), ssh.configured_alias(text)))
     return entries
 
 
@@ -71,10 +71,18 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
         raise CaiError(ExitCode.ERROR, "No Docker daemon is reachable",
                        "[ERROR] Cannot verify container existence - aborting cleanup to prevent data loss")
 
-    stale = [e for e in entries if all(eng.inspect_container(e.name) is None for eng in engines)]
+    def exists(entry: HostEntry, eng: "engine.Engine") -> bool:
+        found = eng.inspect_container(entry.name)
+        return found is not None and entry.alias in (None, ssh.host_key_alias(eng.context, found.id))
+
+    stale = [e for e in entries if not any(exists(e, eng) for eng in engines)]
     for entry in stale:
-        if not args.dry_run:
-            ssh.forget_container(entry.name, entry.port)
+        if args.dry_run:
+            pass
+        elif entry.alias is not None:
+            ssh.forget_container(entry.name, entry.alias)
+        else:
+            ssh.remove_host_config(entry.name)
         if not args.json:
             verb = "Would remove" if args.dry_run else "Removed"
             port = f" (port {entry.port})" if entry.port is not None else ""

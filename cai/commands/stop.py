@@ -183,7 +183,6 @@ def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
         eng = engine.Engine(name)
         try:
             listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
-            listed += engine.list_containers_from_image(eng, labels.DEFAULT_IMAGE)
         except engine.EngineUnavailable as exc:
             output.info(f"Context '{name}' is not reachable: {exc.message}")
             failures.append(exc)
@@ -191,7 +190,9 @@ def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
         found = {}
         for item in listed:
             item_labels = item.get("Labels") or {}
-            if item["Id"] in seen or not labels.is_ours(item_labels, item.get("Image", "")):
+            # Bulk stops take only what cai labelled (the strict rule): never an unlabelled
+            # containai:* container, and never cai's own export/import helpers.
+            if item["Id"] in seen or not labels.is_managed(item_labels) or labels.label(item_labels, labels.HELPER):
                 continue
             found[item["Id"]] = Row(eng, item["Id"], item["Names"][0].lstrip("/"), item.get("Status", ""))
         seen.update(found)

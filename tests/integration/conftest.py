@@ -180,10 +180,18 @@ CAI = f"{sys.executable} -m cai"
 
 
 class Tmux:
-    """One tmux server and window running a plain bash, with the test's HOME."""
+    """One tmux server and window running a plain bash, with the test's HOME.
+
+    A long line is typed as `. /tmp/ctXXXXXXXX/N`, a file holding it: what appears on the screen
+    then has the same length wherever the checkout and the temp dir are. (A command line that
+    filled whole rows exactly made `capture-pane -J` join the output onto it.)"""
 
     def __init__(self, home, width=80, height=24):
+        import tempfile
+
         self.socket = unique("cai-tmux")
+        self._lines = Path(tempfile.mkdtemp(prefix="ct", dir="/tmp"))
+        self._typed = 0
         env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), "PS1": "$ ", "TERM": "xterm"}
         env.pop("XDG_CONFIG_HOME", None)
         self._tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height),
@@ -194,6 +202,11 @@ class Tmux:
                               timeout=30, env=env)
 
     def type(self, line):
+        if len(line) > 32:
+            self._typed += 1
+            script = self._lines / str(self._typed)
+            script.write_text(line + "\n")
+            line = f". {script}"
         self._tmux("send-keys", "-t", "t", "-l", line)
         self._tmux("send-keys", "-t", "t", "Enter")
 
@@ -210,7 +223,10 @@ class Tmux:
         return wait_for(lambda: re.search(pattern, self.screen(), re.MULTILINE), timeout=timeout, interval=0.1)
 
     def close(self):
+        import shutil
+
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        shutil.rmtree(self._lines, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -40,7 +40,13 @@ def test_run_creates_labelled_container(ws, docker_client, home):
     assert mounts["/mnt/agent-data"]["Name"] == "containai-data"
     key = home / ".config" / "containai" / "id_containai"
     assert oct(key.stat().st_mode & 0o777) == "0o600"
-    assert f"[127.0.0.1]:{got['containai.ssh-port']} " in (home / ".config" / "containai" / "known_hosts").read_text()
+    # Pinned: exactly the container's own host keys, under an alias of the engine and the container.
+    alias = f"cai-default-{attrs['Id'][:12]}"
+    pinned = {line.split(" ", 1)[1] for line in (home / ".config" / "containai" / "known_hosts").read_text().splitlines()
+              if line.startswith(alias + " ")}
+    shown = docker_client.containers.get(name).exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).output.decode()
+    assert pinned == {" ".join(line.split()[:2]) for line in shown.splitlines()}
+    assert len(pinned) == 3
     assert (home / ".ssh" / "config").read_text().startswith("Include ~/.ssh/containai.d/*.conf\n")
 
 
@@ -105,7 +111,8 @@ def test_foreign_container_is_15(home, make_container):
     foreign = make_container(labels={"containai.managed": "false"})
     done = run_cai(home, "exec", "--container", foreign.name, "--", "true")
     assert done.returncode == 15
-    assert done.stderr.splitlines()[0] == f"[ERROR] Container '{foreign.name}' was not created by ContainAI"
+    assert done.stderr.splitlines() == [f"[ERROR] Container {foreign.name} exists but is not managed by ContainAI",
+                                        "[HINT] Remove the conflicting container or use a different name"]
 
 
 def test_start_failure_is_11(home, make_container):
@@ -138,14 +145,15 @@ def test_transport_failure_after_retries_is_13(home, make_container):
     c = make_container(labels={"containai.managed": "true", "containai.ssh-port": str(port)})
     conf_dir = home / ".ssh" / "containai.d"
     conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / f"{c.name}.conf").write_text(f"Host {c.name}\n")
+    # This container's own config (its alias), so cai goes straight to connecting.
+    (conf_dir / f"{c.name}.conf").write_text(f"Host {c.name}\n    HostKeyAlias cai-default-{c.id[:12]}\n")
     done = run_cai(home, "exec", "--container", c.name, "--", "true")
     assert done.returncode == 13, done.stderr
     assert "[WARN] SSH connection failed, retrying (1/3)..." in done.stderr.splitlines()
     assert "[ERROR] SSH connection failed after 3 retries" in done.stderr.splitlines()
 
 
-def test_changed_host_key_recovers_once(ws, home):
+def test_changed_host_key_recovers_once(ws, home, docker_client):
     workspace, name = ws
     known = home / ".config" / "containai" / "known_hosts"
     original = known.read_text()
@@ -157,7 +165,9 @@ def test_changed_host_key_recovers_once(ws, home):
     known.write_text("\n".join(l for l in lines if "ssh-ed25519" in l) + "\n")
     done = run_cai(home, "exec", "-w", str(workspace), "--", "echo", "ok")
     assert (done.returncode, done.stdout) == (0, "ok\n")
-    assert "[WARN] SSH host key changed, auto-recovering..." in done.stderr.splitlines()
+    assert done.stderr.splitlines() == ["[WARN] SSH host keys changed, pinned them again from the engine..."]
+    alias = f"cai-default-{docker_client.containers.get(name).id[:12]} "
+    assert len([line for line in known.read_text().splitlines() if line.startswith(alias)]) == 3  # all of the engine's keys
 
 
 def test_shell_propagates_exit_code(ws, home):
@@ -260,22 +270,22 @@ class RotatingKeyServer:
         self.listener.close()
 
 
-def test_host_key_still_wrong_after_recovery_is_14(tmp_path, make_container):
+def test_a_server_without_the_engines_host_key_is_14(tmp_path, make_container):
+    """Something else answers on the container's port (here a paramiko server): its key is none
+    of the keys the engine shows for the container, so nothing is pinned from it and exec is 14."""
     home = tmp_path / "h14"
     home.mkdir()
     server = RotatingKeyServer()
     try:
         c = make_container(labels={"containai.managed": "true", "containai.ssh-port": str(server.port)})
-        conf_dir = home / ".ssh" / "containai.d"
-        conf_dir.mkdir(parents=True)
-        (conf_dir / f"{c.name}.conf").write_text(f"Host {c.name}\n")
         done = run_cai(home, "exec", "--container", c.name, "--", "true")
     finally:
         server.close()
     assert done.returncode == 14, done.stderr
-    lines = done.stderr.splitlines()
-    assert lines.count("[WARN] SSH host key changed, auto-recovering...") == 1
-    assert "[ERROR] SSH host key mismatch could not be auto-recovered" in lines
+    assert done.stderr.splitlines()[0] == f"[ERROR] SSH host key mismatch: the server on port {server.port} is not container {c.name}"
+    shown = c.exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).output.decode()
+    pinned = (home / ".config" / "containai" / "known_hosts").read_text()
+    assert {" ".join(line.split()[1:3]) for line in pinned.splitlines()} == {" ".join(line.split()[:2]) for line in shown.splitlines()}
 
 
 @pytest.mark.parametrize(("script", "code"), [("kill -TERM $$", 143), ("kill -KILL $$", 137), ("kill -INT $$", 130)])
@@ -340,10 +350,11 @@ def test_ssh_cleanup_removes_only_gone_containers(ws, tmp_path):
     conf_dir = home / ".ssh" / "containai.d"
     known = home / ".config" / "containai" / "known_hosts"
     gone = unique("gone")
-    (conf_dir / f"{gone}.conf").write_text(f"# ContainAI SSH config for container: {gone}\nHost {gone}\n    Port 2499\n")
+    (conf_dir / f"{gone}.conf").write_text(f"# ContainAI SSH config for container: {gone}\nHost {gone}\n    Port 2499\n"
+                                           "    HostKeyAlias cai-default-00000000dead\n")
     (conf_dir / "mine.conf").write_text("Host mine\n    Port 2498\n")  # not ours: left alone
     with known.open("a") as fh:
-        fh.write("[127.0.0.1]:2499 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGone\n")
+        fh.write("cai-default-00000000dead ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGone\n")
 
     dry = run_cai(home, "ssh", "cleanup", "--dry-run")
     assert (dry.returncode, dry.stdout) == (0, f"Would remove: {gone} (port 2499)\n")
@@ -356,7 +367,8 @@ def test_ssh_cleanup_removes_only_gone_containers(ws, tmp_path):
     assert report["removed"] == [{"name": gone, "port": 2499}]
     assert report["kept"] == [name]
     assert sorted(p.name for p in conf_dir.iterdir()) == sorted([f"{name}.conf", "mine.conf"])
-    assert "[127.0.0.1]:2499 " not in known.read_text()
+    assert "cai-default-00000000dead " not in known.read_text()
+    assert len(known.read_text().splitlines()) == 3  # the live container's pins stay
     assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
 
 
@@ -399,14 +411,14 @@ def test_same_named_workspaces_get_their_own_containers(tmp_path, docker_client,
 # --- the fast path ---------------------------------------------------------------------------
 
 
-def control_socket(port: int) -> Path:
+def control_socket(docker_client, name: str) -> Path:
+    import hashlib
+
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) / "cai" if runtime else Path(tempfile.gettempdir()) / f"cai-{os.getuid()}"
-    return base / f"agent@127.0.0.1:{port}"
-
-
-def ssh_port_of(docker_client, name: str) -> int:
-    return int(docker_client.containers.get(name).labels["containai.ssh-port"])
+    container = docker_client.containers.get(name)
+    alias = f"cai-default-{container.id[:12]}"
+    return base / f"{hashlib.sha256(alias.encode()).hexdigest()[:16]}-{container.labels['containai.ssh-port']}"
 
 
 def test_a_repeat_exec_asks_the_engine_nothing(ws, home, tmp_path, connection_sharing):
@@ -439,11 +451,11 @@ def test_a_stopped_container_is_started_again_from_a_warm_cache(home, tmp_path_f
     name = run_cai(home, "run", str(workspace)).stdout.strip()
     try:
         assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
-        port = ssh_port_of(docker_client, name)
+        socket_path = control_socket(docker_client, name)
         if connection_sharing == "shared":
-            assert control_socket(port).exists()
+            assert socket_path.exists()
         docker_client.containers.get(name).stop(timeout=1)
-        wait_for(lambda: not control_socket(port).exists(), timeout=10)  # the master ends with the connection
+        wait_for(lambda: not socket_path.exists(), timeout=10)  # the master ends with the connection
         done = run_cai(home, "exec", "-w", str(workspace), "--", "echo", "back")
         assert (done.returncode, done.stdout) == (0, "back\n"), done.stderr
         assert docker_client.containers.get(name).status == "running"
@@ -475,6 +487,6 @@ def test_stop_is_not_refused_for_cais_own_idle_connection(home, tmp_path_factory
         done = run_cai(home, "stop", "--container", name)
         assert done.returncode == 0, done.stderr
         assert docker_client.containers.get(name).status == "exited"
-        assert not control_socket(ssh_port_of(docker_client, name)).exists()
+        assert not control_socket(docker_client, name).exists()
     finally:
         docker_client.api.remove_container(name, force=True)

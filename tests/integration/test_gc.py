@@ -85,11 +85,14 @@ def test_force_removes_exactly_the_candidates_and_their_ssh_files(fresh, gc_home
     made["gc-port"] = fresh.make("exited", name="gc-port", labels={"containai.ssh-port": "2399"})
     ssh_dir = gc_home / ".ssh" / "containai.d"
     ssh_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("gc-port", "gc-exited", "gc-kept"):
+    for name in ("gc-port", "gc-kept"):
         (ssh_dir / f"{name}.conf").write_text(f"Host {name}\n    Port 2399\n")
+    # The same name on another engine: its config is that engine's, and stays.
+    (ssh_dir / "gc-exited.conf").write_text("Host gc-exited\n    Port 2399\n    HostKeyAlias cai-elsewhere-0123456789ab\n")
     known_hosts = gc_home / ".config" / "containai" / "known_hosts"
     known_hosts.parent.mkdir(parents=True, exist_ok=True)
-    known_hosts.write_text("[127.0.0.1]:2399 ssh-ed25519 AAAAgone\n[127.0.0.1]:2398 ssh-ed25519 AAAAstays\n")
+    gone = f"cai-{fresh.context}-{made['gc-port'].id[:12]}"
+    known_hosts.write_text(f"{gone} ssh-ed25519 AAAAgone\ncai-elsewhere-0123456789ab ssh-ed25519 AAAAstays\n")
 
     done = gc(gc_home, fresh.context, "--force", "--age", "0m", "--verbose")
     assert done.returncode == 0, done.stderr
@@ -98,8 +101,8 @@ def test_force_removes_exactly_the_candidates_and_their_ssh_files(fresh, gc_home
     for name in removed:
         assert f"[INFO] Removed container: {name}" in done.stderr.splitlines()
     assert fresh.names() == set(made) - removed
-    assert sorted(p.name for p in ssh_dir.iterdir()) == ["gc-kept.conf"]
-    assert known_hosts.read_text() == "[127.0.0.1]:2398 ssh-ed25519 AAAAstays\n"
+    assert sorted(p.name for p in ssh_dir.iterdir()) == ["gc-exited.conf", "gc-kept.conf"]
+    assert known_hosts.read_text() == "cai-elsewhere-0123456789ab ssh-ed25519 AAAAstays\n"
     for name in ("gc-running", "gc-paused", "gc-keep-false"):
         assert made[name].client.containers.get(name).status in ("running", "paused")
 
@@ -126,7 +129,8 @@ def test_json_for_cron(fresh, gc_home):
     reported = datetime.fromisoformat(doc["daemon_time"][:26] + "+00:00")
     assert abs((daemon_now - reported).total_seconds()) < 30
     assert (doc["dry_run"], doc["cancelled"], doc["images"], doc["errors"], doc["skipped"]) == (True, False, [], [], [])
-    assert doc["removed"] == {"containers": [], "images": []}
+    assert doc["removed"] == {"containers": [], "images": [], "helpers": []}
+    assert doc["helpers"] == [] and doc["unrecognized_keep"] == []
     by_name = {c["name"]: c for c in doc["candidates"]}
     assert set(by_name) == CANDIDATES
     for name, candidate in by_name.items():

@@ -188,3 +188,204 @@ def test_the_original_messages(home, make_container, ws, tmp_path):
     status = run_cai(home, "status", "--container", name)
     memory = [line for line in status.stdout.splitlines() if line.strip().startswith("Memory:")]
     assert len(memory) == 1 and memory[0].endswith("%)") and "." not in memory[0].rsplit("(", 1)[1], memory
+
+
+# --- root never follows what the agent controls -----------------------------------------------
+
+
+def _root_state(container):
+    """What a root write through an agent's link would change."""
+    script = "sha256sum /etc/passwd /etc/shadow /etc/ld.so.preload 2>/dev/null; stat -c '%U:%G %a' /etc; ls /etc/authorized_keys 2>&1"
+    return container.exec_run(["sh", "-c", script]).output.decode()
+
+
+@pytest.fixture()
+def agent_box(tmp_path, tmp_path_factory, docker_client):
+    home = tmp_path / "home"
+    workspace = agent_workspace(tmp_path_factory, "attack-ws")
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    container = docker_client.containers.get(done.stdout.strip())
+    yield home, workspace, container
+    container.remove(force=True)
+
+
+ATTACKS = {
+    "ssh dir to /etc": ("mv ~/.ssh ~/.ssh.x && ln -s /etc ~/.ssh", "/home/agent/.ssh is a symbolic link (to /etc)"),
+    "keys to /etc/passwd": ("rm -f ~/.ssh/authorized_keys && ln -s /etc/passwd ~/.ssh/authorized_keys",
+                            "/home/agent/.ssh/authorized_keys is a symbolic link (to /etc/passwd)"),
+    "keys to a FIFO": ("rm -f ~/.ssh/authorized_keys && mkfifo ~/.ssh/authorized_keys",
+                       "/home/agent/.ssh/authorized_keys is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_key_injection_never_writes_through_an_agents_link(agent_box, attack):
+    home, workspace, container = agent_box
+    script, named = ATTACKS[attack]
+    before = _root_state(container)
+    assert container.exec_run(["sh", "-c", script], user="agent").exit_code == 0
+    (home / ".ssh" / "containai.d" / f"{container.name}.conf").unlink()  # the next exec sets SSH up again
+    started = time.monotonic()
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "true", env={"CAI_SSH_MULTIPLEX": "0"})
+    assert done.returncode == 12, done.stderr
+    assert done.stderr.splitlines()[0] == "[ERROR] Failed to inject SSH key into container"
+    assert any(named in line for line in done.stderr.splitlines()), done.stderr
+    assert time.monotonic() - started < 30  # a FIFO must not hang it
+    assert _root_state(container) == before
+
+
+def test_a_removed_key_file_is_written_again_in_the_agents_own_home(agent_box):
+    home, workspace, container = agent_box
+    container.exec_run(["rm", "-f", "/home/agent/.ssh/authorized_keys"], user="agent")
+    (home / ".ssh" / "containai.d" / f"{container.name}.conf").unlink()
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "stat", "-c", "%U %a", "/home/agent/.ssh/authorized_keys",
+                   env={"CAI_SSH_MULTIPLEX": "0"})
+    assert (done.returncode, done.stdout) == (0, "agent 600\n"), done.stderr
+
+
+def test_the_session_probe_runs_nothing_the_agent_can_replace(agent_box):
+    """An image whose /usr/local/bin the agent can write (it comes first on PATH): the probe still
+    runs only root's own programs."""
+    home, workspace, container = agent_box
+    container.exec_run(["/bin/chmod", "777", "/usr/local/bin"])
+    trap = "#!/bin/sh\n/bin/touch /tmp/ran-as-$(/bin/id -u)\nexec /bin/$(/bin/basename $0) \"$@\"\n"
+    plant = "for p in sh ss cat ls env; do printf '%s' \"$0\" > /usr/local/bin/$p; /bin/chmod 755 /usr/local/bin/$p; done"
+    assert container.exec_run(["/bin/sh", "-c", plant, trap], user="agent").exit_code == 0
+    assert container.exec_run(["/bin/test", "-x", "/usr/local/bin/ss"]).exit_code == 0
+    done = run_cai(home, "status", "--container", container.name)
+    assert done.returncode == 0, done.stderr
+    assert "Sessions (best-effort):" in done.stdout
+    assert container.exec_run(["/bin/sh", "-c", "/bin/ls /tmp/ran-as-* 2>/dev/null"]).output == b""
+
+
+# --- host keys come from the engine -----------------------------------------------------------
+
+
+def test_parallel_first_execs_pin_every_engine_key_once(ws, tmp_path, docker_client):
+    import concurrent.futures
+
+    workspace, name = ws
+    home = tmp_path / "fresh-home"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda _: run_cai(home, "exec", "-w", str(workspace), "--", "true"), range(20)))
+    assert [r.returncode for r in results] == [0] * 20, [r.stderr for r in results if r.returncode]
+    container = docker_client.containers.get(name)
+    shown = container.exec_run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]).output.decode()
+    engine_keys = sorted(" ".join(line.split()[:2]) for line in shown.splitlines())
+    pinned = (home / ".config" / "containai" / "known_hosts").read_text().splitlines()
+    assert sorted(line.split(" ", 1)[1] for line in pinned) == engine_keys
+    assert {line.split(" ", 1)[0] for line in pinned} == {f"cai-default-{container.id[:12]}"}
+    assert len(engine_keys) == 3
+
+
+# --- contexts are exact -----------------------------------------------------------------------
+
+
+def _context(home, name, host):
+    env = {**os.environ, "DOCKER_CONFIG": str(home / ".docker")}
+    subprocess.run(["docker", "context", "create", name, "--docker", f"host={host}"], check=True, capture_output=True,
+                   env=env, timeout=30)
+
+
+def _user_config(home, text):
+    path = home / ".config" / "containai" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("where", ["env", "config"])
+def test_a_named_context_that_does_not_exist_is_an_error_not_a_fallback(tmp_path, where):
+    home = tmp_path / "home"
+    env = {}
+    if where == "env":
+        env["CONTAINAI_SECURE_ENGINE_CONTEXT"] = "nosuch"
+        source = "CONTAINAI_SECURE_ENGINE_CONTEXT"
+    else:
+        path = _user_config(home, '[secure_engine]\ncontext_name = "nosuch"\n')
+        source = f"[secure_engine].context_name in {path}"
+    for argv in (["gc", "--force", "--json"], ["stop", "--all"], ["doctor"]):
+        done = run_cai(home, *argv, env=env, cwd=str(tmp_path))
+        assert done.returncode == 1, (argv, done.stderr)
+        lines = done.stderr.splitlines()
+        assert lines[:2] == ["[ERROR] Docker context or connection issue",
+                             f"[ERROR]   Docker context not found: nosuch (from {source})"], (argv, lines)
+        assert "[WARN]" not in done.stderr and "DOCKER_CONTEXT" not in done.stderr.replace(source, "")
+        assert done.stdout == "" or argv[0] == "doctor"
+
+
+def test_a_repo_config_without_the_key_does_not_hide_the_users_context(tmp_path, tmp_path_factory):
+    home = tmp_path / "home"
+    _context(home, "mine", "unix:///var/run/docker.sock")
+    _user_config(home, '[secure_engine]\ncontext_name = "mine"\n')
+    workspace = agent_workspace(tmp_path_factory, "layered-ws")
+    (workspace / ".containai").mkdir()
+    (workspace / ".containai" / "config.toml").write_text('data_volume = "repo-vol"\n')
+    import json
+
+    done = run_cai(home, "doctor", "--json", cwd=str(workspace))
+    assert json.loads(done.stdout)["engine"]["context"] == "mine", done.stderr
+    plan = run_cai(home, "run", "--dry-run", str(workspace))
+    assert plan.returncode == 0, plan.stderr
+    assert "DOCKER_CONTEXT=mine" in plan.stdout and "repo-vol" in plan.stdout, plan.stdout
+
+
+def test_lookup_by_name_says_which_context_could_not_be_asked(tmp_path):
+    home = tmp_path / "home"
+    _context(home, "dead", f"unix://{tmp_path}/nothing.sock")
+    _user_config(home, '[secure_engine]\ncontext_name = "dead"\n')
+    done = run_cai(home, "stop", "--container", "surely-not-there", cwd=str(tmp_path))
+    assert done.returncode == 1
+    assert "Container not found" not in done.stderr
+    assert done.stderr.splitlines()[0] == "[ERROR] Docker Desktop is not running"
+    assert "[ERROR]   Context 'dead' could not be asked, so surely-not-there may be there" in done.stderr.splitlines()
+
+
+def test_global_flags_after_the_workspace_path_count(tmp_path, tmp_path_factory):
+    workspace = agent_workspace(tmp_path_factory, "late-flags-ws")
+    done = run_cai(tmp_path / "home", "run", str(workspace), "--context", "nosuch", "--", "true")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[1] == "[ERROR]   Docker context not found: nosuch (from --context)"
+    done = run_cai(tmp_path / "home", "run", str(workspace), "--verbose", "--dry-run")
+    assert done.returncode == 0, done.stderr
+
+
+# --- ownership and bulk commands --------------------------------------------------------------
+
+
+def test_stop_all_takes_only_labelled_containers_and_never_helpers(tmp_path, make_container, docker_client):
+    home = tmp_path / "home"
+    unlabelled = make_container(image="containai:latest")  # a containai:* image but no label
+    helper = make_container(image="containai:latest", labels={"containai.helper": "true", "containai.helper.role": "import",
+                                                              "containai.helper.volume": "v"},
+                            entrypoint=["sleep"], command=["600"])
+    done = run_cai(home, "stop", "--all", "--force", cwd=str(tmp_path))
+    assert done.returncode in (0, 1), done.stderr
+    for container in (unlabelled, helper):
+        container.reload()
+        assert container.status == "running", container.name
+        assert container.name not in done.stdout + done.stderr
+
+
+def test_gc_removes_idle_leftover_helpers_and_reports_odd_keep_values(spare_engine, tmp_path):
+    import json
+
+    spare = spare_engine(6)
+    spare.reset()
+    home = tmp_path / "home"
+    context = spare.add_context(home)
+    helper_labels = {"containai.helper": "true", "containai.helper.role": "import", "containai.helper.volume": "v"}
+    idle = spare.make("running", name="left-idle", managed=None, labels=helper_labels)
+    busy = spare.make("running", name="left-busy", managed=None, labels=helper_labels)
+    busy.exec_run(["/bin/sleep", "60"], detach=True)  # a swap still running
+    for value in ("yes", "1", "TRUE", "maybe"):
+        spare.make("exited", name=f"keep-{value.lower()}", labels={"containai.keep": value})
+    done = run_cai(home, "--context", context, "gc", "--age", "0m", "--force", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["removed"]["helpers"] == [idle.id[:12]]
+    assert sorted(report["removed"]["containers"]) == ["keep-maybe"]
+    assert report["unrecognized_keep"] == [{"name": "keep-maybe", "value": "maybe"}]
+    assert "[WARN] keep-maybe: containai.keep=maybe protects nothing (use true, 1 or yes)" in done.stderr.splitlines()
+    assert spare.names() == {"left-busy", "keep-yes", "keep-1", "keep-true"}

@@ -257,14 +257,14 @@ def test_stop_without_sessions_uses_workspace_state(fresh, home, docker_client):
 
 def test_stop_remove_cleans_ssh_state(fresh, home, docker_client):
     _, name = fresh()
-    port = docker_client.api.inspect_container(name)["Config"]["Labels"]["containai.ssh-port"]
+    alias = f"cai-default-{docker_client.api.inspect_container(name)['Id'][:12]} "
     known = home / ".config" / "containai" / "known_hosts"
-    assert f"[127.0.0.1]:{port} " in known.read_text()
+    assert alias in known.read_text()
     done = run_cai(home, "stop", "--container", name, "--remove")
     assert done.returncode == 0, done.stderr
     assert not docker_client.containers.list(all=True, filters={"name": f"^{name}$"})
     assert not (home / ".ssh" / "containai.d" / f"{name}.conf").exists()
-    assert f"[127.0.0.1]:{port} " not in known.read_text()
+    assert alias not in known.read_text()
 
 
 @pytest.mark.parametrize(("keys", "code", "final"), [("n", 1, "running"), ("y", 0, "exited"), ("C-d", 0, "running")])

@@ -95,10 +95,20 @@ def test_invalid_volume_names(bad):
         config.resolve_volume(bad, config.Path("/"))
 
 
-def test_invalid_env_context_is_ignored(monkeypatch, capsys):
+def test_invalid_env_context_is_an_error(monkeypatch):
     monkeypatch.setenv("CONTAINAI_SECURE_ENGINE_CONTEXT", "bad\nname")
-    assert config.configured_engine_context(None) is None
-    assert "[WARN] Ignoring invalid CONTAINAI_SECURE_ENGINE_CONTEXT" in capsys.readouterr().err
+    with pytest.raises(CaiError, match=r"^Invalid context name: bad\\nname \(from CONTAINAI_SECURE_ENGINE_CONTEXT\)$"):
+        config.configured_engine_context(None)
+
+
+def test_the_users_context_shows_through_a_repo_config_without_one(tmp_path, monkeypatch):
+    user = config.user_config_path()
+    user.parent.mkdir(parents=True)
+    user.write_text('[secure_engine]\ncontext_name = "mine"\n')
+    repo = tmp_path / "repo"
+    (repo / ".containai").mkdir(parents=True)
+    (repo / ".containai" / "config.toml").write_text('data_volume = "v"\n')
+    assert config.configured_engine_context(repo) == ("mine", f"[secure_engine].context_name in {user}")
 
 
 def test_explicit_config_parse_error(tmp_path):

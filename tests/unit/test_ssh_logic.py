@@ -49,9 +49,21 @@ def test_host_listening_ports(tmp_path):
     assert containers.host_listening_ports([str(table), str(tmp_path / "missing")]) == {0x0900}
 
 
-def test_host_spec():
-    assert ssh.host_spec(22) == "127.0.0.1"
-    assert ssh.host_spec(2301) == "[127.0.0.1]:2301"
+def test_host_key_aliases_are_per_engine_and_container():
+    assert ssh.host_key_alias("default", "0123456789abcdef0123") == "cai-default-0123456789ab"
+    assert ssh.host_key_alias("remote", "0123456789abcdef0123") != ssh.host_key_alias("default", "0123456789abcdef0123")
+
+
+def test_control_sockets_are_short_and_per_endpoint(tmp_path):
+    long_context = ssh.Endpoint("n", 2345, ssh.host_key_alias("c" * 64, "0123456789ab"))
+    assert len(ssh.control_path(tmp_path, long_context).name) == 16 + len("-2345")
+    assert ssh.control_path(tmp_path, long_context).name.endswith("-2345")
+    assert ssh.control_path(tmp_path, ssh.Endpoint("n", 1, "cai-a-1")) != ssh.control_path(tmp_path, ssh.Endpoint("n", 1, "cai-b-1"))
+
+
+@pytest.mark.parametrize(("path", "value"), [("/home/dev user/k", '"/home/dev user/k"'), ("/x/50%off", '"/x/50%%off"')])
+def test_paths_in_ssh_config_are_quoted_and_escaped(path, value):
+    assert ssh.config_path_value(path) == value
 
 
 @pytest.mark.parametrize(("script", "status"), [("exit 7", 7), ("kill -TERM $$", 143), ("kill -KILL $$", 137)])
