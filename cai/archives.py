@@ -69,6 +69,8 @@ def relative_name(name: str) -> str:
 
 
 def _path_problem(name: str) -> str | None:
+    if "\0" in name:
+        return "has a NUL byte in its name"
     if name.startswith("/"):
         return "has an absolute path"
     if ".." in name.split("/"):
@@ -104,7 +106,7 @@ class Entry:
 
     @property
     def mode(self) -> int:
-        return mode_of(self.member)
+        return 0o777 if self.kind == SYMLINK else mode_of(self.member)  # Linux ignores a link's own mode
 
     @property
     def size(self) -> int:
@@ -141,7 +143,7 @@ class Source:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tar: tarfile.TarFile | None = None
-        self._paths: dict[int, Path] = {}
+        self._paths: dict[int, tuple[Path, tuple[int, int, int, int]]] = {}
         if path.is_dir():
             return
         if not path.is_file():
@@ -171,7 +173,8 @@ class Source:
                 if info is None:  # a socket: tarfile has no type for it
                     info = tarfile.TarInfo(str(path.relative_to(self.path)))
                     info.type = b"?"
-                self._paths[id(info)] = path
+                found = path.lstat()
+                self._paths[id(info)] = (path, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
                 yield info
 
     def open(self, member: tarfile.TarInfo) -> IO[bytes]:
@@ -180,7 +183,19 @@ class Source:
             if handle is None:
                 raise tarfile.ReadError(f"no data for {member.name}")
             return handle
-        return self._paths[id(member)].open("rb")
+        path, identity = self._paths[id(member)]
+        # The directory may be the agent's (its workspace): a file swapped for a link or a FIFO
+        # after the scan is refused, never followed.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise CaiError(ExitCode.ERROR, f"{output.shown(str(path))} changed while it was imported ({exc.strerror}); "
+                           "nothing was swapped in") from None
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns) != identity:
+            os.close(fd)
+            raise CaiError(ExitCode.ERROR, f"{output.shown(str(path))} changed while it was imported; nothing was swapped in")
+        return os.fdopen(fd, "rb")
 
     def close(self) -> None:
         if self._tar is not None:
@@ -259,7 +274,7 @@ def scan(source: Source, patterns: Sequence[str], *, read_data: bool = True) -> 
 def _check(source: Source, member: tarfile.TarInfo, kinds: dict[str, str], patterns: Sequence[str],
            scratch: str) -> Entry | None:
     """The checked entry for a member, or Refused."""
-    problem = _path_problem(member.name)
+    problem = _path_problem(member.name) or ("has a NUL byte in its link target" if "\0" in member.linkname else None)
     if problem:
         raise Refused(source.path, output.shown(member.name), problem)
     rel = relative_name(member.name)
@@ -323,11 +338,22 @@ def _header(info: tarfile.TarInfo) -> bytes:
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def tar_stream(source: Source, plan: Plan, prefix: str, progress: "Progress | None" = None) -> Iterator[bytes]:
+def tar_stream(source: Source, plan: Plan, prefix: str, progress: "Progress | None" = None, *,
+               owner: tuple[int, int] | None = None) -> Iterator[bytes]:
     """The plan's entries as an uncompressed tar, names under `prefix/`, produced as it is sent.
+    A failure to read the source is a CaiError of its own, never taken for an engine failure.
 
     A hard link whose target an exclude dropped becomes a copy of it (later links point at the copy).
     """
+    try:
+        yield from _tar_stream(source, plan, prefix, progress, owner)
+    except READ_ERRORS as exc:
+        raise CaiError(ExitCode.ERROR, f"Failed to read {output.shown(str(source.path))} while importing it", f"  {exc}",
+                       "Nothing was swapped in.") from exc
+
+
+def _tar_stream(source: Source, plan: Plan, prefix: str, progress: "Progress | None",
+                owner: tuple[int, int] | None) -> Iterator[bytes]:
     written: dict[str, str] = {}  # excluded target → the entry that now holds its data
     by_rel = {e.rel: e for e in plan.entries if e.kind == FILE}
     for entry in plan.entries:
@@ -344,6 +370,9 @@ def tar_stream(source: Source, plan: Plan, prefix: str, progress: "Progress | No
             info = clean_info(entry.member, name, kind=HARDLINK, linkname=f"{prefix}/{entry.target}", mode=by_rel[entry.target].mode)
         else:
             info = clean_info(entry.member, name, kind=entry.kind, linkname=entry.member.linkname, mode=entry.mode)
+        if owner is not None:
+            info.uid, info.gid = owner
+            info.uname = info.gname = ""
         yield _header(info)
         if info.type == tarfile.REGTYPE:
             yield from _data(source, data_member, info.size, progress)

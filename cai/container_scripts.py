@@ -71,58 +71,69 @@ def session_probe() -> list[str]:
     return _sh(PROBE_SCRIPT)
 
 
-# --- in an import helper (only the volume is mounted; the agent may write all of it) -----------
+# --- in an import helper (only the volume is mounted; the agent may have written all of it) ----
+#
+# An import runs only while no other running container mounts the volume, so the agent cannot act
+# during it; but it may have planted anything beforehand, at the top of the volume, which it owns.
+# So a work directory is used only through the shell's working directory after it proved to be
+# the one this import made (root's, 0700, holding the token only cai knows), every move is
+# `mv -T` (a rename onto a planted link replaces the link), and nothing is written through a
+# path the agent could have chosen. The helper itself has no new privileges and few capabilities.
 
 # The swap, run by root, detached, so that neither a killed cai nor a broken connection stops it
 # half-way. Its phases are journalled in WORK/phase (each written with a rename): `staged` (the
 # old tree untouched), `out` (moving the old top-level entries into WORK/old), `in` (moving the
 # new ones from WORK/new into place), `done`. Run again on a work directory, it carries on from
-# its phase; `finish` discards a work directory that never began its swap. Every move is a rename
-# inside the volume, and the owner, mode and time are set on the mount point only.
-# Arguments: MOUNT WORK swap|finish "UID:GID MODE MTIME" (the archive's root; empty: keep).
+# its phase; `finish` discards a work directory that never began its swap.
+# Arguments: MOUNT WORK TOKEN swap|finish "UID:GID MODE MTIME" (the archive's root; empty: keep).
 SWAP_SCRIPT = r"""
 set -u
-cd "$1" || exit 1
-w=$2
-[ -d "$w/new" ] || { rm -rf -- "$w"; exit 0; }
-exec 2>>"$w/log"
-phase() { printf '%s\n' "$1" >"$w/phase.new" && mv -f -- "$w/phase.new" "$w/phase"; }
-state=$(cat -- "$w/phase" 2>/dev/null) || state=staged
+root=$1 w=$2
+cd "$root/$w" || exit 3
+[ "$(stat -c '%u %a' .)" = "0 700" ] && [ "$(cat token 2>/dev/null)" = "$3" ] || { echo "not cai's work directory: $w" >&2; exit 4; }
+exec 2>>log
+phase() { printf '%s
+' "$1" >phase.new && mv -fT -- phase.new phase; }
+state=$(cat phase 2>/dev/null) || state=staged
 if [ "$state" = staged ]; then
-    if [ "$3" = finish ]; then rm -rf -- "$w"; exit 0; fi
-    printf '%s\n' "$4" >"$w/root" && mkdir -p -- "$w/old" && phase out || exit 1
+    if [ "$4" = finish ]; then cd / && rm -rf -- "$root/$w"; exit 0; fi
+    [ -d new ] && [ ! -L new ] || exit 5
+    printf '%s
+' "$5" >rootattrs && mkdir -p old && phase out || exit 1
     state=out
 fi
 if [ "$state" = out ]; then
-    for e in * .[!.]* ..?*; do
+    for e in "$root"/* "$root"/.[!.]* "$root"/..?*; do
         [ -e "$e" ] || [ -L "$e" ] || continue
-        case $e in .cai-import-????????????????) continue ;; esac
-        mv -- "$e" "$w/old/" || exit 1
+        name=${e#"$root"/}
+        [ "$name" = "$w" ] && continue
+        mv -T -- "$e" "old/$name" || exit 1
     done
     phase in || exit 1
     state=in
 fi
 if [ "$state" = in ]; then
-    for e in "$w"/new/* "$w"/new/.[!.]* "$w"/new/..?*; do
+    for e in new/* new/.[!.]* new/..?*; do
         [ -e "$e" ] || [ -L "$e" ] || continue
-        mv -- "$e" . || exit 1
+        mv -T -- "$e" "$root/${e#new/}" || exit 1
     done
     phase done || exit 1
 fi
-read -r owner mode mtime <"$w/root" || owner=
-rm -rf -- "$w"
-if [ -n "$owner" ]; then chown -- "$owner" . && chmod -- "$mode" . && touch -d "@$mtime" .; fi
+read -r owner mode mtime <rootattrs || owner=
+cd / && rm -rf -- "$root/$w"
+if [ -n "$owner" ]; then chown -- "$owner" "$root" && chmod -- "$mode" "$root" && touch -d "@$mtime" "$root"; fi
 """
 
 
-def swap(mount: str, work: str, mode: str, root_attrs: str) -> list[str]:
-    return _sh(SWAP_SCRIPT, mount, work, mode, root_attrs)
+def swap(mount: str, work: str, token: str, mode: str, root_attrs: str) -> list[str]:
+    return _sh(SWAP_SCRIPT, mount, work, token, mode, root_attrs)
 
 
-# Work directories in the volume and their phases, one per line: NAME<TAB>PHASE.
+# Work directories in the volume and their phases, one per line: NAME<TAB>PHASE. Only names of
+# cai's form are listed; the caller goes on only with the ones it has a token for.
 LIST_WORK_SCRIPT = r"""
 cd "$1" || exit 1
-for w in .cai-import-????????????????; do
+for w in .cai-import-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
     [ -d "$w" ] && [ ! -L "$w" ] || continue
     p=$(cat -- "$w/phase" 2>/dev/null) || p=staged
     printf '%s\t%s\n' "$w" "$p"
@@ -134,13 +145,26 @@ def list_work(mount: str) -> list[str]:
     return _sh(LIST_WORK_SCRIPT, mount)
 
 
+# A new work directory: made by root 0700 (mkdir fails on anything already there, a link
+# included), with the token and the staging directory inside, created through the working
+# directory so that a rename of the work directory cannot redirect them.
+MAKE_WORK_SCRIPT = r"""
+set -e
+cd "$1"
+mkdir -m 700 -- "$2"
+cd -- "$2"
+[ "$(stat -c '%u %a' .)" = "0 700" ]
+printf '%s\n' "$3" >token
+mkdir -m 700 new
+"""
+
+
+def make_work_dir(mount: str, work: str, token: str) -> list[str]:
+    return _sh(MAKE_WORK_SCRIPT, mount, work, token)
+
+
 def free_space(mount: str) -> list[str]:
     return [*ENV, "/bin/df", "-Pk", mount]
-
-
-def make_private_dirs(*paths: str) -> list[str]:
-    """mkdir fails on anything already there, a link included."""
-    return [*ENV, "/bin/mkdir", "-m", "700", "--", *paths]
 
 
 def remove_tree(path: str) -> list[str]:

@@ -167,16 +167,27 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
         raise CaiError(ExitCode.ERROR, f"Image not found: {image}", "Build it with: cai image build")
     engine.ensure_volume(eng, target.volume)
     output.info(f"Creating container {target.name} [context: {eng.context}]")
+    # A remote engine's host does not have this path (a bind mount would make an empty directory
+    # there without a word): the workspace goes into a volume of its own, as a copy.
+    workspace_volume = config.validate_volume_name(f"{target.name}-workspace") if engine.is_remote(eng) else None
+    if workspace_volume is not None:
+        engine.ensure_volume(eng, workspace_volume)
     with config.file_lock(config.config_dir() / ".ssh-port.lock"):
         port = allocate_port(eng)
+        container_labels = {labels.MANAGED: "true", labels.WORKSPACE: str(target.workspace), labels.SSH_PORT: str(port),
+                            labels.DATA_VOLUME: target.volume}
+        if workspace_volume is not None:
+            container_labels[labels.WORKSPACE_VOLUME] = workspace_volume
         spec = engine.CreateSpec(
-            name=target.name, image=image, hostname=labels.sanitize_hostname(target.name),
-            labels={labels.MANAGED: "true", labels.WORKSPACE: str(target.workspace), labels.SSH_PORT: str(port),
-                    labels.DATA_VOLUME: target.volume},
-            ssh_port=port, workspace=str(target.workspace), volume=target.volume, memory=memory, cpus=cpus,
-            stop_timeout=DEFAULT_STOP_TIMEOUT,
+            name=target.name, image=image, hostname=labels.sanitize_hostname(target.name), labels=container_labels,
+            ssh_port=port, workspace=workspace_volume or str(target.workspace), volume=target.volume, memory=memory,
+            cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT,
         )
         engine.create_container(eng, spec)
+    if workspace_volume is not None:
+        from cai import volumes
+
+        volumes.upload_workspace(eng, target.name, target.workspace)
     return ensure_running(eng, target.name)
 
 
@@ -205,7 +216,8 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
 
 
 def endpoint(container: engine.Container) -> ssh.Endpoint:
-    return ssh.Endpoint(container.name, ssh_port(container), ssh.host_key_alias(container.context, container.id))
+    return ssh.Endpoint(container.name, ssh_port(container), ssh.host_key_alias(container.context, container.id),
+                        ssh.jump_for(engine.context_endpoint(container.context)))
 
 
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
@@ -245,7 +257,7 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout:
     target = endpoint(container)
     public_key = ssh.ensure_key()
     ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
-                      also=lambda: bool(engine_host_keys(eng, container.name)))
+                      also=lambda: bool(engine_host_keys(eng, container.name)), jump=target.jump)
     pin_from_engine(eng, target)
     inject_key(eng, container.name, public_key)
     ssh.write_host_config(target)

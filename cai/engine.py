@@ -36,6 +36,7 @@ _CLASSIFIED = {
     "not_running": ("Docker Desktop is not running", "  Start Docker Desktop and try again"),
     "context": ("Docker context or connection issue",),
     "unknown": ("Docker daemon is not accessible",),
+    "ssh": ("Cannot reach the Docker engine over SSH",),
 }
 _NOT_RUNNING_RE = re.compile(
     r"daemon.*not running|connection refused|is the docker daemon running|cannot connect|no such file or directory",
@@ -50,7 +51,7 @@ class EngineUnavailable(CaiError):
     def __init__(self, kind: str, detail: str = "") -> None:
         first, *rest = _CLASSIFIED[kind]
         extra = [f"[ERROR] {line}" for line in rest]
-        if kind in ("unknown", "context") and detail:
+        if kind in ("unknown", "context", "ssh") and detail:
             extra.append(f"[ERROR]   {detail}")
         super().__init__(ExitCode.ERROR, first, *extra)
         self.kind = kind
@@ -76,6 +77,9 @@ def classify(exc: BaseException) -> EngineUnavailable:
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
     names = {type(e).__name__ for e in chain}
     detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    complaint = _ssh_complaint()
+    if complaint:  # an ssh:// engine: ssh's own words say what went wrong
+        return EngineUnavailable("ssh", complaint)
     if names & {"Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError", "ConnectTimeoutError"} or any(
         isinstance(e, (socket.timeout, TimeoutError)) for e in chain
     ):
@@ -116,8 +120,77 @@ def _sdk() -> Any:
             return original(config_path) or str(docker_config_dir() / "config.json")
 
         context_config.find_config_file = find_config_file
+        _patch_ssh_transport()
         _sdk_ready = True
     return docker
+
+
+# ssh:// engines. docker-py's paramiko transport ignores ProxyJump, the agent's keys in some
+# setups and the user's known_hosts rules, so cai uses its other transport (use_ssh_client: the
+# system `ssh`, running `docker system dial-stdio` on the engine host). Its argv comes from
+# ssh.engine_dial_argv: batch mode and a connect timeout (a dead host fails in seconds, not
+# minutes), ssh's messages kept for the error, and the socket path of the URL, which docker-py
+# refuses but the docker CLI accepts. The port is passed only when the URL names one, so the
+# ssh config's `Port` applies otherwise.
+_ENGINE_SOCKET_PATHS: dict[str, str] = {}  # "user@host:port" → the URL's socket path
+_SSH_DIALS: list[tuple[Any, Any]] = []  # (ssh process, its stderr) of recent engine connections
+
+
+def _patch_ssh_transport() -> None:
+    import signal
+    import subprocess
+    import tempfile
+
+    import docker.transport.sshconn as sshconn
+
+    from cai import ssh
+
+    def connect(self: Any, **kwargs: Any) -> None:
+        where = f"{self.user}@{self.host}" if self.user else self.host
+        key = where + (f":{self.port}" if self.port else "")
+        log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            ssh.engine_dial_argv(where, self.port, _ENGINE_SOCKET_PATHS.get(key)),
+            env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=log,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        _SSH_DIALS.append((self.proc, log))
+        del _SSH_DIALS[:-8]
+
+    sshconn.SSHSocket.connect = connect
+
+
+def _ssh_complaint() -> str:
+    """The last thing ssh said on an engine connection that ended in failure ("" when none did)."""
+    for process, log in reversed(_SSH_DIALS):
+        try:
+            process.wait(timeout=0.5)
+        except Exception:  # noqa: BLE001 - still running: that connection did not fail
+            continue
+        if process.returncode == 0:
+            continue
+        try:
+            log.seek(0)
+            lines = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+        except (OSError, ValueError):
+            continue
+        if lines:
+            return lines[-1][:300]
+    return ""
+
+
+def client_kwargs(host: str, tls: Any) -> dict[str, Any]:
+    """APIClient arguments for an endpoint: ssh:// through the system ssh, its path kept aside."""
+    if not host.startswith("ssh://"):
+        return {"base_url": host, **({"tls": tls} if tls is not None else {})}
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host)
+    netloc = parts.netloc
+    if parts.path not in ("", "/"):
+        _ENGINE_SOCKET_PATHS[netloc] = parts.path
+    return {"base_url": f"ssh://{netloc}", "use_ssh_client": True}
 
 
 def context_endpoint(name: str) -> str | None:
@@ -134,6 +207,11 @@ def context_endpoint(name: str) -> str | None:
     except Exception:  # a corrupt meta.json is "no usable context"
         return None
     return ctx.Host if ctx is not None else None
+
+
+def is_remote(engine: "Engine") -> bool:
+    """The engine's host is another machine (ssh://, tcp://): host paths mean nothing there."""
+    return not engine.endpoint().startswith(("unix://", "npipe://"))
 
 
 def context_exists(name: str) -> bool:
@@ -263,9 +341,7 @@ class Engine:
             ctx = ContextAPI.get_context(self.context) if self.context != DEFAULT_CONTEXT else None
             if self.context != DEFAULT_CONTEXT and ctx is None:
                 raise EngineUnavailable("context", f"Docker context not found: {self.context}")
-            kwargs: dict[str, Any] = {"base_url": ctx.Host if ctx else "unix:///var/run/docker.sock"}
-            if ctx is not None and ctx.TLSConfig is not None:
-                kwargs["tls"] = ctx.TLSConfig
+            kwargs = client_kwargs(ctx.Host if ctx else "unix:///var/run/docker.sock", ctx.TLSConfig if ctx else None)
             try:
                 self._clients[timeout] = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
             except Exception as exc:
@@ -351,8 +427,9 @@ def find_container_by_name(
         )
     if failures:
         ctx, exc = failures[0]
-        raise CaiError(exc.code, exc.message, *exc.extra,
-                       f"[ERROR]   Context '{ctx}' could not be asked, so {name} may be there") from exc
+        error = EngineUnavailable(exc.kind, exc.detail)
+        error.extra = (*error.extra, f"[ERROR]   Context '{ctx}' could not be asked, so {name} may be there")
+        raise error from exc
     raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
 
 
@@ -488,6 +565,9 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
             binds={spec.workspace: {"bind": "/home/agent/workspace", "mode": "rw"},
                    spec.volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
             mem_limit=spec.memory, memswap_limit=spec.memory, nano_cpus=int(spec.cpus * 1e9), init=True,
+            # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
+            # not make the agent root.
+            security_opt=["no-new-privileges:true"],
         )
         created = api.create_container(
             spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
@@ -600,6 +680,9 @@ def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, 
     def create(api: Any) -> str:
         host_config = api.create_host_config(
             binds={volume: {"bind": mount, "mode": "rw" if writable else "ro"}}, network_mode="none", auto_remove=False,
+            # Root in the helper moves, removes and chowns what is in the volume; nothing more.
+            cap_drop=["ALL"], cap_add=["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"],
+            security_opt=["no-new-privileges:true"],
         )
         return api.create_container(image, entrypoint=["sleep"], command=["86400"], labels=dict(labels),
                                     host_config=host_config, network_disabled=True)["Id"]

@@ -18,7 +18,7 @@ from cai import proc
 REPOSITORY, TAG = "containai-helper", "1"
 REFERENCE = f"{REPOSITORY}:{TAG}"
 # What the import swap and its checks run; each a host program, found on PATH.
-PROGRAMS = ("env", "sh", "sleep", "mv", "rm", "mkdir", "rmdir", "cat", "df", "chown", "chmod", "touch")
+PROGRAMS = ("env", "sh", "sleep", "stat", "mv", "rm", "mkdir", "rmdir", "cat", "df", "chown", "chmod", "touch")
 _DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 

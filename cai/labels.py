@@ -15,6 +15,7 @@ MANAGED = "containai.managed"
 WORKSPACE = "containai.workspace"
 SSH_PORT = "containai.ssh-port"
 DATA_VOLUME = "containai.data-volume"
+WORKSPACE_VOLUME = "containai.workspace-volume"  # on a remote engine: the volume holding the workspace's copy
 TEMPLATE = "ai.containai.template"
 TEMPLATE_HASH = "ai.containai.template-hash"
 IMAGE_TAG = "containai.image-tag"

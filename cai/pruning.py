@@ -244,6 +244,11 @@ def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
             output.info(f"Removed container: {candidate.name}")
     for helper in plan.helpers:
         try:
+            if eng.inspect_container(helper.id) is None:
+                continue
+            if engine.running_exec_ids(eng, helper.id):  # a swap began while the prompt waited
+                done.errors.append({"kind": "helper", "name": helper.id[:12], "message": "now running a swap"})
+                continue
             engine.remove_container(eng, helper.id)
         except CaiError as exc:
             output.warn(f"Failed to remove helper: {helper.id[:12]}")

@@ -48,7 +48,7 @@ def _entry_path(cache_key: str) -> Path:
 def lookup(cache_key: str) -> Known | None:
     try:
         data = json.loads(_entry_path(cache_key).read_text())
-        known = ssh.Endpoint(str(data["name"]), int(data["port"]), str(data["alias"]))
+        known = ssh.Endpoint(str(data["name"]), int(data["port"]), str(data["alias"]), data.get("jump"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if data.get("key") != cache_key or list(ssh.pinned_lines(known.alias)) != data.get("host_keys") or not data["host_keys"]:
@@ -58,6 +58,7 @@ def lookup(cache_key: str) -> Known | None:
 
 def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
     body = json.dumps({"key": cache_key, "name": endpoint.name, "port": endpoint.port, "alias": endpoint.alias,
+                       "jump": endpoint.jump,
                        "host_keys": list(ssh.pinned_lines(endpoint.alias))})
     path = _entry_path(cache_key)
     try:

@@ -64,6 +64,20 @@ def config_path_value(path: Path | str, *, expand: str = "") -> str:
     return '"' + text.replace("%", "%%") + expand + '"'
 
 
+# --- the engine host of an ssh:// context ---------------------------------------------------------
+
+ENGINE_CONNECT_TIMEOUT_S = 5
+
+
+def engine_dial_argv(destination: str, port: str | None, socket_path: str | None) -> list[str]:
+    """`ssh … docker system dial-stdio` on the engine host, as docker-py's transport runs it, with
+    the user's own config and agent, never a prompt, and a bounded connect."""
+    remote = "docker system dial-stdio" if socket_path is None else \
+        f"docker --host {shlex.quote('unix://' + socket_path)} system dial-stdio"
+    return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
+            *(["-p", str(port)] if port else []), "--", destination, remote]
+
+
 # --- before anything is created --------------------------------------------------------------
 
 REQUIRED_TOOLS = ("ssh", "ssh-keygen")
@@ -123,20 +137,44 @@ class Endpoint:
     engine's context and the container's id, so containers of two engines that share a name or a
     port never share pins or a control socket, and a recreated container is a new endpoint."""
 
-    __slots__ = ("name", "port", "alias")
+    __slots__ = ("name", "port", "alias", "jump")
 
-    def __init__(self, name: str, port: int, alias: str) -> None:
+    def __init__(self, name: str, port: int, alias: str, jump: str | None = None) -> None:
         self.name, self.port, self.alias = name, port, alias
+        self.jump = jump  # `[user@]host[:port]` of an ssh:// engine: its loopback is reached through it
+
+
+def jump_proxy_command(jump: str) -> str:
+    """ProxyJump, spelled as a ProxyCommand whose stderr is not the session's: with a shared
+    connection, the jump process lives as long as the master, and would hold cai's stderr open.
+    (NAME.conf, for plain ssh, keeps ProxyJump.)"""
+    user_host, _, port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
+    words = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
+             *(["-p", port] if port else []), "-W", "%h:%p", "--", user_host]
+    return " ".join(shlex.quote(word) for word in words) + " 2>/dev/null"
+
+
+def jump_for(engine_host: str | None) -> str | None:
+    """The ProxyJump of an engine endpoint: the same user, host and port docker uses for an
+    `ssh://` context; None for a local one."""
+    if not engine_host or not engine_host.startswith("ssh://"):
+        return None
+    from urllib.parse import urlsplit
+
+    return urlsplit(engine_host).netloc or None
 
 
 def host_key_alias(context: str, container_id: str) -> str:
     return f"cai-{context}-{container_id[:12]}"
 
 
-def sshd_answers(port: int, timeout: float = 1.0) -> bool:
-    """An SSH server greets on the port (a TCP connect alone would also accept docker-proxy)."""
+def sshd_answers(port: int, timeout: float = 1.0, jump: str | None = None) -> bool:
+    """An SSH server greets on the port (a TCP connect alone would also accept docker-proxy); on
+    an ssh:// engine, on the engine host's loopback, through the jump."""
     import socket
 
+    if jump is not None:
+        return _greets_through(jump, port)
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as conn:
             return conn.recv(64).startswith(b"SSH-")
@@ -144,12 +182,30 @@ def sshd_answers(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S, also=None) -> None:
+def _greets_through(jump: str, port: int) -> bool:
+    user_host, _, jump_port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
+            *(["-p", jump_port] if jump_port else []), "-W", f"{HOST}:{port}", "--", user_host]
+    try:
+        child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return False
+    try:
+        import select
+
+        ready, _, _ = select.select([child.stdout], [], [], ENGINE_CONNECT_TIMEOUT_S + 2)
+        return bool(ready) and os.read(child.stdout.fileno(), 4) == b"SSH-"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S, also=None, jump: str | None = None) -> None:
     """Until sshd greets on the port (and `also()` holds); backoff 0.1 s doubling to 2 s, for up
     to `timeout`."""
     deadline = time.monotonic() + timeout
     delay = 0.1
-    while not (sshd_answers(port) and (also is None or also())):
+    while not (sshd_answers(port, jump=jump) and (also is None or also())):
         if not is_running():
             raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container is not running; sshd cannot start")
         if time.monotonic() + delay > deadline:
@@ -223,6 +279,7 @@ def write_host_config(endpoint: Endpoint) -> Path:
         "    IdentitiesOnly yes",
         f"    UserKnownHostsFile {config_path_value(known_hosts_path())}",
         f"    HostKeyAlias {endpoint.alias}",
+        *([f"    ProxyJump {endpoint.jump}"] if endpoint.jump else []),
         "    StrictHostKeyChecking yes",
         "    PreferredAuthentications publickey",
         "    GSSAPIAuthentication no",
@@ -372,6 +429,7 @@ def base_argv(endpoint: Endpoint) -> list[str]:
         "ssh",
         "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
         "-o", f"HostKeyAlias={endpoint.alias}",
+        *(["-o", f"ProxyCommand={jump_proxy_command(endpoint.jump)}"] if endpoint.jump else []),
         "-o", f"IdentityFile={config_path_value(key_path())}", "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={config_path_value(known_hosts_path())}", "-o", "StrictHostKeyChecking=yes",
         "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import secrets
+import stat
 import tarfile
 import tempfile
 import time
@@ -33,6 +34,8 @@ PRIVATE_PATTERNS = ("shell/bashrc.d/*.priv.*",)
 SECRET_PATTERNS = ("*.priv.*", ".credentials.json", "credentials.json", "auth.json", ".netrc", "*.pem", "*.key",
                    "id_rsa", "id_ecdsa", "id_ed25519")
 SWAP_POLL_S = 0.1
+WORKSPACE_PATH = "/home/agent/workspace"
+AGENT_OWNER = (1000, 1000)
 
 
 def default_filename(now: datetime) -> str:
@@ -163,13 +166,24 @@ def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[s
     progress = Progress("Exporting")
     count = 0
     excluded_files: set[str] = set()
+    work_dirs: set[str] = set()  # root's 0700 ones: the agent cannot make those
     try:
         with _engine_tar(chunks, progress) as src, tarfile.open(fileobj=raw, mode="w|gz", format=tarfile.PAX_FORMAT) as out:
             for member in src:
                 rel = archives.relative_name(member.name)
                 kind = archives.kind_of(member)
-                if archives.is_work_dir(rel.split("/", 1)[0]):
-                    if "/" not in rel:
+                top, _, below = rel.partition("/")
+                if archives.is_work_dir(top):
+                    if not below and member.isdir() and member.uid == 0 and stat.S_IMODE(member.mode) == 0o700:
+                        work_dirs.add(top)
+                    elif below == "phase" and top in work_dirs and member.isfile():
+                        handle = src.extractfile(member)
+                        phase = handle.read(64).decode(errors="replace").strip() if handle else ""
+                        if phase in ("out", "in"):
+                            raise CaiError(ExitCode.ERROR, f"The volume is in the middle of an interrupted import ({top}: {phase})",
+                                           "Its tree is part old, part new. The next 'cai import' into it finishes the swap;"
+                                           " export after that. Nothing was written.")
+                    if not below:
                         output.warn(f"Left out '{archives.shown_name(rel)}': the work directory of an unfinished import")
                     continue
                 if rel and archives.is_excluded(rel, patterns):
@@ -214,6 +228,24 @@ def _verify_gzip_tar(path: Path) -> None:
 
 # --- import ----------------------------------------------------------------------------------
 
+def upload_workspace(eng: engine.Engine, container: str, workspace: Path) -> int:
+    """Copy the local workspace into a (created) container's workspace volume on a remote engine,
+    with import's rules, owned by the agent. Returns the number of entries."""
+    source = archives.Source(workspace)
+    try:
+        plan = _checked_plan(source, [])
+        output.info(f"Uploading the workspace to {container} [context: {eng.context}]")
+        progress = Progress("Uploading the workspace", plan.total_bytes, len(plan.entries))
+        try:
+            stream = archives.tar_stream(source, plan, WORKSPACE_PATH.lstrip("/"), progress, owner=AGENT_OWNER)
+            engine.put_archive(eng, container, "/", stream)
+        finally:
+            progress.finish()
+    finally:
+        source.close()
+    return len(plan.entries)
+
+
 def dry_run(source_path: Path, patterns: Sequence[str]) -> archives.Plan:
     """What an import would restore, checked exactly as a real one; nothing is written anywhere."""
     source = archives.Source(source_path)
@@ -251,37 +283,40 @@ def _restore_into(eng: engine.Engine, volume: str, source: archives.Source, plan
         engine.ensure_volume(eng, volume)
     helper = None
     work = None
-    swapping = False
+    swap_began = swapping = False  # the journal holds the volume once the swap began
     try:
+        _require_no_running_users(eng, volume)
         helper = engine.create_volume_helper(eng, helper_image(eng, needs_shell=True), volume, HELPER_MOUNT,
                                              writable=True, labels=helper_labels("import", volume))
         engine.start_helper(eng, helper)
         _finish_leftovers(eng, volume, helper)
         _check_space(eng, helper, volume, plan)
-        work = _make_work_dir(eng, helper)
+        work, token = _make_work_dir(eng, helper, volume)
         progress = Progress("Importing", plan.total_bytes, len(plan.entries))
         try:
             stream = archives.tar_stream(source, plan, f"{HELPER_MOUNT.lstrip('/')}/{work}/new", progress)
             engine.put_archive(eng, helper, "/", stream)
         finally:
             progress.finish()
-        swapping = True
+        _require_no_running_users(eng, volume, helper)
+        swap_began = swapping = True
         root = plan.root
         attrs = f"{root.uid}:{root.gid} {archives.mode_of(root):o} {int(root.mtime)}" if root is not None else ""
-        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, "swap", attrs))
+        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, token, "swap", attrs))
+        swapping = False  # over, one way or the other
         if code != 0:
             rc, log = engine.exec_as_root(eng, helper, scripts.read_file(f"{HELPER_MOUNT}/{work}/log"))
             raise CaiError(ExitCode.ERROR, f"The swap into volume {volume} failed (exit {code})",
                            *(f"  {line}" for line in log.strip().splitlines()[-5:]),
                            f"The next 'cai import' into {volume} finishes it.")
-        swapping = False
+        _forget_work(eng, volume, work)
         _verify(eng, helper, volume, plan)
     except BaseException:
-        if created and not swapping:
+        if created and not swap_began:
             _remove_volume_quietly(eng, volume, helper)
             helper = None
-        elif work is not None and not swapping and helper is not None:
-            _discard_quietly(eng, helper, work)
+        elif work is not None and not swap_began and helper is not None:
+            _discard_quietly(eng, helper, volume, work)
         raise
     finally:
         if helper is not None and not swapping:
@@ -314,13 +349,17 @@ def _finish_leftovers(eng: engine.Engine, volume: str, helper: str) -> None:
     rc, listing = engine.exec_as_root(eng, helper, scripts.list_work(HELPER_MOUNT))
     if rc != 0:
         raise CaiError(ExitCode.ERROR, f"Failed to read volume {volume}", f"  {listing.strip()}")
+    tokens = _work_records(eng, volume)
     for line in listing.splitlines():
         work, _, phase = line.partition("\t")
-        if not archives.is_work_dir(work):
+        if work not in tokens:
+            # Not made by an import from here: the agent's, or another host's. It is only data,
+            # and the next swap moves it out with the rest of the old tree.
             continue
-        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, "finish", ""))
+        code = _run_detached(eng, helper, scripts.swap(HELPER_MOUNT, work, tokens[work], "finish", ""))
         if code != 0:
             raise CaiError(ExitCode.ERROR, f"Failed to finish an interrupted import into volume {volume} ({work})")
+        _forget_work(eng, volume, work)
         if phase == "staged":
             output.warn(f"An earlier import into volume {volume} was interrupted before its swap; its staged data was discarded")
         else:
@@ -340,19 +379,72 @@ def _check_space(eng: engine.Engine, helper: str, volume: str, plan: archives.Pl
                        f"{output.bytes_size(needed)}, {output.bytes_size(free)} is free", "Nothing was written.")
 
 
-def _make_work_dir(eng: engine.Engine, helper: str) -> str:
+def _require_no_running_users(eng: engine.Engine, volume: str, helper: str | None = None) -> None:
+    """An import runs only while nothing else that mounts the volume runs: an agent writing it
+    meanwhile could rename the work directory under the helper's feet."""
+    users = [c for c in engine.list_containers(eng, []) if c.get("Id") != helper
+             and not labels.label(c.get("Labels"), labels.HELPER)  # a leftover helper: see _finish_leftovers
+             and c.get("State") in ("running", "paused", "restarting")
+             and any(m.get("Name") == volume for m in c.get("Mounts") or ())]
+    if users:
+        names = ", ".join(sorted((c.get("Names") or ["/?"])[0].lstrip("/") for c in users))
+        raise CaiError(ExitCode.ERROR, f"Volume {volume} is in use by a running container: {names}",
+                       "Stop it first (cai stop --container NAME); nothing was written.")
+
+
+def _records_path(eng: engine.Engine, volume: str) -> Path:
+    from cai import config
+
+    return config.state_dir() / "imports" / f"{eng.context}@{volume}.json"  # `@` is in neither kind of name
+
+
+def _work_records(eng: engine.Engine, volume: str) -> dict[str, str]:
+    """Work directories the imports from here made in this volume, and their tokens."""
+    import json
+
+    try:
+        data = json.loads(_records_path(eng, volume).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_records(eng: engine.Engine, volume: str, records: dict[str, str]) -> None:
+    import json
+
+    from cai import config
+
+    path = _records_path(eng, volume)
+    if records:
+        config.atomic_write(path, json.dumps(records) + "\n", mode=0o600)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _make_work_dir(eng: engine.Engine, helper: str, volume: str) -> tuple[str, str]:
+    """A work directory of root's, recorded (with a token only this host knows) before it exists,
+    so that an interrupted import is found again, and one planted by the agent never is."""
     work = archives.WORK_PREFIX + secrets.token_hex(8)
-    path = f"{HELPER_MOUNT}/{work}"
-    rc, out = engine.exec_as_root(eng, helper, scripts.make_private_dirs(path, f"{path}/new"))
+    token = secrets.token_hex(16)
+    _write_records(eng, volume, {**_work_records(eng, volume), work: token})
+    rc, out = engine.exec_as_root(eng, helper, scripts.make_work_dir(HELPER_MOUNT, work, token))
     if rc != 0:
         raise CaiError(ExitCode.ERROR, "Failed to prepare the volume", f"  {out.strip()}")
-    return work
+    return work, token
 
 
-def _discard_quietly(eng: engine.Engine, helper: str, work: str) -> None:
+def _forget_work(eng: engine.Engine, volume: str, work: str) -> None:
+    records = _work_records(eng, volume)
+    if records.pop(work, None) is not None:
+        _write_records(eng, volume, records)
+
+
+def _discard_quietly(eng: engine.Engine, helper: str, volume: str, work: str) -> None:
     """Drop a work directory whose swap never began; an engine that is gone leaves it to the next import."""
     try:
-        engine.exec_as_root(eng, helper, scripts.remove_tree(f"{HELPER_MOUNT}/{work}"), timeout=engine.SLOW_TIMEOUT_S)
+        rc, _ = engine.exec_as_root(eng, helper, scripts.remove_tree(f"{HELPER_MOUNT}/{work}"), timeout=engine.SLOW_TIMEOUT_S)
+        if rc == 0:
+            _forget_work(eng, volume, work)
     except CaiError:
         pass
 
@@ -404,11 +496,19 @@ def _import_lock(eng: engine.Engine, volume: str) -> Iterator[None]:
 
 
 def leftover_imports(eng: engine.Engine) -> list[dict[str, str]]:
-    """Import helpers still on the engine: an import in progress, or one that was interrupted."""
+    """Imports that are running or were interrupted: import helpers still on the engine, and work
+    directories this host recorded and never saw finished (the helper may be gone with the engine)."""
     found = []
     for helper in engine.list_containers(eng, [f"{labels.HELPER_ROLE}=import"]):
         found.append({"volume": (helper.get("Labels") or {}).get(labels.HELPER_VOLUME, ""),
-                      "helper": str(helper["Id"])[:12], "state": str(helper.get("State", ""))})
+                      "helper": str(helper["Id"])[:12], "state": str(helper.get("State", "")), "work": ""})
+    from cai import config
+
+    prefix = f"{eng.context}@"
+    for path in sorted((config.state_dir() / "imports").glob(f"{prefix}*.json")):
+        volume = path.name[len(prefix):-len(".json")]
+        for work in _work_records(eng, volume):
+            found.append({"volume": volume, "helper": "", "state": "recorded", "work": work})
     return found
 
 # --- what to export or import into -----------------------------------------------------------

@@ -59,11 +59,15 @@ ensure_engine() {
 ensure_client_tools() {
     local missing=()
     command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
-    command -v ss >/dev/null 2>&1 || missing+=(iproute2)
+    { command -v ss && command -v ip; } >/dev/null 2>&1 || missing+=(iproute2)
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v git >/dev/null 2>&1 || missing+=(git)
     command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # the tests drive interactive sessions in it
     command -v strace >/dev/null 2>&1 || missing+=(strace)  # the tests count the processes a TAB starts
+    # The tests' remote engine host (tests/integration/remote_host.py): an sshd and a dockerd in
+    # namespaces made with unshare, a veth to them made with ip (iproute2, above).
+    command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
         apt_install "${missing[@]}"

@@ -78,8 +78,9 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     for problem in report["problems"][len(errors):]:
         output.error(problem)
     for leftover in report["imports"]:
-        output.warn(f"An import into volume {leftover['volume']} is running or was interrupted (helper {leftover['helper']}, "
-                    f"{leftover['state']}); the next 'cai import' into it finishes or discards it")
+        what = f"helper {leftover['helper']}, {leftover['state']}" if leftover["helper"] else f"work directory {leftover['work']}"
+        output.warn(f"An import into volume {leftover['volume']} is running or was interrupted ({what}); "
+                    "the next 'cai import' into it finishes or discards it")
     return 0 if report["ok"] else 1
 
 

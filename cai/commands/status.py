@@ -173,7 +173,8 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
     # A local engine's container: its own cgroup, sampled for 0.1 s before the probe runs (the
     # probe's CPU would count). Otherwise the stats API, which answers at the daemon's next
     # one-second ticks, side by side with the probe (each with its own client).
-    local = cgroups.sample(container.pid, container.id) if container.pid else None
+    on_this_host = container.pid and not engine.is_remote(engine.Engine(container.context))
+    local = cgroups.sample(container.pid, container.id) if on_this_host else None
 
     def read_stats() -> dict[str, str]:
         if local is not None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest_remote import remote_host  # noqa: F401  (the second Docker host, for remote-engine tests)
+
 RUN_ID = secrets.token_hex(4)
 RUN_LABEL = "cai.test.run"
 AGENT_IMAGE = os.environ.get("CAI_TEST_IMAGE", "containai:latest")

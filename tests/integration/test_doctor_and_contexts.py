@@ -52,16 +52,18 @@ def test_env_context_used_when_it_exists(cai, docker_client):
     assert json.loads(result.out)["engine"]["context"] == "mine"
 
 
-def test_missing_configured_context_falls_back_with_warning(cai, docker_client):
+def test_missing_configured_context_is_an_error_not_a_fallback(cai, docker_client):
     result = cai("doctor", "--json", env={"CONTAINAI_SECURE_ENGINE_CONTEXT": "notthere"})
-    assert json.loads(result.out)["engine"]["context"] == "default"
-    assert "[WARN] Config context 'notthere' not available, using 'default'" in result.err_lines
+    assert result.code == 1
+    assert json.loads(result.out)["engine"]["reachable"] is False
+    assert "[ERROR]   Docker context not found: notthere (from CONTAINAI_SECURE_ENGINE_CONTEXT)" in result.err_lines
+    assert not any(line.startswith("[WARN]") for line in result.err_lines)
 
 
-def test_invalid_env_context_is_ignored(cai, docker_client):
+def test_invalid_env_context_is_an_error(cai, docker_client):
     result = cai("doctor", "--json", env={"CONTAINAI_SECURE_ENGINE_CONTEXT": "bad name;rm"})
-    assert "[WARN] Ignoring invalid CONTAINAI_SECURE_ENGINE_CONTEXT" in result.err_lines
-    assert json.loads(result.out)["engine"]["context"] == "default"
+    assert result.code == 1
+    assert "[ERROR] Invalid context name: bad name;rm (from CONTAINAI_SECURE_ENGINE_CONTEXT)" in result.err_lines
 
 
 def test_config_file_context(cai, docker_client, isolated_home):

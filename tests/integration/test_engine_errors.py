@@ -60,7 +60,7 @@ def test_refused_socket(cai, tmp_path, docker_client):
 
 def test_nonexistent_context(cai, docker_client):
     result = cai("--context", "nosuchcontext", "doctor", "--json")
-    assert_pair(result, "Docker context or connection issue", "Check DOCKER_CONTEXT / DOCKER_HOST settings")
+    assert_pair(result, "Docker context or connection issue", "Docker context not found: nosuchcontext (from --context)")
     import json
 
     document = json.loads(result.out)
@@ -73,7 +73,7 @@ def test_daemon_that_never_answers_times_out(cai, tmp_path, docker_client):
     server = _serve(path, lambda conn: True)
     create_context("hanging", f"unix://{path}")
     try:
-        assert_pair(cai("--context", "hanging", "doctor"), "Docker command timed out", "Check DOCKER_CONTEXT / daemon reachability")
+        assert_pair(cai("--context", "hanging", "doctor"), "Docker command timed out", "Check that the engine behind the Docker context answers")
     finally:
         server.close()
 

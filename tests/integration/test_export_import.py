@@ -313,7 +313,28 @@ def test_an_engine_dying_mid_export_keeps_the_old_file(agent, tmp_path, docker_c
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
 
 
+def test_import_refuses_while_the_agent_can_write_the_volume(agent, tmp_path, docker_client):
+    """A running container that mounts the volume could rename the import's work directory."""
+    home, name, volume = agent
+    before = tmp_path / "before.tgz"
+    assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(before)).returncode == 0
+    done = run_cai(home, "import", "--data-volume", volume, "--from", str(before))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"[ERROR] Volume {volume} is in use by a running container: {name}",
+                                        "Stop it first (cai stop --container NAME); nothing was written."]
+    assert helpers(docker_client, volume) == []
+
+
 def test_an_engine_dying_mid_import_leaves_the_old_tree(agent, tmp_path, docker_client, cut_context):
+    home, name, volume = agent
+    docker_client.api.stop(name)
+    try:
+        _dying_import(agent, tmp_path, docker_client, cut_context)
+    finally:
+        docker_client.api.start(name)
+
+
+def _dying_import(agent, tmp_path, docker_client, cut_context):
     home, _, volume = agent
     before = tmp_path / "before.tgz"
     assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(before)).returncode == 0
@@ -331,3 +352,78 @@ def test_an_engine_dying_mid_import_leaves_the_old_tree(agent, tmp_path, docker_
     assert run_cai(home, "export", "--data-volume", volume, "--no-excludes", "-o", str(after)).returncode == 0
     assert tree(after) == tree(before)
     assert helpers(docker_client, volume) == []
+
+
+# --- what the agent may have planted, and archives from other tools ---------------------------
+
+
+@pytest.fixture()
+def fresh_volume(docker_client):
+    name = unique("cai-test-plant")
+    docker_client.volumes.create(name, labels={RUN_LABEL: RUN_ID})
+    yield name
+    for container in docker_client.containers.list(all=True, filters={"volume": name}):
+        container.remove(force=True)
+    docker_client.api.remove_volume(name, force=True)
+
+
+def _in_volume(docker_client, volume, script, user="root"):
+    return docker_client.containers.run(AGENT_IMAGE, ["sh", "-c", script], entrypoint=[], remove=True, user=user,
+                                        volumes={volume: {"bind": "/v", "mode": "rw"}}, labels={RUN_LABEL: RUN_ID},
+                                        network_mode="none").decode()
+
+
+def _archive_of(tmp_path, members):
+    path = tmp_path / "a.tgz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, extra in members:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid = 1_700_000_000, 1000, 1000
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, extra, 0o755  # as bsdtar writes them
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(extra), 0o644
+                tar.addfile(info, io.BytesIO(extra))
+    return path
+
+
+def test_a_work_directory_planted_by_the_agent_is_only_data(home, tmp_path, docker_client, fresh_volume):
+    """The agent makes what looks like an interrupted swap, its `old` a link to /bin and a payload
+    that would make a setuid-root shell if root ever ran it. Root must follow none of it."""
+    plant = ("cd /v && W=.cai-import-aaaaaaaaaaaaaaaa && mkdir -p $W/new && echo out > $W/phase && ln -s /bin $W/old && "
+             "printf '#!/bin/sh\\ncp /bin/dash /v/.rootsh; chmod 4755 /v/.rootsh\\nexec \"$@\"\\n' > env && chmod 755 env && "
+             "cp env $W/new/env && echo kept > data.txt")
+    _in_volume(docker_client, fresh_volume, "chown 1000:1000 /v", user="root")
+    _in_volume(docker_client, fresh_volume, plant, user="1000")
+    archive = _archive_of(tmp_path, [(".", "dir", None), ("./fresh.txt", "file", b"new\n")])
+    done = run_cai(home, "--verbose", "import", "--data-volume", fresh_volume, "--from", str(archive))
+    assert done.returncode == 0, done.stderr
+    assert "interrupted" not in done.stderr
+    listing = _in_volume(docker_client, fresh_volume, "ls -A /v; ls -l /bin/env | cut -c1-10")
+    assert listing.split() == ["fresh.txt", "-rwxr-xr-x"], listing
+
+
+def test_names_that_look_like_work_directories_and_755_links_round_trip(home, tmp_path, docker_client, fresh_volume):
+    members = [(".", "dir", None), ("./.cai-import-ZZZZZZZZZZZZZZZZ", "dir", None),
+               ("./.cai-import-ZZZZZZZZZZZZZZZZ/x", "file", b"x\n"), ("./lnk", "link", "/usr/bin/python3")]
+    archive = _archive_of(tmp_path, members)
+    for _ in range(2):  # the second import replaces the first's tree exactly
+        done = run_cai(home, "import", "--data-volume", fresh_volume, "--from", str(archive))
+        assert done.returncode == 0, done.stderr
+    exported = tmp_path / "back.tgz"
+    assert run_cai(home, "export", "--data-volume", fresh_volume, "-o", str(exported)).returncode == 0
+    assert sorted(tree(exported)) == [".", "./.cai-import-ZZZZZZZZZZZZZZZZ", "./.cai-import-ZZZZZZZZZZZZZZZZ/x", "./lnk"]
+
+
+def test_export_refuses_a_volume_caught_mid_swap(home, tmp_path, docker_client, fresh_volume):
+    _in_volume(docker_client, fresh_volume, "cd /v && echo a > a && mkdir -m 700 .cai-import-0123456789abcdef && "
+                                            "echo in > .cai-import-0123456789abcdef/phase")
+    target = tmp_path / "half.tgz"
+    done = run_cai(home, "export", "--data-volume", fresh_volume, "-o", str(target))
+    assert done.returncode == 1
+    assert "[ERROR] The volume is in the middle of an interrupted import (.cai-import-0123456789abcdef: in)" in done.stderr.splitlines()
+    assert not target.exists() and list(tmp_path.glob("*.part")) == []

@@ -354,18 +354,23 @@ def test_global_flags_after_the_workspace_path_count(tmp_path, tmp_path_factory)
 # --- ownership and bulk commands --------------------------------------------------------------
 
 
-def test_stop_all_takes_only_labelled_containers_and_never_helpers(tmp_path, make_container, docker_client):
+def test_stop_all_takes_only_labelled_containers_and_never_helpers(spare_engine, tmp_path):
+    """On an engine of the test's own: `stop --all --force` would stop every cai container."""
+    spare = spare_engine(6)
+    spare.reset()
     home = tmp_path / "home"
-    unlabelled = make_container(image="containai:latest")  # a containai:* image but no label
-    helper = make_container(image="containai:latest", labels={"containai.helper": "true", "containai.helper.role": "import",
-                                                              "containai.helper.volume": "v"},
-                            entrypoint=["sleep"], command=["600"])
-    done = run_cai(home, "stop", "--all", "--force", cwd=str(tmp_path))
-    assert done.returncode in (0, 1), done.stderr
-    for container in (unlabelled, helper):
+    context = spare.add_context(home)
+    spare.make_image("containai:latest")
+    unlabelled = spare.make("running", name="plain-containai", managed=None, image="containai:latest")
+    helper = spare.make("running", name="an-import-helper", managed=None,
+                        labels={"containai.helper": "true", "containai.helper.role": "import", "containai.helper.volume": "v"})
+    managed = spare.make("running", name="a-workspace")
+    done = run_cai(home, "--context", context, "stop", "--all", "--force", cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for container, status in ((unlabelled, "running"), (helper, "running"), (managed, "exited")):
         container.reload()
-        assert container.status == "running", container.name
-        assert container.name not in done.stdout + done.stderr
+        assert container.status == status, container.name
+    assert "plain-containai" not in done.stdout + done.stderr and "an-import-helper" not in done.stdout + done.stderr
 
 
 def test_gc_removes_idle_leftover_helpers_and_reports_odd_keep_values(spare_engine, tmp_path):

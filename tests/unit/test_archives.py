@@ -185,3 +185,30 @@ def test_a_stale_pax_path_never_renames_a_member(tmp_path):
     assert written_name(archives.clean_info(member, renamed, kind="file")) == [renamed]
     member.name = renamed  # what the first port did
     assert written_name(member) == ["./with space/ünïcode.txt"]
+
+
+def test_a_nul_in_a_pax_name_is_refused_by_name(tmp_path):
+    path = tmp_path / "nul.tar"
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("ok")
+        info.pax_headers = {"path": "ü\0b"}
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(CaiError, match="has a NUL byte in its name"):
+        _plan(path)
+
+
+def test_a_directory_source_file_swapped_for_a_link_after_the_scan_is_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "notes.txt").write_text("hello world")
+    (tmp_path / "secret").write_text("TOP-SECRET-")
+    source = archives.Source(src)
+    plan = archives.scan(source, [])
+    (src / "notes.txt").unlink()
+    (src / "notes.txt").symlink_to(tmp_path / "secret")
+    with pytest.raises(CaiError, match="changed while it was imported"):
+        b"".join(archives.tar_stream(source, plan, "p"))
+    (src / "notes.txt").unlink()
+    (src / "notes.txt").write_text("other file")  # a new inode with the same name
+    with pytest.raises(CaiError, match="changed while it was imported"):
+        b"".join(archives.tar_stream(source, plan, "p"))
