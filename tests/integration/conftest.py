@@ -279,17 +279,22 @@ class RecordingProxy:
                 return
             server = socket.socket(socket.AF_UNIX)
             server.connect(self.upstream)
-            record = bytearray()
-            self.sent.append(record)
-            threading.Thread(target=self._pump, args=(client, server, record), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+            state = {"record": bytearray()}  # one connection's, shared by its two directions
+            self.sent.append(state["record"])
+            threading.Thread(target=self._pump, args=(client, server, state, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, state, False), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, sink, record):
+    def passes(self, data, upstream, state) -> bool:
+        """Whether to relay this chunk; False ends the connection (a subclass may cut it)."""
+        return True
+
+    def _pump(self, source, sink, state, upstream):
         try:
             while data := source.recv(65536):
-                if record is not None:
-                    record.extend(data)
+                if upstream:
+                    state["record"].extend(data)
+                if not self.passes(data, upstream, state):
+                    break
                 sink.sendall(data)
         except OSError:
             pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import socket
 import subprocess
 import tarfile
 import threading
@@ -245,37 +244,15 @@ class CuttingProxy(RecordingProxy):
         self.cut_after, self.cut = cut_after, threading.Event()
         super().__init__(path)
 
-    def _serve(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX)
-            server.connect(self.upstream)
-            state = {"archive": False, "moved": 0}
-            threading.Thread(target=self._relay, args=(client, server, state, True), daemon=True).start()
-            threading.Thread(target=self._relay, args=(server, client, state, False), daemon=True).start()
-
-    def _relay(self, source, sink, state, upstream):
-        try:
-            while data := source.recv(65536):
-                if upstream and re.search(rb"(GET|PUT) /v[\d.]+/containers/[^ ]+/archive", data) and not self.cut.is_set():
-                    state["archive"] = True
-                if state["archive"]:
-                    state["moved"] += len(data)
-                    if state["moved"] > self.cut_after:
-                        self.cut.set()
-                        break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def passes(self, data, upstream, state):
+        if upstream and re.search(rb"(GET|PUT) /v[\d.]+/containers/[^ ]+/archive", data) and not self.cut.is_set():
+            state["archive"] = True
+        if state.get("archive"):
+            state["moved"] = state.get("moved", 0) + len(data)
+            if state["moved"] > self.cut_after:
+                self.cut.set()
+                return False
+        return True
 
 
 @pytest.fixture()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import agent_workspace, run_cai, unique
+from conftest import agent_workspace, run_cai
 
 
 def containers_for(docker_client, workspace: Path):
