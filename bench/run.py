@@ -128,9 +128,15 @@ def main() -> int:
         try:
             port = int(subprocess.run(["docker", "inspect", "--format", '{{index .Config.Labels "containai.ssh-port"}}', name],
                                       capture_output=True, text=True, check=True).stdout)
+            container_id = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", name],
+                                          capture_output=True, text=True, check=True).stdout.strip()
+            from cai import ssh
+
+            endpoint = ssh.Endpoint(name, port, ssh.host_key_alias("default", container_id))
             key = home / ".config" / "containai" / "id_containai"
             known = home / ".config" / "containai" / "known_hosts"
             raw_ssh = ["ssh", "-F", "none", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
+                       "-o", f"HostKeyAlias={endpoint.alias}",  # where cai pins the container's keys
                        "-o", "StrictHostKeyChecking=yes", "-p", str(port), "agent@127.0.0.1", "true"]
             python_pass = [sys.executable, "-c", "pass"]
 
@@ -145,10 +151,9 @@ def main() -> int:
             cold_ssh = repeat(lambda: timed(raw_ssh, env), args.runs)
             unshared = {**env, "CAI_SSH_MULTIPLEX": "0"}
             exec_true = [*cai, "exec", "--container", name, "--", "true"]
-            from cai import ssh
-
             control_dir = ssh.control_dir()
-            close_master = raw_ssh[:-2] + ["-o", f"ControlPath={control_dir}/%r@%h:%p", "-O", "exit", "agent@127.0.0.1"]
+            close_master = raw_ssh[:-2] + ["-o", f"ControlPath={ssh.control_path(control_dir, endpoint)}", "-O", "exit",
+                                           "agent@127.0.0.1"]
 
             def cold_exec() -> float:
                 subprocess.run(close_master, env=env, capture_output=True)  # untimed: no live connection

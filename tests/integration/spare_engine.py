@@ -78,7 +78,18 @@ class SpareEngine:
         except docker.errors.ImageNotFound:
             repository, tag = IMAGE.split(":")
             self.client.api.import_image_from_data(_tiny_rootfs_tar(), repository=repository, tag=tag)
+        self._settle()
         return self
+
+    def _settle(self, budget: float = 20.0) -> None:
+        """Until the docker CLI lists this engine's containers quickly: a dockerd that has just
+        started answers its first requests slowly, and completion gives the CLI only 0.5 s."""
+        deadline = time.monotonic() + budget
+        quick = 0
+        while quick < 3 and time.monotonic() < deadline:
+            started = time.monotonic()
+            subprocess.run(["docker", "-H", self.host, "ps", "-a", "-q"], capture_output=True, timeout=30)
+            quick = quick + 1 if time.monotonic() - started < 0.2 else 0
 
     def reset(self) -> None:
         """Nothing but the tiny image: this engine is the tests' alone."""
