@@ -256,18 +256,25 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout:
     """Key, readiness, host keys pinned from the engine, and the client config."""
     target = endpoint(container)
     public_key = ssh.ensure_key()
+    keys: list[str] = []
+
+    def keys_readable() -> bool:
+        keys[:] = engine_host_keys(eng, container.name)
+        return bool(keys)
+
     ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
-                      also=lambda: bool(engine_host_keys(eng, container.name)), jump=target.jump)
-    pin_from_engine(eng, target)
+                      also=keys_readable, jump=target.jump)
+    pin_from_engine(eng, target, keys)
     inject_key(eng, container.name, public_key)
     ssh.write_host_config(target)
     output.ok(f"SSH access configured for container {container.name}: ssh {container.name}")
     return target
 
 
-def pin_from_engine(eng: engine.Engine, target: ssh.Endpoint) -> list[str]:
-    """Pin exactly the keys the engine shows (sshd greets only after init made them all)."""
-    keys = engine_host_keys(eng, target.name)
+def pin_from_engine(eng: engine.Engine, target: ssh.Endpoint, keys: list[str] | None = None) -> list[str]:
+    """Pin exactly the keys the engine shows (sshd greets only after init made them all); `keys`
+    when they were just read."""
+    keys = keys or engine_host_keys(eng, target.name)
     if not keys:
         raise CaiError(ExitCode.SSH_SETUP_FAILED, f"Container {target.name} has no readable SSH host keys",
                        "  Expected /etc/ssh/ssh_host_*_key.pub, made by the image's init at first start")

@@ -74,8 +74,19 @@ def engine_dial_argv(destination: str, port: str | None, socket_path: str | None
     the user's own config and agent, never a prompt, and a bounded connect."""
     remote = "docker system dial-stdio" if socket_path is None else \
         f"docker --host {shlex.quote('unix://' + socket_path)} system dial-stdio"
+    return [*_to_engine_host(destination, port), remote]
+
+
+def _to_engine_host(destination: str, port: str | None, *options: str) -> list[str]:
+    """`ssh` to an engine host: never a prompt, a bounded connect, the port only when one is named."""
     return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
-            *(["-p", str(port)] if port else []), "--", destination, remote]
+            *(["-p", str(port)] if port else []), *options, "--", destination]
+
+
+def _split_jump(jump: str) -> tuple[str, str | None]:
+    """`[user@]host[:port]` → (`[user@]host`, port or None)."""
+    user_host, _, port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
+    return user_host, port or None
 
 
 # --- before anything is created --------------------------------------------------------------
@@ -148,9 +159,7 @@ def jump_proxy_command(jump: str) -> str:
     """ProxyJump, spelled as a ProxyCommand whose stderr is not the session's: with a shared
     connection, the jump process lives as long as the master, and would hold cai's stderr open.
     (NAME.conf, for plain ssh, keeps ProxyJump.)"""
-    user_host, _, port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
-    words = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
-             *(["-p", port] if port else []), "-W", "%h:%p", "--", user_host]
+    words = _to_engine_host(*_split_jump(jump), "-W", "%h:%p")
     return " ".join(shlex.quote(word) for word in words) + " 2>/dev/null"
 
 
@@ -183,9 +192,7 @@ def sshd_answers(port: int, timeout: float = 1.0, jump: str | None = None) -> bo
 
 
 def _greets_through(jump: str, port: int) -> bool:
-    user_host, _, jump_port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
-            *(["-p", jump_port] if jump_port else []), "-W", f"{HOST}:{port}", "--", user_host]
+    argv = _to_engine_host(*_split_jump(jump), "-W", f"{HOST}:{port}")
     try:
         child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except FileNotFoundError:
