@@ -127,38 +127,83 @@ def _sdk() -> Any:
 
 # ssh:// engines. docker-py's paramiko transport ignores ProxyJump, the agent's keys in some
 # setups and the user's known_hosts rules, so cai uses its other transport (use_ssh_client: the
-# system `ssh`, running `docker system dial-stdio` on the engine host). Its argv comes from
-# ssh.engine_dial_argv: batch mode and a connect timeout (a dead host fails in seconds, not
-# minutes), ssh's messages kept for the error, and the socket path of the URL, which docker-py
-# refuses but the docker CLI accepts. The port is passed only when the URL names one, so the
-# ssh config's `Port` applies otherwise.
+# system `ssh`, running `docker system dial-stdio` on the engine host), mended where it breaks:
+#   - its socket is a pipe pair behind a dummy TCP socket: timeouts never apply, close() writes to
+#     an ssh that may have exited (a broken pipe after every finished `exec`), and urllib3 cannot
+#     see a dead connection. cai gives ssh one end of a socketpair and docker-py the other;
+#   - it makes a new pool, so a new ssh login, for every request. cai keeps one pool per adapter.
+# The argv comes from ssh.engine_dial_argv: batch mode and a connect timeout (a dead host fails in
+# seconds, not minutes), ssh's messages kept for the error, and the socket path of the URL, which
+# docker-py refuses but the docker CLI accepts. The port is passed only when the URL names one,
+# so the ssh config's `Port` applies otherwise.
 _ENGINE_SOCKET_PATHS: dict[str, str] = {}  # "user@host:port" → the URL's socket path
 _SSH_DIALS: list[tuple[Any, Any]] = []  # (ssh process, its stderr) of recent engine connections
 
 
 def _patch_ssh_transport() -> None:
     import signal
+    import socket
     import subprocess
     import tempfile
 
     import docker.transport.sshconn as sshconn
+    import urllib3.connectionpool
 
     from cai import ssh
 
-    def connect(self: Any, **kwargs: Any) -> None:
-        where = f"{self.user}@{self.host}" if self.user else self.host
-        key = where + (f":{self.port}" if self.port else "")
-        log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            ssh.engine_dial_argv(where, self.port, _ENGINE_SOCKET_PATHS.get(key)),
-            env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
-            stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=log,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-        )
-        _SSH_DIALS.append((self.proc, log))
-        del _SSH_DIALS[:-8]
+    class DialSocket(socket.socket):
+        """docker-py's end of a socketpair; ssh's stdin and stdout are the other end."""
 
-    sshconn.SSHSocket.connect = connect
+        proc: Any = None
+
+        def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
+            # A one-byte buffer: http.client reads the headers and nothing past them, so that
+            # docker-py can read a hijacked stream (exec, attach) from the socket itself.
+            reader = super().makefile(mode, buffering=1 if "b" in mode else buffering, **kwargs)
+            reader.channel = self  # where docker-py looks for an ssh connection's socket
+            return reader
+
+        def _real_close(self, *args: Any) -> None:  # the last reference, response bodies included
+            super()._real_close(*args)  # type: ignore[misc]
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.terminate()
+
+    def connect(self: Any) -> None:
+        where, _, port = self.ssh_host.partition(":")
+        key = self.ssh_host
+        ours, theirs = socket.socketpair()
+        log = tempfile.TemporaryFile()
+        try:
+            proc = subprocess.Popen(
+                ssh.engine_dial_argv(where, port or None, _ENGINE_SOCKET_PATHS.get(key)),
+                env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
+                stdin=theirs, stdout=theirs, stderr=log,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        sock = DialSocket(fileno=ours.detach())
+        sock.proc = proc
+        sock.settimeout(self.timeout)
+        _SSH_DIALS.append((proc, log))
+        del _SSH_DIALS[:-8]
+        self.sock = sock
+
+    def get_connection(self: Any, url: str, proxies: Any = None) -> Any:
+        with self.pools.lock:
+            pool = self.pools.get(url)
+            if pool is None:
+                pool = sshconn.SSHConnectionPool(timeout=self.timeout, maxsize=self.max_pool_size, host=self.ssh_host)
+                self.pools[url] = pool
+        return pool
+
+    sshconn.SSHConnection.connect = connect
+    sshconn.SSHHTTPAdapter.get_connection = get_connection
+    # urllib3's own: it drops a pooled connection whose ssh has gone (its socket reads EOF).
+    sshconn.SSHConnectionPool._get_conn = urllib3.connectionpool.HTTPConnectionPool._get_conn
 
 
 def _ssh_complaint() -> str:

@@ -113,6 +113,7 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
             "ssh_connections": found.ssh_connections,
             "active_terminals": found.active_terminals,
             "exec_sessions": found.exec_sessions,
+            "reason": found.reason or None,
         }
     if resources:
         report["resources"] = {key: resources.get(key) for key in ("memory_usage", "memory_limit", "memory_percent", "cpu_percent")}

@@ -129,5 +129,5 @@ def test_report_of_a_stopped_container_has_only_the_required_keys():
 def test_unknown_sessions_keep_the_state_in_json_and_stay_out_of_text():
     found = sessions.Sessions(sessions.State.UNKNOWN, reason="timeout")
     report = status.build_report(_Container(), "5m", found, {})
-    assert report["sessions"] == {"state": "unknown"}
+    assert report["sessions"] == {"state": "unknown", "reason": "timeout"}
     assert "  Sessions (best-effort):" not in status.render_text(report)

@@ -1,9 +1,5 @@
 """cai through an `ssh://` context whose engine runs on another host (remote_host.py): the
-container's sshd stays on that host's loopback and cai, and plain ssh, reach it through the jump.
-
-Not collected yet (no `test_` prefix): every test here passes, but about one run in three gets a
-broken pipe from docker-py's ssh transport on `cai run`, or an unknown session state. Issue 16
-continues from here; run it with `pytest tests/integration/remote_engine_wip.py`."""
+container's sshd stays on that host's loopback and cai, and plain ssh, reach it through the jump."""
 
 from __future__ import annotations
 
@@ -73,7 +69,7 @@ def test_status_reads_the_remote_container(remote):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["status"] == "running"
-    assert report["sessions"]["state"] == "none", report
+    assert report["sessions"]["state"] == "none", report["sessions"]
 
 
 def test_an_unreachable_engine_host_is_a_quick_classified_error(tmp_path):
