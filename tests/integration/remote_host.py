@@ -291,7 +291,11 @@ def cleanup_leftovers() -> list[int]:
 
 _SSH_WRAPPER = """#!/bin/sh
 # ssh that reads $HOME/.ssh/config: OpenSSH itself finds ~ through the passwd entry, not $HOME.
-# A later -F on the command line still wins (ssh keeps the last one).
+# A later -F on the command line still wins (ssh keeps the last one). With CAI_TEST_SSH_LOG set,
+# each run leaves its arguments there (a test can count engine connections).
+if [ -n "${{CAI_TEST_SSH_LOG:-}}" ]; then
+    printf '%s\\n' "$*" >> "$CAI_TEST_SSH_LOG"
+fi
 if [ -n "${{HOME:-}}" ] && [ -f "$HOME/.ssh/config" ]; then
     exec {ssh} -F "$HOME/.ssh/config" "$@"
 fi

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import agent_workspace, run_cai
+from conftest import agent_workspace, run_cai, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,168 @@ def test_an_unreachable_engine_host_is_a_quick_classified_error(tmp_path):
     assert time.monotonic() - started < 15
     assert "Unexpected error" not in done.stderr
     assert done.stderr.splitlines()[0].startswith("[ERROR] ")
+
+
+def user_ssh_config(home, remote_host):
+    """What a user's ~/.ssh/config holds: the Include of cai's confs (spelled out: OpenSSH's `~`
+    is the passwd home, not the test's HOME) and their own entry for the engine host."""
+    path = home / "user-ssh-config"
+    path.write_text(f"Include {home}/.ssh/containai.d/*.conf\n{remote_host.ssh_config_block()}\n")
+    return path
+
+
+@pytest.fixture()
+def another(remote, tmp_path_factory, remote_host):
+    """A second container on the remote engine, for tests that stop or remove it."""
+    cai, _, _, home, env = remote
+    made = []
+
+    def make():
+        workspace = agent_workspace(tmp_path_factory, "remote-other")
+        done = cai("run", str(workspace))
+        assert done.returncode == 0, done.stderr
+        made.append(done.stdout.strip())
+        return workspace, made[-1]
+
+    yield make
+    for name in made:
+        try:
+            remote_host.client.api.remove_container(name, force=True, v=True)
+        except Exception:  # noqa: BLE001 - the test removed it
+            pass
+
+
+def test_stdin_and_separate_streams(remote):
+    cai, _, workspace, _, _ = remote
+    done = cai("exec", "-w", str(workspace), "--", "sh", "-c", "tr a-z A-Z; echo to-err >&2",
+               input="through the jump\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "THROUGH THE JUMP\n", "to-err\n")
+
+
+def test_a_remote_255_is_the_commands_own_code_once(remote):
+    cai, _, workspace, _, _ = remote
+    done = cai("exec", "-w", str(workspace), "--", "sh", "-c", "echo once; exit 255")
+    assert (done.returncode, done.stdout.count("once")) == (255, 1), done.stderr
+
+
+def test_scp_both_ways_through_the_jump(remote, remote_host, tmp_path):
+    _, name, _, home, _ = remote
+    config = user_ssh_config(home, remote_host)
+    up = tmp_path / "up.txt"
+    up.write_text("sent up\n")
+    scp = ["/usr/bin/scp", "-q", "-F", str(config)]
+    sent = subprocess.run([*scp, str(up), f"{name}:/tmp/up.txt"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert sent.returncode == 0, sent.stderr
+    back = tmp_path / "back.txt"
+    got = subprocess.run([*scp, f"{name}:/tmp/up.txt", str(back)], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert got.returncode == 0, got.stderr
+    assert back.read_text() == "sent up\n"
+    assert remote_host.client.containers.get(name).exec_run(["cat", "/tmp/up.txt"]).output == b"sent up\n"
+
+
+def test_shell_under_tmux(remote, remote_host):
+    _, _, workspace, home, env = remote
+    from conftest import CAI, Tmux
+
+    session = Tmux(home)
+    try:
+        session.type(f"export PATH='{env['PATH']}'")
+        session.type(f"{CAI} --context {remote_host.context} shell {workspace}; echo \"rc=$?\"")
+        session.wait_for_text(r"agent@")
+        session.type("cat hello.txt; echo $((6*7))")  # short: typed as is, inside the container
+        session.wait_for_text(r"^from the laptop\n42$")
+        session.type("exit 3")
+        session.wait_for_text(r"^rc=3$")
+    finally:
+        session.close()
+
+
+def test_stop_refuses_while_someone_is_logged_in(remote, another, remote_host):
+    cai, _, _, home, _ = remote
+    _, name = another()
+    config = user_ssh_config(home, remote_host)
+    login = subprocess.Popen(["/usr/bin/ssh", "-F", str(config), name, "sleep", "300"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: json.loads(cai("status", "--container", name, "--json").stdout)
+                 ["sessions"].get("ssh_connections") == 1, timeout=30)
+        done = cai("stop", "--container", name)
+        assert done.returncode == 1
+        assert done.stderr.splitlines() == [
+            f"[ERROR] Container '{name}' has active sessions (ssh: 1, terminals: 0, exec: 0)",
+            f"Use --force to stop it anyway: cai stop --container {name} --force"]
+        assert remote_host.client.containers.get(name).status == "running"
+    finally:
+        login.kill()
+        login.wait()
+    wait_for(lambda: json.loads(cai("status", "--container", name, "--json").stdout)["sessions"]["state"] == "none",
+             timeout=30)
+    stopped = cai("stop", "--container", name)
+    assert (stopped.returncode, stopped.stdout, stopped.stderr) == (0, "", "")
+    assert remote_host.client.containers.get(name).status == "exited"
+
+
+def test_status_text_names_the_container_and_its_sessions(remote):
+    cai, name, _, _, _ = remote
+    done = cai("status", "--container", name)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"Container: {name}", "  Status: running"]
+    assert "  Image: containai:latest" in lines
+    assert "    SSH connections: 0" in lines
+
+
+def test_export_and_import_round_trip_through_the_remote(remote, remote_host, tmp_path):
+    cai, name, _, _, _ = remote
+    data_volume = next(m["Name"] for m in remote_host.client.containers.get(name).attrs["Mounts"]
+                       if m["Destination"] == "/mnt/agent-data")
+    planted = remote_host.client.containers.get(name).exec_run(
+        ["sh", "-c", "mkdir -p /mnt/agent-data/claude && echo remote > '/mnt/agent-data/claude/ünï côde.txt'"])
+    assert planted.exit_code == 0
+    archive = tmp_path / "remote.tgz"
+    exported = cai("export", "--container", name, "-o", str(archive))
+    assert exported.returncode == 0, exported.stderr
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("./claude/ünï côde.txt").read() == b"remote\n"
+    copy = "remote-import-copy"
+    imported = cai("import", "--data-volume", copy, "--from", str(archive))
+    assert imported.returncode == 0, imported.stderr
+    again = tmp_path / "again.tgz"
+    assert cai("export", "--data-volume", copy, "-o", str(again)).returncode == 0
+    with tarfile.open(again) as tar:
+        assert tar.extractfile("./claude/ünï côde.txt").read() == b"remote\n"
+    assert data_volume != copy and {v.name for v in remote_host.client.volumes.list()} >= {data_volume, copy}
+
+
+def test_gc_dry_run_then_force_then_ssh_cleanup(remote, another, remote_host):
+    cai, keep, _, home, _ = remote
+    _, name = another()
+    assert cai("stop", "--container", name).returncode == 0
+    conf = home / ".ssh" / "containai.d" / f"{name}.conf"
+    assert conf.exists()
+    listed = cai("gc", "--age", "0m", "--dry-run", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [c["name"] for c in json.loads(listed.stdout)["candidates"]] == [name]
+    removed = cai("gc", "--age", "0m", "--force")
+    assert removed.returncode == 0, removed.stderr
+    names = {c.name for c in remote_host.client.containers.list(all=True)}
+    assert name not in names and keep in names
+    assert not conf.exists()
+    cleaned = cai("ssh", "cleanup")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert (home / ".ssh" / "containai.d" / f"{keep}.conf").exists()  # a container that still exists keeps its conf
+
+
+def test_a_warm_exec_makes_no_engine_connection(remote, tmp_path):
+    cai, _, workspace, _, _ = remote
+    assert cai("exec", "-w", str(workspace), "--", "true").returncode == 0  # warms the reach cache and master
+    log = tmp_path / "ssh.log"
+    done = cai("exec", "-w", str(workspace), "--", "echo", "warm", env={"CAI_TEST_SSH_LOG": str(log)})
+    assert (done.returncode, done.stdout) == (0, "warm\n"), done.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert not [c for c in calls if "dial-stdio" in c], calls
+    assert len(calls) <= 1, calls  # the exec itself, over the master
