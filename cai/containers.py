@@ -288,6 +288,11 @@ def ssh_ready(container: engine.Container) -> bool:
     return ssh.host_config_alias(container.name) == ssh.host_key_alias(container.context, container.id)
 
 
+def _docker_hint(container: engine.Container) -> str:
+    """The docker command that looks where cai looked."""
+    return "docker" if container.context == engine.DEFAULT_CONTEXT else f"docker --context {container.context}"
+
+
 def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty: str | None, shared: bool = False) -> int:
     """Run `remote` over SSH: remote codes pass through; a command that was sent is never re-run.
     `shared` sessions go through the control master (see ssh.multiplex_options)."""
@@ -328,8 +333,8 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
         if attempt >= ssh.CONNECT_ATTEMPTS:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, f"SSH connection failed after {ssh.CONNECT_ATTEMPTS} retries",
                            *ssh.error_lines(outcome.log), "", "Troubleshooting:",
-                           f"  1. Check container is running: docker ps | grep {container.name}",
-                           f"  2. Check port mapping: docker port {container.name} 22")
+                           f"  1. Check container is running: {_docker_hint(container)} ps | grep {container.name}",
+                           f"  2. Check port mapping: {_docker_hint(container)} port {container.name} 22")
         output.warn(f"SSH connection failed, retrying ({attempt}/{ssh.CONNECT_ATTEMPTS})...")
         time.sleep(delay)
         delay = min(delay * 2, 4.0)

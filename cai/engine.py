@@ -53,6 +53,9 @@ class EngineUnavailable(CaiError):
         extra = [f"[ERROR] {line}" for line in rest]
         if kind in ("unknown", "context", "ssh") and detail:
             extra.append(f"[ERROR]   {detail}")
+        if kind == "ssh" and "not found" in detail.lower() and "docker" in detail.lower():
+            extra.append("[ERROR]   The engine host has no `docker` on the PATH of a non-interactive ssh login "
+                         "(see: ssh HOST 'echo $PATH'); link it into /usr/bin there")
         super().__init__(ExitCode.ERROR, first, *extra)
         self.kind = kind
         self.detail = detail

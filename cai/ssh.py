@@ -30,7 +30,7 @@ CONNECT_ATTEMPTS = 3
 
 _HOST_KEY_WORDS = ("host key verification failed", "remote host identification has changed")
 _FATAL_WORDS = ("permission denied", "no such identity", "could not resolve hostname", "bad configuration",
-                "no route to host")
+                "no route to host", "administratively prohibited")
 # Lines of `ssh -v` that mean the remote command was handed to the server.
 _SENT_LINES = ("debug1: Sending command", "debug1: Authenticated to",
                "debug1: mux_client_request_session: master session id")
@@ -155,12 +155,13 @@ class Endpoint:
         self.jump = jump  # `[user@]host[:port]` of an ssh:// engine: its loopback is reached through it
 
 
-def jump_proxy_command(jump: str) -> str:
+def jump_proxy_command(jump: str, stderr_path: str | None = None) -> str:
     """ProxyJump, spelled as a ProxyCommand whose stderr is not the session's: with a shared
     connection, the jump process lives as long as the master, and would hold cai's stderr open.
-    (NAME.conf, for plain ssh, keeps ProxyJump.)"""
+    Its complaints go to `stderr_path` when given. (NAME.conf, for plain ssh, keeps ProxyJump.)"""
     words = _to_engine_host(*_split_jump(jump), "-W", "%h:%p")
-    return " ".join(shlex.quote(word) for word in words) + " 2>/dev/null"
+    sink = "/dev/null" if stderr_path is None else shlex.quote(stderr_path).replace("%", "%%")  # ssh expands %
+    return " ".join(shlex.quote(word) for word in words) + f" 2>{sink}"
 
 
 def jump_for(engine_host: str | None) -> str | None:
@@ -430,13 +431,13 @@ def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bo
 # --- sessions --------------------------------------------------------------------------------
 
 
-def base_argv(endpoint: Endpoint) -> list[str]:
+def base_argv(endpoint: Endpoint, jump_log: str | None = None) -> list[str]:
     """The original's option list (order matters: ssh keeps the first value it sees)."""
     return [
         "ssh",
         "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
         "-o", f"HostKeyAlias={endpoint.alias}",
-        *(["-o", f"ProxyCommand={jump_proxy_command(endpoint.jump)}"] if endpoint.jump else []),
+        *(["-o", f"ProxyCommand={jump_proxy_command(endpoint.jump, jump_log)}"] if endpoint.jump else []),
         "-o", f"IdentityFile={config_path_value(key_path())}", "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={config_path_value(known_hosts_path())}", "-o", "StrictHostKeyChecking=yes",
         "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",
@@ -548,7 +549,8 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     directory = control_dir() if shared and multiplexing() else None
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
-    argv = [*base_argv(endpoint), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    jump_log = f"{log_path}-jump" if endpoint.jump else None
+    argv = [*base_argv(endpoint, jump_log), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
     saved_terminal = _terminal_state() if tty else None
@@ -584,9 +586,24 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
         with open(log_path, errors="replace") as fh:
             log = fh.read()
         os.unlink(log_path)
+        log += _jump_complaint(endpoint, jump_log)
     if rc < 0:
         rc = 128 - rc
     return Outcome(rc=rc, sent=any(line.startswith(_SENT_LINES) for line in log.splitlines()), log=log, signal=received[0] if received else None)
+
+
+def _jump_complaint(endpoint: Endpoint, jump_log: str | None) -> str:
+    """What the jump said (a refused login or forward), as lines of the session's log, named by
+    the engine host. A master's jump lives on and may still write to the unlinked file."""
+    if jump_log is None:
+        return ""
+    try:
+        with open(jump_log, errors="replace") as fh:
+            said = [line for line in fh.read().splitlines() if line.strip()]
+        os.unlink(jump_log)
+    except OSError:
+        return ""
+    return "".join(f"\n{endpoint.jump}: {line}" for line in said[-3:])
 
 
 def run_captured(endpoint: Endpoint, remote: str, timeout: float = 60.0) -> proc.Result:

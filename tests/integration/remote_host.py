@@ -388,6 +388,14 @@ class RemoteHost:
         return self.state_dir / "client" / "id_ed25519.pub"
 
     @property
+    def no_docker_key(self) -> Path:
+        return self.state_dir / "client" / "id_no_docker"
+
+    @property
+    def no_forwarding_key(self) -> Path:
+        return self.state_dir / "client" / "id_no_forwarding"
+
+    @property
     def known_hosts(self) -> Path:
         return self.state_dir / "client" / "known_hosts"
 
@@ -514,7 +522,17 @@ class RemoteHost:
         _run(keygen, "-q", "-t", "ed25519", "-N", "", "-C", f"{self.hostname} host key", "-f",
              str(sshd / "ssh_host_ed25519_key"))
         _run(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "cai test suite", "-f", str(self.client_key))
-        shutil.copyfile(self.client_public_key, sshd / "authorized_keys")
+        # A second key logs in where `docker` is not on the PATH, as on a host whose docker lives
+        # where a non-interactive login does not look.
+        _run(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "cai test suite, no docker", "-f", str(self.no_docker_key))
+        no_docker = 'command="PATH=/var/empty; export PATH; exec /bin/sh -c \\"$SSH_ORIGINAL_COMMAND\\"" '
+        # A third may run commands (docker's dial-stdio) but not forward (the jump to a container).
+        _run(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "cai test suite, no forwarding", "-f",
+             str(self.no_forwarding_key))
+        (sshd / "authorized_keys").write_text(
+            self.client_public_key.read_text()
+            + no_docker + self.no_docker_key.with_suffix(".pub").read_text()
+            + "no-port-forwarding " + self.no_forwarding_key.with_suffix(".pub").read_text())
         host_key = self.host_public_key.read_text().split()
         self.known_hosts.write_text(f"{self.address} {host_key[0]} {host_key[1]}\n")
         (sshd / "sshd_config").write_text("\n".join([

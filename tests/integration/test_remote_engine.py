@@ -4,8 +4,10 @@ container's sshd stays on that host's loopback and cai, and plain ssh, reach it 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -249,3 +251,98 @@ def test_a_warm_exec_makes_no_engine_connection(remote, tmp_path):
     calls = log.read_text().splitlines() if log.exists() else []
     assert not [c for c in calls if "dial-stdio" in c], calls
     assert len(calls) <= 1, calls  # the exec itself, over the master
+
+
+# --- what goes wrong on the way to the engine host ------------------------------------------------
+
+
+def engine_host_alias(home, remote_host, alias: str, *options: str) -> None:
+    """A `Host alias` entry for the engine host in `home`'s ssh config, with `options` of its own."""
+    config = home / ".ssh" / "config"
+    with config.open("a") as out:
+        out.write("\n".join([f"Host {alias}", f"    HostName {remote_host.address}", "    User root",
+                             "    IdentitiesOnly yes", "    StrictHostKeyChecking yes", "    BatchMode yes",
+                             *(f"    {o}" for o in options), ""]))
+
+
+@pytest.mark.parametrize("case, says", [
+    ("refused-login", "Permission denied"),
+    ("unknown-host-key", "Host key verification failed"),
+    ("no-docker-cli", "docker: not found"),
+])
+def test_engine_host_failures_are_classified_within_10_s(case, says, remote_host, tmp_path):
+    home = tmp_path / "home"
+    remote_host.write_ssh_config(home)
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True, timeout=30)
+    (tmp_path / "empty_known_hosts").write_text("")
+    key, known = {
+        "refused-login": (stranger, remote_host.known_hosts),
+        "unknown-host-key": (remote_host.client_key, tmp_path / "empty_known_hosts"),
+        "no-docker-cli": (remote_host.no_docker_key, remote_host.known_hosts),
+    }[case]
+    engine_host_alias(home, remote_host, case, f'IdentityFile "{key}"', f'UserKnownHostsFile "{known}"')
+    env = remote_host.env(home)
+    subprocess.run(["docker", "context", "create", case, "--docker", f"host=ssh://{case}"],
+                   check=True, capture_output=True, timeout=30, env={**os.environ, **env})
+    started = time.monotonic()
+    done = run_cai(home, "--context", case, "status", "--container", "anything", env=env)
+    assert time.monotonic() - started < 10
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1, done.stderr
+    assert lines[0] == "[ERROR] Cannot reach the Docker engine over SSH", done.stderr
+    assert says in done.stderr and len(lines) <= 4 and "Traceback" not in done.stderr, done.stderr
+    if case == "no-docker-cli":
+        assert "no `docker` on the PATH of a non-interactive ssh login" in done.stderr, done.stderr
+
+
+def test_a_jump_that_fails_is_13_not_the_commands_code(remote, remote_host):
+    """The engine host still runs docker for this key, but refuses to forward to the container."""
+    cai, name, workspace, home, _ = remote
+    assert cai("exec", "-w", str(workspace), "--", "true").returncode == 0  # the reach cache is warm
+    assert cai("status", "--container", name).returncode == 0  # and the shared master is gone
+    config = home / ".ssh" / "config"
+    kept = config.read_text()
+    config.write_text(kept.replace(str(remote_host.client_key), str(remote_host.no_forwarding_key)))
+    try:
+        started = time.monotonic()
+        done = cai("exec", "-w", str(workspace), "--", "sh", "-c", "exit 7")
+        assert time.monotonic() - started < 10
+    finally:
+        config.write_text(kept)
+    assert done.returncode == 13, done.stderr
+    assert done.stderr.startswith("[ERROR] SSH connection failed: non-transient error\n"), done.stderr
+    assert f"root@{remote_host.address}: " in done.stderr and "administratively prohibited" in done.stderr, done.stderr
+
+
+def test_same_name_on_this_host_and_the_remote_keeps_pins_and_masters_apart(remote, remote_host, docker_client,
+                                                                             agent_image, tmp_path_factory):
+    cai, name, workspace, home, env = remote
+    local_workspace = agent_workspace(tmp_path_factory, "same-name")
+
+    def on(context, *argv, **kwargs):
+        return run_cai(home, "--context", context, *argv, env={**env, **kwargs.pop("env", {})}, **kwargs)
+
+    made = on("default", "run", "--container", name, cwd=str(local_workspace))
+    try:
+        assert made.returncode == 0, made.stderr
+        local_id = docker_client.containers.get(name).id
+        remote_id = remote_host.client.containers.get(name).id
+        for _ in range(2):  # cold, then warm through each one's own master
+            here = on("default", "exec", "--container", name, "--", "hostname", "-I")
+            there = on(remote_host.context, "exec", "--container", name, "--", "hostname", "-I")
+            assert (here.returncode, there.returncode) == (0, 0), here.stderr + there.stderr
+            assert here.stdout.startswith("172.17.") and there.stdout.startswith("172.31.250."), (here.stdout, there.stdout)
+        known = (home / ".config" / "containai" / "known_hosts").read_text()
+        assert f"cai-default-{local_id[:12]}" in known and f"cai-{remote_host.context}-{remote_id[:12]}" in known
+        # Removing the local one leaves the remote one's pins, and the remote one still answers.
+        assert on("default", "stop", "--container", name, "--remove").returncode == 0
+        known = (home / ".config" / "containai" / "known_hosts").read_text()
+        assert f"cai-default-{local_id[:12]}" not in known and f"cai-{remote_host.context}-{remote_id[:12]}" in known
+        again = on(remote_host.context, "exec", "--container", name, "--", "hostname", "-I")
+        assert (again.returncode, again.stdout.startswith("172.31.250.")) == (0, True), again.stderr
+    finally:
+        try:
+            docker_client.api.remove_container(name, force=True, v=True)
+        except Exception:  # noqa: BLE001 - removed above
+            pass
