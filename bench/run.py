@@ -196,6 +196,9 @@ def main() -> int:
         finally:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
+        # P2r: the same through an ssh:// context whose engine runs on another host (the tests' one)
+        measures += remote_exec_measures(Path(tmp), cai, args.runs, notes)
+
         # P3: gc over many stopped containers, on an engine of its own
         engine = SpareEngine(SPARE_INDEX, Path(tmp)).start()
         try:
@@ -221,6 +224,61 @@ def main() -> int:
     args.output.write_text(render(measures, args.runs, notes))
     print(args.output.read_text())
     return 0
+
+
+def remote_exec_measures(tmp: Path, cai: list[str], runs: int, notes: list[str]) -> list[Measure]:
+    """Exec and status through `ssh://root@ADDR` (tests/integration/remote_host.py), against raw
+    `ssh -J` to the same sshd and `docker --context … inspect`."""
+    from remote_host import RemoteHost, cleanup_leftovers
+
+    from cai import ssh
+
+    home, workspace = tmp / "remote-home", tmp / "remote-ws"
+    home.mkdir()
+    workspace.mkdir()
+    workspace.chmod(0o777)
+    cleanup_leftovers()
+    host = RemoteHost(basetemp=tmp).start()
+    try:
+        context = host.add_context(home)
+        env = {**os.environ, **host.env(home)}
+        for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "CAI_SSH_MULTIPLEX", "CONTAINAI_SECURE_ENGINE_CONTEXT"):
+            env.pop(var, None)
+        name = subprocess.run([*cai, "--context", context, "run", str(workspace)], env=env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        found = host.client.containers.get(name)
+        endpoint = ssh.Endpoint(name, int(found.labels["containai.ssh-port"]), ssh.host_key_alias(context, found.id),
+                                host.destination)
+        key = home / ".config" / "containai" / "id_containai"
+        known = home / ".config" / "containai" / "known_hosts"
+        raw = ["/usr/bin/ssh", "-F", str(home / ".ssh" / "config"), "-J", host.destination, "-i", str(key),
+               "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}", "-o", f"HostKeyAlias={endpoint.alias}",
+               "-o", "StrictHostKeyChecking=yes", "-p", str(endpoint.port), "agent@127.0.0.1", "true"]
+        exec_true = [*cai, "--context", context, "exec", "--container", name, "--", "true"]
+        close_master = [*ssh.base_argv(endpoint), "-o", f"ControlPath={ssh.control_path(ssh.control_dir(), endpoint)}",
+                        "-O", "exit", ssh.HOST]
+
+        def cold_exec() -> float:
+            subprocess.run(close_master, env=env, capture_output=True)
+            return timed(exec_true, env)
+
+        cold_jump = repeat(lambda: timed(raw, env), runs)
+        measures = [Measure("P2r", "remote: `cai exec -- true`, cold (target cached, no live connection)",
+                            "raw `ssh -J host … true`", repeat(cold_exec, runs), cold_jump, "≤ 1.3×")]
+        timed(exec_true, env)
+        measures.append(Measure("P2r", "remote: `cai exec -- true`, warm (shared connection, cached target)",
+                                "raw `ssh -J host … true` (cold)", repeat(lambda: timed(exec_true, env), runs), cold_jump,
+                                "≤ 0.3×"))
+        measures.append(Measure("P4r", "remote: `cai status --container X`", "`docker --context … inspect X`",
+                                repeat(lambda: timed([*cai, "--context", context, "status", "--container", name], env), runs),
+                                repeat(lambda: timed(["docker", "--context", context, "inspect", name], env), runs),
+                                "(for reference)"))
+        subprocess.run(close_master, env=env, capture_output=True)
+        notes.append(f"Remote rows (P2r, P4r): an engine reached as `{host.docker_host}`, a network namespace on this "
+                     "machine with its own sshd and dockerd (tests/integration/remote_host.py); no network latency.")
+        return measures
+    finally:
+        host.stop(check=False)
 
 
 def render(measures: list[Measure], runs: int, notes: list[str]) -> str:

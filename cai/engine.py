@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -140,7 +142,16 @@ def _sdk() -> Any:
 # docker-py refuses but the docker CLI accepts. The port is passed only when the URL names one,
 # so the ssh config's `Port` applies otherwise.
 _ENGINE_SOCKET_PATHS: dict[str, str] = {}  # "user@host:port" → the URL's socket path
-_SSH_DIALS: list[tuple[Any, Any]] = []  # (ssh process, its stderr) of recent engine connections
+_DIALS = threading.local()  # .recent: (ssh process, its stderr) of this thread's latest engine connections
+
+
+def _thread_dials() -> list[tuple[Any, Any]]:
+    # Per thread: a request and the ssh it dialled run in one thread, and contexts asked side by
+    # side must not tell each other's failures.
+    recent = getattr(_DIALS, "recent", None)
+    if recent is None:
+        recent = _DIALS.recent = []
+    return recent
 
 
 def _patch_ssh_transport() -> None:
@@ -191,8 +202,9 @@ def _patch_ssh_transport() -> None:
         sock = DialSocket(fileno=ours.detach())
         sock.proc = proc
         sock.settimeout(self.timeout)
-        _SSH_DIALS.append((proc, log))
-        del _SSH_DIALS[:-8]
+        recent = _thread_dials()
+        recent.append((proc, log))
+        del recent[:-8]
         self.sock = sock
 
     def get_connection(self: Any, url: str, proxies: Any = None) -> Any:
@@ -210,10 +222,14 @@ def _patch_ssh_transport() -> None:
 
 
 def _ssh_complaint() -> str:
-    """The last thing ssh said on an engine connection that ended in failure ("" when none did)."""
-    for process, log in reversed(_SSH_DIALS):
+    """The last thing ssh said on this thread's latest engine connection that ended in failure
+    ("" when none did), taken: a later failure of another engine is not told in its words."""
+    recent = _thread_dials()
+    deadline = time.monotonic() + 0.5  # a failing ssh may still be on its way out
+    for index in range(len(recent) - 1, -1, -1):
+        process, log = recent[index]
         try:
-            process.wait(timeout=0.5)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except Exception:  # noqa: BLE001 - still running: that connection did not fail
             continue
         if process.returncode == 0:
@@ -224,6 +240,7 @@ def _ssh_complaint() -> str:
         except (OSError, ValueError):
             continue
         if lines:
+            del recent[index]
             return lines[-1][:300]
     return ""
 

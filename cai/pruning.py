@@ -137,9 +137,20 @@ def stale_images(images: list[Mapping[str, Any]], containers: list[Mapping[str, 
 # --- the plan: engine reads ------------------------------------------------------------------
 
 
-def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bool) -> Plan:
+Notes = list[tuple[str, str]]  # (level, message), kept for a caller that prints them later
+
+
+def _say(notes: Notes | None, level: str, message: str) -> None:
+    if notes is None:
+        getattr(output, level)(message)
+    else:
+        notes.append((level, message))
+
+
+def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bool, notes: Notes | None = None) -> Plan:
     """One list call, one info call, and inspects (side by side) of only the containers that can
-    be old enough; two more list calls for images."""
+    be old enough; two more list calls for images. With `notes`, messages are collected there
+    instead of printed (`--all-contexts` plans in threads and prints in order afterwards)."""
     listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
     daemon_time = eng.system_time()
     try:
@@ -153,12 +164,12 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
         odd_keep = labels.unknown_keep_value(item.get("Labels"))
         if odd_keep is not None:
             plan.unrecognized_keep.append({"name": name, "value": odd_keep})
-            output.warn(f"{name}: {labels.KEEP}={output.shown(odd_keep)} protects nothing (use true, 1 or yes)")
+            _say(notes, "warn", f"{name}: {labels.KEEP}={output.shown(odd_keep)} protects nothing (use true, 1 or yes)")
         reason = protection(item)
         if reason is not None:
             plan.protected.append(Passed(name, item["Id"], item.get("State") or "", reason))
             if reason == KEEP_REASON:
-                output.info(f"Skipping protected container: {name} ({KEEP_REASON})")
+                _say(notes, "info", f"Skipping protected container: {name} ({KEEP_REASON})")
         elif may_be_stale(item, now_epoch, threshold):
             to_inspect.append(item["Id"])
     inspected = engine.inspect_many(eng, to_inspect)
@@ -170,9 +181,9 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
         elif isinstance(verdict, Passed):
             plan.skipped.append(verdict)
             if verdict.reason == "invalid timestamp":
-                output.info(f"Skipping container with invalid timestamp: {verdict.name}")
+                _say(notes, "info", f"Skipping container with invalid timestamp: {verdict.name}")
             else:
-                output.info(f"Skipping container (timestamp parse error): {verdict.name}")
+                _say(notes, "info", f"Skipping container (timestamp parse error): {verdict.name}")
     if with_images:
         plan.images = stale_images(engine.list_images(eng), engine.list_containers(eng, []))
     plan.helpers = stale_helpers(eng, now_epoch, min(threshold, HELPER_MIN_AGE_S))
@@ -221,27 +232,29 @@ def _recheck(eng: "engine.Engine", candidate: Candidate) -> str | None:
     return None
 
 
-def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
-    done = Outcome()
+def remove_all(eng: "engine.Engine", plan: Plan, done: Outcome | None = None, where: str = "") -> Outcome:
+    """Fills `done` as it goes, so a caller that catches an engine failure keeps what was removed.
+    `where` ends each message (`[context: X]` with --all-contexts)."""
+    done = Outcome() if done is None else done
     for candidate in plan.candidates:
         reason = _recheck(eng, candidate)
         if reason == "gone":
-            output.info(f"Container already removed: {candidate.name}")
+            output.info(f"Container already removed: {candidate.name}{where}")
             continue
         if reason is not None:
-            output.warn(f"Skipping container ({reason}): {candidate.name}")
+            output.warn(f"Skipping container ({reason}): {candidate.name}{where}")
             done.errors.append({"kind": "container", "name": candidate.name, "message": reason})
             continue
         try:
             removed = engine.remove_stopped_container(eng, candidate.id)
         except CaiError as exc:
-            output.warn(f"Failed to remove container: {candidate.name}")
+            output.warn(f"Failed to remove container: {candidate.name}{where}")
             done.errors.append({"kind": "container", "name": candidate.name, "message": exc.message})
             continue
         if removed:
             ssh.forget_container(candidate.name, ssh.host_key_alias(plan.context, candidate.id))
             done.removed_containers.append(candidate.name)
-            output.info(f"Removed container: {candidate.name}")
+            output.info(f"Removed container: {candidate.name}{where}")
     for helper in plan.helpers:
         try:
             if eng.inspect_container(helper.id) is None:
@@ -251,20 +264,20 @@ def remove_all(eng: "engine.Engine", plan: Plan) -> Outcome:
                 continue
             engine.remove_container(eng, helper.id)
         except CaiError as exc:
-            output.warn(f"Failed to remove helper: {helper.id[:12]}")
+            output.warn(f"Failed to remove helper: {helper.id[:12]}{where}")
             done.errors.append({"kind": "helper", "name": helper.id[:12], "message": exc.message})
             continue
         done.removed_helpers.append(helper.id[:12])
-        output.info(f"Removed helper: {helper.id[:12]} ({helper.role} of {helper.volume})")
+        output.info(f"Removed helper: {helper.id[:12]} ({helper.role} of {helper.volume}){where}")
     for image in plan.images:
         try:
             engine.remove_image(eng, image.reference)
         except CaiError as exc:
-            output.warn(f"Failed to remove image: {image.reference} (may be in use)")
+            output.warn(f"Failed to remove image: {image.reference} (may be in use){where}")
             done.errors.append({"kind": "image", "name": image.reference, "message": exc.message})
             continue
         done.removed_images.append(image.reference)
-        output.info(f"Removed image: {image.reference}")
+        output.info(f"Removed image: {image.reference}{where}")
     return done
 
 
@@ -317,4 +330,67 @@ def json_document(plan: Plan, *, dry_run: bool, cancelled: bool, outcome: Outcom
                     "helpers": outcome.removed_helpers},
         "errors": outcome.errors,
         "unrecognized_keep": plan.unrecognized_keep,
+    }
+
+
+# --- --all-contexts: one list and one document over every context that answered -------------
+
+
+def context_suffix(context: str) -> str:
+    """How a line names its context, as `cai stop` marks rows of other contexts."""
+    return f" [context: {context}]"
+
+
+def render_plans(plans: list[Plan], age: str) -> list[str]:
+    """render_plan's sections over several contexts, each line ending with its context."""
+    contexts = ", ".join(plan.context for plan in plans)
+    if not any(plan.total for plan in plans):
+        return [f"No stale resources found (contexts: {contexts})."]
+    lines = [f"Stale ContainAI resources (contexts: {contexts}, age >= {age}):", ""]
+    sections = (
+        ("Containers:", lambda p: [f"  {c.name} ({c.status}, age: {clock.format_age(c.age_seconds)})" for c in p.candidates]),
+        ("Unused images:", lambda p: [f"  {i.reference}" for i in p.images]),
+        ("Leftover export/import helpers:", lambda p: [
+            f"  {h.id[:12]} ({h.role} of {h.volume}, age: {clock.format_age(h.age_seconds)})" for h in p.helpers]),
+    )
+    for title, items in sections:
+        found = [line + context_suffix(plan.context) for plan in plans for line in items(plan)]
+        if found:
+            lines += [title, *found, ""]
+    return lines
+
+
+def merged_outcome(outcomes: list[Outcome]) -> Outcome:
+    merged = Outcome()
+    for outcome in outcomes:
+        merged.removed_containers += outcome.removed_containers
+        merged.removed_images += outcome.removed_images
+        merged.removed_helpers += outcome.removed_helpers
+        merged.errors += outcome.errors
+    return merged
+
+
+def merged_document(plans: list[Plan], outcomes: Mapping[str, Outcome], unreachable: list[dict[str, str]], *,
+                    age: str, threshold_seconds: int, dry_run: bool, cancelled: bool) -> dict[str, Any]:
+    """json_document of each context, flattened: every entry carries its `context`, and the
+    per-context `daemon_time` moves to `contexts`."""
+    per = [json_document(p, dry_run=dry_run, cancelled=cancelled, outcome=outcomes.get(p.context)) for p in plans]
+
+    def tagged(key: str) -> list[dict[str, Any]]:
+        return [{"context": doc["context"], **item} for doc in per for item in doc[key]]
+
+    def removed(key: str, field_name: str) -> list[dict[str, str]]:
+        return [{"context": doc["context"], field_name: value} for doc in per for value in doc["removed"][key]]
+
+    return {
+        "contexts": [{"context": doc["context"], "daemon_time": doc["daemon_time"]} for doc in per],
+        "threshold": {"age": age, "seconds": threshold_seconds},
+        "dry_run": dry_run,
+        "cancelled": cancelled,
+        **{key: tagged(key) for key in ("candidates", "protected", "skipped", "images", "helpers")},
+        "removed": {"containers": removed("containers", "name"), "images": removed("images", "reference"),
+                    "helpers": removed("helpers", "id")},
+        "errors": tagged("errors"),
+        "unrecognized_keep": tagged("unrecognized_keep"),
+        "unreachable": unreachable,
     }

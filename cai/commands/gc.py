@@ -1,5 +1,9 @@
 """`cai gc`: remove stale cai containers (and, with --images, unused cai images). The rules and
-the work are in cai/pruning.py."""
+the work are in cai/pruning.py.
+
+`--all-contexts` makes the same plan on every context at once (cai/all_contexts.py: 5 s each, the
+unreachable reported), shows one list with each line's context, and removes, after the same
+confirmation, context by context: removal waits for each engine, as a single-context gc does."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from cai import output
-from cai.errors import ExitCode
+from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
     from cai.main import Ctx
@@ -33,6 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--images", action="store_true",
                         help="also remove containai:* and ghcr.io/containai/* images that no container uses")
     parser.add_argument("--json", action="store_true", help="print one JSON document (schema_version 1); never asks")
+    parser.add_argument("--all-contexts", action="store_true",
+                        help="every Docker context, planned side by side (5 s each); unreachable contexts are reported, "
+                        "the others still done")
     parser.missing_value_hints = {"--age": " (e.g., 30d, 7d, 24h)"}
     return parser
 
@@ -40,14 +47,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 # --- the command -----------------------------------------------------------------------------
 
 
-def _confirmed(plan: "Plan", args: argparse.Namespace) -> bool:
+def _confirmed(total: int, args: argparse.Namespace) -> bool:
     if args.force:
         return True
     if args.json or not output.isatty():
         return False
     from cai import prompts
 
-    return bool(prompts.confirm(f"Remove {plan.total} resource(s)?"))
+    return bool(prompts.confirm(f"Remove {total} resource(s)?"))
+
+
+def _dry_run_line(candidates: int, images: int, helpers: int) -> str:
+    more = f" and {helpers} leftover helper(s)" if helpers else ""
+    return f"[DRY-RUN] Would remove {candidates} container(s) and {images} image(s){more}"
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
@@ -56,7 +68,11 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
     from cai import clock, engine, pruning
 
+    if args.all_contexts and ctx.context is not None:
+        raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
     threshold = clock.parse_age(args.age)  # before any engine call, as the original
+    if args.all_contexts:
+        return _run_all_contexts(args, threshold)
     eng = engine.Engine(engine.resolve_context(ctx.context, Path(os.getcwd())))
     plan = pruning.make_plan(eng, args.age, threshold, with_images=args.images)
 
@@ -72,11 +88,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         return ExitCode.OK
     if args.dry_run:
         if not args.json:
-            helpers = f" and {len(plan.helpers)} leftover helper(s)" if plan.helpers else ""
-            output.out(f"[DRY-RUN] Would remove {len(plan.candidates)} container(s) and {len(plan.images)} image(s){helpers}")
+            output.out(_dry_run_line(len(plan.candidates), len(plan.images), len(plan.helpers)))
         finish()
         return ExitCode.OK
-    if not _confirmed(plan, args):
+    if not _confirmed(plan.total, args):
         if not args.json:
             output.out("Cancelled.")
         finish(cancelled=True)
@@ -87,3 +102,63 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
             output.out(line)
     finish(outcome=outcome)
     return ExitCode.ERROR if outcome.errors else ExitCode.OK
+
+
+def _run_all_contexts(args: argparse.Namespace, threshold: int) -> int:
+    from cai import all_contexts, engine, pruning
+
+    def plan_one(eng: "engine.Engine") -> tuple["Plan", pruning.Notes]:
+        notes: pruning.Notes = []  # printed below, in context order, never from this thread
+        return pruning.make_plan(eng, args.age, threshold, with_images=args.images, notes=notes), notes
+
+    answered, unreachable = all_contexts.fan_out(plan_one)
+    all_contexts.warn_unreachable(unreachable)
+    for context, (_, notes) in answered:
+        for level, message in notes:
+            getattr(output, level)(message + pruning.context_suffix(context))
+    plans = [plan for _, (plan, _) in answered]
+    outcomes: dict[str, pruning.Outcome] = {}
+
+    def finish(*, cancelled: bool = False) -> None:
+        if args.json:
+            output.emit_json(pruning.merged_document(
+                plans, outcomes, all_contexts.json_unreachable(unreachable), age=args.age,
+                threshold_seconds=threshold, dry_run=args.dry_run, cancelled=cancelled))
+
+    if not plans:
+        finish()
+        raise all_contexts.none_answered(unreachable)
+    if not args.json:
+        for line in pruning.render_plans(plans, args.age):
+            output.out(line)
+    total = sum(plan.total for plan in plans)
+    if not total:
+        finish()
+        return ExitCode.OK
+    if args.dry_run:
+        if not args.json:
+            output.out(_dry_run_line(sum(len(p.candidates) for p in plans), sum(len(p.images) for p in plans),
+                                     sum(len(p.helpers) for p in plans)))
+        finish()
+        return ExitCode.OK
+    if not _confirmed(total, args):
+        if not args.json:
+            output.out("Cancelled.")
+        finish(cancelled=True)
+        return ExitCode.OK
+    for plan in plans:
+        if not plan.total:
+            continue
+        done = outcomes[plan.context] = pruning.Outcome()
+        try:
+            pruning.remove_all(engine.Engine(plan.context), plan, done, where=pruning.context_suffix(plan.context))
+        except CaiError as exc:  # this context failed mid-way: the others still go
+            reason = all_contexts.reason(exc)
+            output.warn(f"context {plan.context}: {reason}")
+            done.errors.append({"kind": "context", "name": plan.context, "message": reason})
+    merged = pruning.merged_outcome(list(outcomes.values()))
+    if not args.json:
+        for line in pruning.render_outcome(merged):
+            output.out(line)
+    finish()
+    return ExitCode.ERROR if merged.errors else ExitCode.OK

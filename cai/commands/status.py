@@ -3,6 +3,9 @@
 Name, status and image come from one inspect and are always shown. For a running container the
 session probe and one non-streaming stats read run side by side within BEST_EFFORT_BUDGET_S; what
 does not arrive in time is left out.
+
+`--all-contexts` lists every cai container of every context instead: one list call per context,
+side by side (cai/all_contexts.py), and no per-container probe, which would not fit the budget.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--container", metavar="NAME", help="show this container")
     parser.add_argument("-w", "--workspace", metavar="PATH", help="show this workspace's container (default: current directory)")
     parser.add_argument("--json", action="store_true", help="print one JSON document (schema_version 1)")
+    parser.add_argument("--all-contexts", action="store_true",
+                        help="list the cai containers of every Docker context, side by side (5 s each); "
+                        "unreachable contexts are reported, not fatal")
     return parser
 
 
@@ -143,6 +149,55 @@ def render_text(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# --- --all-contexts: pure parts --------------------------------------------------------------
+
+COLUMNS = (("CONTEXT", "context"), ("NAME", "name"), ("STATUS", "status"), ("IMAGE", "image"),
+           ("SSH PORT", "ssh_port"), ("WORKSPACE", "workspace"))
+
+
+def container_rows(context: str, listed: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per workspace container of a sparse list (helpers left out, as `labels.is_ours`
+    does), sorted by name."""
+    from cai import labels
+
+    rows = []
+    for item in listed:
+        item_labels = item.get("Labels") or {}
+        image = item.get("Image") or ""
+        if not labels.is_ours(item_labels, image):
+            continue
+        rows.append({
+            "context": context,
+            "name": (item.get("Names") or ["/?"])[0].lstrip("/"),
+            "id": item.get("Id") or "",
+            "status": item.get("State") or "unknown",
+            "image": image or "unknown",
+            "workspace": labels.label(item_labels, labels.WORKSPACE) or None,
+            "ssh_port": labels.ssh_port(item_labels),
+        })
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def all_contexts_document(answered: list[tuple[str, list[dict[str, Any]]]],
+                          unreachable: list[Any]) -> dict[str, Any]:
+    """`answered` is (context, rows) in context order; `unreachable` all_contexts.Unreachable."""
+    return {
+        "contexts": [context for context, _ in answered],
+        "containers": [row for _, rows in answered for row in rows],
+        "unreachable": [item.as_json() for item in unreachable],
+    }
+
+
+def render_table(rows: list[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return ["No ContainAI containers found."]
+    cells = [[output.shown(str(row[key])) if row.get(key) not in (None, "") else "-" for _, key in COLUMNS]
+             for row in rows]
+    widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _) in enumerate(COLUMNS)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+            for line in [[title for title, _ in COLUMNS], *cells]]
+
+
 # --- the command -----------------------------------------------------------------------------
 
 
@@ -198,11 +253,40 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
     return result(probe), result(stats)
 
 
+def _context_rows(eng: "engine.Engine") -> list[dict[str, Any]]:
+    from cai import engine, labels
+
+    return container_rows(eng.context, engine.list_containers(eng, [labels.MANAGED_FILTER]))
+
+
+def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import all_contexts
+
+    for flag, given in (("--container", args.container is not None), ("--workspace", args.workspace is not None)):
+        if given:
+            raise CaiError(ExitCode.ERROR, f"{flag} and --all-contexts are mutually exclusive")
+    if ctx.context is not None:
+        raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
+    answered, unreachable = all_contexts.fan_out(_context_rows)
+    all_contexts.warn_unreachable(unreachable)
+    document = all_contexts_document(answered, unreachable)
+    if args.json:
+        output.emit_json(document)
+    elif answered:
+        for line in render_table(document["containers"]):
+            output.out(line)
+    if not answered:
+        raise all_contexts.none_answered(unreachable)
+    return ExitCode.OK
+
+
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from pathlib import Path
 
     from cai import containers
 
+    if args.all_contexts:
+        return _run_all_contexts(args, ctx)
     name, workspace = _container_name(args)
     container = containers.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
     uptime = found = resources = None

@@ -83,7 +83,8 @@ def test_ssh_cleanup(home, tmp_path):
     check("cai ssh cleanup", document)
 
 
-@pytest.mark.parametrize("command", ["cai status", "cai gc", "cai doctor", "cai ssh cleanup"])
+@pytest.mark.parametrize("command", ["cai status", "cai status --all-contexts", "cai gc", "cai gc --all-contexts",
+                                     "cai doctor", "cai ssh cleanup"])
 def test_every_documented_field_has_a_type_and_meaning_column(command):
     section = JSON_DOC.read_text().split(f"## {command} --json", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]

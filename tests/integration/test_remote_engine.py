@@ -346,3 +346,12 @@ def test_same_name_on_this_host_and_the_remote_keeps_pins_and_masters_apart(remo
             docker_client.api.remove_container(name, force=True, v=True)
         except Exception:  # noqa: BLE001 - removed above
             pass
+
+
+def test_status_of_all_contexts_shows_the_remote_container_under_its_context(remote, remote_host):
+    _, name, _, home, env = remote
+    done = run_cai(home, "status", "--all-contexts", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert remote_host.context in report["contexts"] and report["unreachable"] == []
+    assert [(r["context"], r["status"]) for r in report["containers"] if r["name"] == name] == [(remote_host.context, "running")]
