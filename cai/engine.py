@@ -136,13 +136,31 @@ def _sdk() -> Any:
 #   - its socket is a pipe pair behind a dummy TCP socket: timeouts never apply, close() writes to
 #     an ssh that may have exited (a broken pipe after every finished `exec`), and urllib3 cannot
 #     see a dead connection. cai gives ssh one end of a socketpair and docker-py the other;
-#   - it makes a new pool, so a new ssh login, for every request. cai keeps one pool per adapter.
-# The argv comes from ssh.engine_dial_argv: batch mode and a connect timeout (a dead host fails in
-# seconds, not minutes), ssh's messages kept for the error, and the socket path of the URL, which
-# docker-py refuses but the docker CLI accepts. The port is passed only when the URL names one,
-# so the ssh config's `Port` applies otherwise.
-_ENGINE_SOCKET_PATHS: dict[str, str] = {}  # "user@host:port" → the URL's socket path
+#   - it makes a new pool, so a new ssh login, for every request: cai keeps one per client;
+#   - it always passes `-p 22` (its URL parser adds the port), which beats the ssh config's
+#     `Port`, and refuses a socket path. cai dials what the context's URL says (`DialTarget`).
+# The argv comes from ssh.engine_dial_argv: batch mode, a short connect timeout and keepalives (a
+# dead host fails in seconds, not minutes), and ssh's messages kept for the error.
 _DIALS = threading.local()  # .recent: (ssh process, its stderr) of this thread's latest engine connections
+
+
+@dataclass(frozen=True)
+class DialTarget:
+    """What a context's `ssh://[user@]host[:port][/socket]` names, as ssh and docker take it."""
+
+    destination: str  # user@host, an IPv6 host without brackets
+    port: str | None  # only when the URL names one
+    socket_path: str | None
+
+
+def dial_target(url: str) -> DialTarget:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    destination = f"{parts.username}@{host}" if parts.username else host
+    port = str(parts.port) if parts.port is not None else None
+    return DialTarget(destination, port, parts.path if parts.path not in ("", "/") else None)
 
 
 def _thread_dials() -> list[tuple[Any, Any]]:
@@ -179,24 +197,28 @@ def _patch_ssh_transport() -> None:
 
         def _real_close(self, *args: Any) -> None:  # the last reference, response bodies included
             super()._real_close(*args)  # type: ignore[misc]
-            if self.proc is not None and self.proc.poll() is None:
+            if self.proc is None:
+                return
+            try:  # an ssh that failed, or whose engine closed (an exec's end), is on its way out
+                self.proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                self.proc.cai_closed = True  # its exit is not a failure to report
                 self.proc.terminate()
 
     def connect(self: Any) -> None:
-        where, _, port = self.ssh_host.partition(":")
-        key = self.ssh_host
+        target: DialTarget = self.cai_dial
         ours, theirs = socket.socketpair()
         log = tempfile.TemporaryFile()
         try:
             proc = subprocess.Popen(
-                ssh.engine_dial_argv(where, port or None, _ENGINE_SOCKET_PATHS.get(key)),
+                ssh.engine_dial_argv(target.destination, target.port, target.socket_path),
                 env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
                 stdin=theirs, stdout=theirs, stderr=log,
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
             )
-        except OSError:
+        except OSError as exc:
             ours.close()
-            raise
+            raise EngineUnavailable("no_cli" if isinstance(exc, FileNotFoundError) else "ssh", f"ssh: {exc}") from None
         finally:
             theirs.close()
         sock = DialSocket(fileno=ours.detach())
@@ -208,17 +230,33 @@ def _patch_ssh_transport() -> None:
         self.sock = sock
 
     def get_connection(self: Any, url: str, proxies: Any = None) -> Any:
+        # One pool for the client: docker-py's own key is the request's whole URL.
         with self.pools.lock:
-            pool = self.pools.get(url)
+            pool = self.pools.get("ssh")
             if pool is None:
                 pool = sshconn.SSHConnectionPool(timeout=self.timeout, maxsize=self.max_pool_size, host=self.ssh_host)
-                self.pools[url] = pool
+                pool.cai_dial = getattr(self, "cai_dial", None) or dial_target(f"ssh://{self.ssh_host}")
+                self.pools["ssh"] = pool
         return pool
+
+    def new_conn(self: Any) -> Any:
+        conn = sshconn.SSHConnection(None, self.timeout, self.ssh_host)
+        conn.cai_dial = self.cai_dial
+        return conn
+
+    base_get_conn = urllib3.connectionpool.HTTPConnectionPool._get_conn
+
+    def get_conn(self: Any, timeout: float | None = None) -> Any:
+        # urllib3's own: it drops a pooled connection whose ssh has gone (its socket reads EOF).
+        conn = base_get_conn(self, timeout)
+        if conn.sock is not None:  # a streamed response left it without one (docker-py's doing)
+            conn.sock.settimeout(self.timeout)
+        return conn
 
     sshconn.SSHConnection.connect = connect
     sshconn.SSHHTTPAdapter.get_connection = get_connection
-    # urllib3's own: it drops a pooled connection whose ssh has gone (its socket reads EOF).
-    sshconn.SSHConnectionPool._get_conn = urllib3.connectionpool.HTTPConnectionPool._get_conn
+    sshconn.SSHConnectionPool._new_conn = new_conn
+    sshconn.SSHConnectionPool._get_conn = get_conn
 
 
 def _ssh_complaint() -> str:
@@ -232,7 +270,9 @@ def _ssh_complaint() -> str:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except Exception:  # noqa: BLE001 - still running: that connection did not fail
             continue
-        if process.returncode == 0:
+        # 0 is a clean end; 255 or a signal after cai closed the connection is cai's own SIGTERM
+        # (a failing ssh that cai closed while it was exiting keeps its own code, 127 for example).
+        if process.returncode == 0 or (getattr(process, "cai_closed", False) and process.returncode in (255, -15)):
             continue
         try:
             log.seek(0)
@@ -246,16 +286,18 @@ def _ssh_complaint() -> str:
 
 
 def client_kwargs(host: str, tls: Any) -> dict[str, Any]:
-    """APIClient arguments for an endpoint: ssh:// through the system ssh, its path kept aside."""
+    """APIClient arguments for an endpoint: ssh:// through the system ssh (see `attach_dial`)."""
     if not host.startswith("ssh://"):
         return {"base_url": host, **({"tls": tls} if tls is not None else {})}
     from urllib.parse import urlsplit
 
-    parts = urlsplit(host)
-    netloc = parts.netloc
-    if parts.path not in ("", "/"):
-        _ENGINE_SOCKET_PATHS[netloc] = parts.path
-    return {"base_url": f"ssh://{netloc}", "use_ssh_client": True}
+    return {"base_url": f"ssh://{urlsplit(host).netloc}", "use_ssh_client": True}  # docker-py refuses a path
+
+
+def attach_dial(client: Any, host: str) -> None:
+    """What this client's connections dial: the context's own URL, port and socket path."""
+    if host.startswith("ssh://"):
+        client._custom_adapter.cai_dial = dial_target(host)
 
 
 def context_endpoint(name: str) -> str | None:
@@ -408,7 +450,9 @@ class Engine:
                 raise EngineUnavailable("context", f"Docker context not found: {self.context}")
             kwargs = client_kwargs(ctx.Host if ctx else "unix:///var/run/docker.sock", ctx.TLSConfig if ctx else None)
             try:
-                self._clients[timeout] = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
+                client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
+                attach_dial(client, ctx.Host if ctx else "")
+                self._clients[timeout] = client
             except Exception as exc:
                 raise classify(exc) from exc
         return self._clients[timeout]
@@ -580,17 +624,43 @@ def list_containers(engine: "Engine", label_filters: list[str]) -> list[dict[str
 
 def inspect_many(engine: "Engine", ids: list[str], workers: int = 8) -> dict[str, Container]:
     """Inspect containers side by side (a bounded fan-out: the list call has no timestamps).
-    Containers that vanished meanwhile are left out."""
-    from concurrent.futures import ThreadPoolExecutor
+    Containers that vanished meanwhile are left out. Daemon threads, not a pool's: the interpreter
+    joins a pool's workers at exit, so an engine that trickles its answers would hold cai open
+    after a caller (--all-contexts) has given up on it."""
+    import queue
 
     engine.api()  # one client for all threads, made before they start
+    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for container_id in ids:
+        todo.put(container_id)
+    found: dict[str, Container] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
 
-    def one(container_id: str) -> Container | None:
-        return engine.inspect_container(container_id)
+    def work() -> None:
+        while not failures:
+            try:
+                container_id = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                record = engine.inspect_container(container_id)
+            except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
+                with lock:
+                    failures.append(exc)
+                return
+            if record is not None:
+                with lock:
+                    found[record.id] = record
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ids)))) as pool:
-        found = list(pool.map(one, ids))
-    return {record.id: record for record in found if record is not None}
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(workers, len(ids))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return found
 
 
 def list_images(engine: "Engine") -> list[dict[str, Any]]:
@@ -674,7 +744,7 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
     Exit code 126 carries an engine refusal (e.g. the container is not running)."""
     def run(api: Any) -> tuple[str, int, str]:
         exec_id = api.exec_create(name, argv, user=user, stdout=True, stderr=True)["Id"]
-        out = api.exec_start(exec_id)
+        out = _read_exec_output(api.exec_start(exec_id, socket=True), timeout)
         return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
     docker = _sdk()
@@ -684,6 +754,40 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
         return "", 126, _api_message(exc)
     except Exception as exc:
         raise classify(exc) from exc
+
+
+def _read_exec_output(sock: Any, timeout: float) -> bytes:
+    """An exec's multiplexed output, within `timeout`: docker-py waits for each frame in poll()
+    with no timeout, so a stalled engine (a remote one, most often) would hold cai forever. A
+    timer shuts the socket down; the read then ends, and the call is a timeout."""
+    import socket
+
+    from docker.utils.socket import consume_socket_output, frames_iter
+
+    raw = getattr(sock, "_sock", sock)
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    timer = threading.Timer(timeout, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        out = consume_socket_output(data for _, data in frames_iter(sock, tty=False))
+    finally:
+        timer.cancel()
+        response = getattr(sock, "_response", None)
+        if response is not None:
+            response.close()
+        sock.close()
+    if expired.is_set():
+        raise TimeoutError(f"no end of the exec's output within {timeout:g} s")
+    return out
 
 
 def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:

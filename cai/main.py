@@ -13,7 +13,7 @@ from cai.argparsing import CaiParser, add_global_flags
 from cai.errors import CaiError, ExitCode
 
 # Literal, ordered: `cai --help` lists them in this order. Each module has add_parser() and run().
-COMMANDS = ("run", "exec", "shell", "stop", "status", "gc", "export", "import", "ssh", "image", "doctor", "docker", "completion")
+COMMANDS = ("run", "exec", "shell", "cp", "stop", "status", "gc", "export", "import", "ssh", "image", "doctor", "docker", "completion")
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 

@@ -53,6 +53,9 @@ class StaleHelper:
 
 
 HELPER_MIN_AGE_S = 3600
+# A running helper with no exec may be receiving an archive (put_archive shows no exec): only a
+# day of that is taken for a leftover, whatever --age says.
+RUNNING_HELPER_MIN_AGE_S = 86400
 
 
 @dataclass(frozen=True)
@@ -192,13 +195,14 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
 
 def stale_helpers(eng: "engine.Engine", now_epoch: int, min_age: int) -> list[StaleHelper]:
     """Helpers created `min_age` ago or more (an hour, or a shorter --age) that run nothing: a
-    swap still running is never cut."""
+    swap still running is never cut, and a running helper is a day old first."""
     found = []
     for item in engine.list_containers(eng, [f"{labels.HELPER}=true"]):
         created = item.get("Created")
         if not isinstance(created, int) or now_epoch - created < min_age:
             continue
-        if item.get("State") == "running" and engine.running_exec_ids(eng, item["Id"]):
+        if item.get("State") == "running" and (now_epoch - created < RUNNING_HELPER_MIN_AGE_S
+                                               or engine.running_exec_ids(eng, item["Id"])):
             continue
         item_labels = item.get("Labels") or {}
         found.append(StaleHelper(item["Id"], labels.label(item_labels, labels.HELPER_ROLE),

@@ -66,7 +66,7 @@ def config_path_value(path: Path | str, *, expand: str = "") -> str:
 
 # --- the engine host of an ssh:// context ---------------------------------------------------------
 
-ENGINE_CONNECT_TIMEOUT_S = 5
+ENGINE_CONNECT_TIMEOUT_S = 3  # below the engine calls' own 4 s, so that ssh's words come first
 
 
 def engine_dial_argv(destination: str, port: str | None, socket_path: str | None) -> list[str]:
@@ -74,7 +74,8 @@ def engine_dial_argv(destination: str, port: str | None, socket_path: str | None
     the user's own config and agent, never a prompt, and a bounded connect."""
     remote = "docker system dial-stdio" if socket_path is None else \
         f"docker --host {shlex.quote('unix://' + socket_path)} system dial-stdio"
-    return [*_to_engine_host(destination, port), remote]
+    # Keepalives: an engine connection left behind (a context given up on) ends with its link.
+    return [*_to_engine_host(destination, port, "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"), remote]
 
 
 def _to_engine_host(destination: str, port: str | None, *options: str) -> list[str]:
@@ -549,7 +550,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     directory = control_dir() if shared and multiplexing() else None
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
-    jump_log = f"{log_path}-jump" if endpoint.jump else None
+    jump_log = _new_private_file(f"{log_path}-jump") if endpoint.jump else None
     argv = [*base_argv(endpoint, jump_log), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
@@ -568,7 +569,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     try:
         try:
             child = subprocess.Popen(argv, stdout=subprocess.PIPE if relayed else None,
-                                     stderr=subprocess.PIPE if relayed else None)
+                                     stderr=subprocess.PIPE if relayed else None, env=session_env(endpoint))
         except FileNotFoundError:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
         relays = [_relay(child.stdout, 1), _relay(child.stderr, 2)] if relayed else []
@@ -592,23 +593,43 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     return Outcome(rc=rc, sent=any(line.startswith(_SENT_LINES) for line in log.splitlines()), log=log, signal=received[0] if received else None)
 
 
+def _new_private_file(path: str) -> str | None:
+    """`path`, made here and now (0600, never through a link): the jump's shell only opens it.
+    None when that fails; the jump's words are then lost, not written somewhere else."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        return None
+    return path
+
+
 def _jump_complaint(endpoint: Endpoint, jump_log: str | None) -> str:
     """What the jump said (a refused login or forward), as lines of the session's log, named by
     the engine host. A master's jump lives on and may still write to the unlinked file."""
     if jump_log is None:
         return ""
     try:
-        with open(jump_log, errors="replace") as fh:
-            said = [line for line in fh.read().splitlines() if line.strip()]
+        fd = os.open(jump_log, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            said = os.read(fd, 16384).decode(errors="replace") if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+        finally:
+            os.close(fd)
         os.unlink(jump_log)
     except OSError:
         return ""
-    return "".join(f"\n{endpoint.jump}: {line}" for line in said[-3:])
+    return "".join(f"\n{endpoint.jump}: {line}" for line in said.splitlines() if line.strip())[-2000:]
+
+
+def session_env(endpoint: Endpoint) -> dict[str, str] | None:
+    """ssh runs a ProxyCommand with $SHELL, and the jump's is written for a POSIX shell (a csh
+    user's `2>file` would break the tunnel)."""
+    return {**os.environ, "SHELL": "/bin/sh"} if endpoint.jump else None
 
 
 def run_captured(endpoint: Endpoint, remote: str, timeout: float = 60.0) -> proc.Result:
     """A short non-interactive session with output captured (detached starts, probes)."""
-    return proc.run([*base_argv(endpoint), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout)
+    return proc.run([*base_argv(endpoint), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout,
+                    env={"SHELL": "/bin/sh"} if endpoint.jump else None)
 
 
 def failure_kind(outcome: Outcome) -> str:

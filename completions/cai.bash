@@ -7,11 +7,12 @@
 
 _shtab_cai_ssh_subparsers=(cleanup)
 _shtab_cai_image_subparsers=(build)
-_shtab_cai_subparsers=(run exec shell stop status gc export import ssh image doctor docker completion)
+_shtab_cai_subparsers=(run exec shell cp stop status gc export import ssh image doctor docker completion)
 
 _shtab_cai_run_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus -d --detached --dry-run --verbose -q --quiet -D --debug --context)
 _shtab_cai_exec_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --verbose -q --quiet -D --debug --context)
 _shtab_cai_shell_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --verbose -q --quiet -D --debug --context)
+_shtab_cai_cp_option_strings=(-h --help -w --workspace --container --verbose -q --quiet -D --debug --context)
 _shtab_cai_stop_option_strings=(-h --help --container --all --remove --force --export --verbose -q --quiet -D --debug --context)
 _shtab_cai_status_option_strings=(-h --help --container -w --workspace --json --all-contexts --verbose -q --quiet -D --debug --context)
 _shtab_cai_gc_option_strings=(-h --help --dry-run --force --age --images --json --all-contexts --verbose -q --quiet -D --debug --context)
@@ -36,6 +37,9 @@ _shtab_cai_shell_pos_0_COMPGEN=_shtab_compgen_dirs
 _shtab_cai_shell__w_COMPGEN=_shtab_compgen_dirs
 _shtab_cai_shell___workspace_COMPGEN=_shtab_compgen_dirs
 _shtab_cai_shell___container_COMPGEN=_cai_complete_containers
+_shtab_cai_cp__w_COMPGEN=_shtab_compgen_dirs
+_shtab_cai_cp___workspace_COMPGEN=_shtab_compgen_dirs
+_shtab_cai_cp___container_COMPGEN=_cai_complete_containers
 _shtab_cai_stop___container_COMPGEN=_cai_complete_containers
 _shtab_cai_status___container_COMPGEN=_cai_complete_containers
 _shtab_cai_status__w_COMPGEN=_shtab_compgen_dirs
@@ -55,7 +59,7 @@ _shtab_cai_import___config_COMPGEN=_shtab_compgen_files
 _shtab_cai_ssh_pos_0_choices=(cleanup)
 _shtab_cai_image_pos_0_choices=(build)
 _shtab_cai_completion_pos_0_choices=(bash zsh)
-_shtab_cai_pos_0_choices=(run exec shell stop status gc export import ssh image doctor docker completion)
+_shtab_cai_pos_0_choices=(run exec shell cp stop status gc export import ssh image doctor docker completion)
 
 _shtab_cai_run_pos_0_nargs=...
 _shtab_cai_run__h_nargs=0
@@ -86,6 +90,13 @@ _shtab_cai_shell__q_nargs=0
 _shtab_cai_shell___quiet_nargs=0
 _shtab_cai_shell__D_nargs=0
 _shtab_cai_shell___debug_nargs=0
+_shtab_cai_cp__h_nargs=0
+_shtab_cai_cp___help_nargs=0
+_shtab_cai_cp___verbose_nargs=0
+_shtab_cai_cp__q_nargs=0
+_shtab_cai_cp___quiet_nargs=0
+_shtab_cai_cp__D_nargs=0
+_shtab_cai_cp___debug_nargs=0
 _shtab_cai_stop__h_nargs=0
 _shtab_cai_stop___help_nargs=0
 _shtab_cai_stop___all_nargs=0

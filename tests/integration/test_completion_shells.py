@@ -63,9 +63,10 @@ def shell_home(isolated_home):
 def test_subcommands_and_flags(shell_home):
     assert bash_complete(shell_home, "cai", "st") == ["stop", "status"]
     assert bash_complete(shell_home, "cai", "gc", "--") == [
-        "--help", "--dry-run", "--force", "--age", "--images", "--json", "--verbose", "--quiet", "--debug", "--context"]
+        "--help", "--dry-run", "--force", "--age", "--images", "--json", "--all-contexts", "--verbose", "--quiet",
+        "--debug", "--context"]
     assert bash_complete(shell_home, "cai", "status", "--") == [
-        "--help", "--container", "--workspace", "--json", "--verbose", "--quiet", "--debug", "--context"]
+        "--help", "--container", "--workspace", "--json", "--all-contexts", "--verbose", "--quiet", "--debug", "--context"]
     assert bash_complete(shell_home, "cai", "completion", "") == ["bash", "zsh"]
     assert bash_complete(shell_home, "cai", "ssh", "") == ["cleanup"]
     assert "--name" not in bash_complete(shell_home, "cai", "stop", "--")

@@ -381,9 +381,10 @@ def test_gc_removes_idle_leftover_helpers_and_reports_odd_keep_values(spare_engi
     home = tmp_path / "home"
     context = spare.add_context(home)
     helper_labels = {"containai.helper": "true", "containai.helper.role": "import", "containai.helper.volume": "v"}
-    idle = spare.make("running", name="left-idle", managed=None, labels=helper_labels)
+    idle = spare.make("exited", name="left-idle", managed=None, labels=helper_labels)
     busy = spare.make("running", name="left-busy", managed=None, labels=helper_labels)
     busy.exec_run(["/bin/sleep", "60"], detach=True)  # a swap still running
+    spare.make("running", name="left-receiving", managed=None, labels=helper_labels)  # maybe mid put_archive
     for value in ("yes", "1", "TRUE", "maybe"):
         spare.make("exited", name=f"keep-{value.lower()}", labels={"containai.keep": value})
     done = run_cai(home, "--context", context, "gc", "--age", "0m", "--force", "--json")
@@ -393,4 +394,4 @@ def test_gc_removes_idle_leftover_helpers_and_reports_odd_keep_values(spare_engi
     assert sorted(report["removed"]["containers"]) == ["keep-maybe"]
     assert report["unrecognized_keep"] == [{"name": "keep-maybe", "value": "maybe"}]
     assert "[WARN] keep-maybe: containai.keep=maybe protects nothing (use true, 1 or yes)" in done.stderr.splitlines()
-    assert spare.names() == {"left-busy", "keep-yes", "keep-1", "keep-true"}
+    assert spare.names() == {"left-busy", "left-receiving", "keep-yes", "keep-1", "keep-true"}

@@ -54,3 +54,23 @@ def test_exec_container_token(args, index):
 def test_docker_argv_pins_context():
     assert engine.docker_argv("ctx", "ps", "-a") == ["docker", "--context", "ctx", "ps", "-a"]
     assert engine.cli_env() == {"DOCKER_HOST": None, "DOCKER_CONTEXT": None}
+
+
+@pytest.mark.parametrize("url, target, argv_tail", [
+    ("ssh://me@big", ("me@big", None, None), ["--", "me@big", "docker system dial-stdio"]),
+    ("ssh://me@big:2222", ("me@big", "2222", None), ["--", "me@big", "docker system dial-stdio"]),
+    ("ssh://big/run/user/1000/docker.sock", ("big", None, "/run/user/1000/docker.sock"),
+     ["--", "big", "docker --host unix:///run/user/1000/docker.sock system dial-stdio"]),
+    ("ssh://root@[fd00::2]:22", ("root@fd00::2", "22", None), ["--", "root@fd00::2", "docker system dial-stdio"]),
+])
+def test_an_ssh_engine_is_dialled_as_its_url_says(url, target, argv_tail):
+    """No port unless the URL names one (the ssh config's Port then applies), and the socket path
+    of this URL: docker-py's own parser adds :22 and drops the path."""
+    from cai import ssh
+
+    found = engine.dial_target(url)
+    assert (found.destination, found.port, found.socket_path) == target
+    argv = ssh.engine_dial_argv(found.destination, found.port, found.socket_path)
+    assert argv[argv.index("--"):] == argv_tail
+    assert (argv[argv.index("-p") + 1] if "-p" in argv else None) == found.port
+    assert "ServerAliveInterval=5" in argv and "BatchMode=yes" in argv

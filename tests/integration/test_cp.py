@@ -1,0 +1,144 @@
+"""`cai cp` both ways against a real container, with a real tree and an agent that lies."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import unicodedata
+
+import pytest
+
+from conftest import agent_workspace, run_cai
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, docker_client, agent_image):
+    """A container of the module's own: tests here plant things in the agent's home."""
+    home = tmp_path_factory.mktemp("cp-home")
+    workspace = agent_workspace(tmp_path_factory, "cp-ws")
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    yield home, workspace, name, docker_client.containers.get(name)
+    docker_client.api.remove_container(name, force=True, v=True)
+
+
+def sh(container, script, user="agent"):
+    done = container.exec_run(["sh", "-c", script], user=user)
+    return done.exit_code, done.output.decode(errors="replace")
+
+
+def make_tree(root):
+    nfd = unicodedata.normalize("NFD", "café")
+    (root / "with space").mkdir(parents=True)
+    (root / "with space" / f"{nfd}.txt").write_text("accents\n")
+    (root / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "link").symlink_to("run.sh")
+    os.link(root / "run.sh", root / "hard")
+    (root / "empty").mkdir()
+    return nfd
+
+
+def test_a_tree_goes_in_owned_by_the_agent_and_comes_back_the_same(box, tmp_path):
+    home, workspace, _, container = box
+    source = tmp_path / "tree"
+    nfd = make_tree(source)
+    sent = run_cai(home, "cp", str(source), ":inbox/", cwd=str(workspace))
+    assert sent.returncode == 1 and "No such directory" in sent.stderr  # a trailing / names a directory
+    sent = run_cai(home, "cp", str(source), ":inbox", cwd=str(workspace))
+    assert (sent.returncode, sent.stdout, sent.stderr) == (0, "", ""), sent.stderr
+    code, listing = sh(container, "cd ~/workspace/inbox && stat -c '%U %a %n' run.sh link hard empty "
+                                  "&& ./run.sh && readlink link && [ run.sh -ef hard ] && echo same-inode")
+    assert code == 0, listing
+    assert listing.splitlines() == ["agent 755 run.sh", "agent 777 link", "agent 755 hard", "agent 755 empty",
+                                    "ran", "run.sh", "same-inode"]
+    assert sh(container, f"cat ~/workspace/inbox/'with space'/{nfd}.txt")[1] == "accents\n"
+
+    back = tmp_path / "back"
+    back.mkdir()
+    got = run_cai(home, "cp", ":inbox", str(back), cwd=str(workspace))
+    assert got.returncode == 0, got.stderr
+    assert (back / "inbox" / "with space" / f"{nfd}.txt").read_text() == "accents\n"
+    assert os.readlink(back / "inbox" / "link") == "run.sh"
+    assert os.stat(back / "inbox" / "hard").st_ino == os.stat(back / "inbox" / "run.sh").st_ino
+    assert os.stat(back / "inbox" / "run.sh").st_mode & 0o777 == 0o755
+
+
+def test_a_file_can_be_renamed_either_way(box, tmp_path):
+    home, workspace, _, container = box
+    (tmp_path / "notes.md").write_text("# notes\n")
+    assert run_cai(home, "cp", str(tmp_path / "notes.md"), ":renamed.md", cwd=str(workspace)).returncode == 0
+    assert sh(container, "cat ~/workspace/renamed.md")[1] == "# notes\n"
+    got = run_cai(home, "cp", ":renamed.md", str(tmp_path / "again.md"), cwd=str(workspace))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "again.md").read_text() == "# notes\n"
+
+
+def test_usage_errors(box, tmp_path):
+    home, workspace, _, _ = box
+    for argv in (("a", "b"), (":a", ":b")):
+        done = run_cai(home, "cp", *argv, cwd=str(workspace))
+        assert (done.returncode, done.stderr.splitlines()[0]) == (
+            1, "[ERROR] Exactly one of SRC and DEST must be :PATH (a path in the container)")
+    missing = run_cai(home, "cp", str(tmp_path / "nope"), ":x", cwd=str(workspace))
+    assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+    gone = run_cai(home, "cp", ":no-such-file", str(tmp_path), cwd=str(workspace))
+    assert gone.returncode == 1 and "No such file or directory in" in gone.stderr
+
+
+def test_a_link_the_agent_planted_leads_nowhere_root_owns(box, tmp_path, docker_client):
+    home, workspace, _, container = box
+    assert sh(container, "ln -sfn /etc ~/workspace/drop")[0] == 0
+    (tmp_path / "passwd").write_text("owned\n")
+    done = run_cai(home, "cp", str(tmp_path / "passwd"), ":drop", cwd=str(workspace))
+    assert done.returncode == 1, done.stderr
+    assert sh(container, "head -c 5 /etc/passwd")[1] == "root:"
+    assert sh(container, "rm ~/workspace/drop")[0] == 0
+
+
+@pytest.mark.parametrize("evil", ["dot-dot", "absolute-link", "device"])
+def test_what_a_lying_agent_sends_is_refused_and_nothing_leaves_dest(box, tmp_path, evil):
+    """The agent's ~/.bashrc puts its own `tar` first on PATH, which sends a crafted archive."""
+    home, workspace, _, container = box
+    crafted = io.BytesIO()
+    with tarfile.open(fileobj=crafted, mode="w") as tar:
+        info = tarfile.TarInfo("report/ok.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"ok\n"))
+        if evil == "dot-dot":
+            info = tarfile.TarInfo("report/../../escaped.txt")
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"out\n"))
+        elif evil == "absolute-link":
+            info = tarfile.TarInfo("report/passwd")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+        else:
+            info = tarfile.TarInfo("report/null")
+            info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            tar.addfile(info)
+    container.put_archive("/home/agent", _one_file("crafted.tar", crafted.getvalue()))
+    assert sh(container, "mkdir -p ~/workspace/report ~/fake && printf '#!/bin/sh\\ncat ~/crafted.tar\\n' > ~/fake/tar "
+                         "&& chmod +x ~/fake/tar && cp ~/.bashrc ~/.bashrc.kept "
+                         "&& { echo 'PATH=$HOME/fake:$PATH'; cat ~/.bashrc.kept; } > ~/.bashrc")[0] == 0
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    try:
+        done = run_cai(home, "cp", ":report", str(dest), cwd=str(workspace))
+    finally:
+        sh(container, "mv ~/.bashrc.kept ~/.bashrc && rm -rf ~/fake ~/crafted.tar ~/workspace/report")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"[ERROR] Refused what {box[2]} sent: "), done.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.name == "escaped.txt"]  # nothing beside DEST
+    assert not (dest / "report" / "passwd").exists() and not (dest / "report" / "null").exists()
+
+
+def _one_file(name, data):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.uid, info.gid, info.mode = len(data), 1000, 1000, 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
