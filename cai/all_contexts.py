@@ -6,11 +6,11 @@ as unreachable and its thread is left behind. The threads are daemon threads, no
 ThreadPoolExecutor's: the interpreter joins a pool's workers at exit even after
 `shutdown(wait=False)` (measured: a pool running a 6 s call kept cai alive 6 s), so a context that
 never answers would hold cai open however early it stopped waiting.
-
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from cai import output
@@ -56,8 +56,10 @@ def known_contexts() -> list[str]:
         entries = []
     for entry in entries:
         path = entry / "meta.json"
+        if not entry.is_dir():
+            continue
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(_read_regular(path))
             name = data["Name"]
             if not isinstance(name, str) or not name:
                 raise ValueError("no name")
@@ -68,6 +70,19 @@ def known_contexts() -> list[str]:
             continue
         names.add(name)
     return sorted(names)
+
+
+def _read_regular(path: "os.PathLike[str] | str") -> str:
+    """A small regular file's text; a FIFO or a device there must not block or flood."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        return os.read(fd, 1 << 20).decode()
+    finally:
+        os.close(fd)
 
 
 def reason(exc: BaseException) -> str:
@@ -139,6 +154,42 @@ def fan_out(work: Callable[["engine.Engine"], T], contexts: list[str] | None = N
         else:
             answered.append((name, future.result()))
     return answered, unreachable
+
+
+def engine_identity(daemon_info: dict[str, Any], container_ids: "list[str] | set[str]") -> str:
+    """Who answered: the daemon's ID alone is not enough (dockerds on one host, and cloned VMs,
+    share /etc/docker/key.json, hence the ID), so its name, data root and the containers it
+    listed go with it. Two engines that agree on all of that show the same rows anyway."""
+    import hashlib
+
+    if not daemon_info.get("ID"):
+        return ""
+    parts = [str(daemon_info.get(key) or "") for key in ("ID", "Name", "DockerRootDir")] + sorted(container_ids)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def one_per_engine(answered: list[tuple[str, T]], engine_id: Callable[[T], str]) -> tuple[list[tuple[str, T]], list[dict[str, str]]]:
+    """The answers with a context that names an engine already seen (Docker Desktop's `default`
+    and `desktop-linux`, say) left out, and those as [{"context", "same_as"}]: listed twice, its
+    containers would be counted twice, and gc would remove them (and their images) twice."""
+    first: dict[str, str] = {}
+    kept: list[tuple[str, T]] = []
+    same: list[dict[str, str]] = []
+    for context, answer in answered:
+        key = engine_id(answer)
+        if key and key in first:
+            same.append({"context": context, "same_as": first[key]})
+            continue
+        if key:
+            first[key] = context
+        kept.append((context, answer))
+    return kept, same
+
+
+def warn_same_engine(same: list[dict[str, str]]) -> None:
+    for item in same:
+        output.warn(f"context {output.shown(item['context'])}: the same engine as context "
+                    f"{output.shown(item['same_as'])}; shown once")
 
 
 def warn_unreachable(unreachable: list[Unreachable]) -> None:

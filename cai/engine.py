@@ -218,7 +218,8 @@ def _patch_ssh_transport() -> None:
             )
         except OSError as exc:
             ours.close()
-            raise EngineUnavailable("no_cli" if isinstance(exc, FileNotFoundError) else "ssh", f"ssh: {exc}") from None
+            detail = "ssh is not installed or not on PATH" if isinstance(exc, FileNotFoundError) else f"ssh: {exc}"
+            raise EngineUnavailable("ssh", detail) from None
         finally:
             theirs.close()
         sock = DialSocket(fileno=ours.detach())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from cai import clock, engine, labels, output, ssh
+from cai import all_contexts, clock, engine, labels, output, ssh
 from cai.errors import CaiError, ExitCode
 
 IMAGE_PREFIXES = ("containai:", "ghcr.io/containai/")
@@ -77,6 +77,7 @@ class Plan:
     images: list[StaleImage] = field(default_factory=list)
     helpers: list[StaleHelper] = field(default_factory=list)
     unrecognized_keep: list[dict[str, str]] = field(default_factory=list)
+    engine_id: str = ""  # all_contexts.engine_identity: two contexts may name one engine
 
     @property
     def total(self) -> int:
@@ -155,12 +156,14 @@ def make_plan(eng: "engine.Engine", age: str, threshold: int, *, with_images: bo
     be old enough; two more list calls for images. With `notes`, messages are collected there
     instead of printed (`--all-contexts` plans in threads and prints in order afterwards)."""
     listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
-    daemon_time = eng.system_time()
+    daemon = eng.call("info")
+    daemon_time = daemon.get("SystemTime", "")
     try:
         now_epoch = clock.epoch_seconds(daemon_time)
     except ValueError as exc:
         raise CaiError(ExitCode.ERROR, f"The engine reported an unreadable time: {output.shown(daemon_time)}") from exc
-    plan = Plan(eng.context, age, threshold, daemon_time, now_epoch)
+    plan = Plan(eng.context, age, threshold, daemon_time, now_epoch,
+                engine_id=all_contexts.engine_identity(daemon, [str(item.get("Id")) for item in listed]))
     to_inspect = []
     for item in listed:
         name = (item.get("Names") or ["/?"])[0].lstrip("/")
@@ -375,7 +378,8 @@ def merged_outcome(outcomes: list[Outcome]) -> Outcome:
 
 
 def merged_document(plans: list[Plan], outcomes: Mapping[str, Outcome], unreachable: list[dict[str, str]], *,
-                    age: str, threshold_seconds: int, dry_run: bool, cancelled: bool) -> dict[str, Any]:
+                    age: str, threshold_seconds: int, dry_run: bool, cancelled: bool,
+                    same_engine: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """json_document of each context, flattened: every entry carries its `context`, and the
     per-context `daemon_time` moves to `contexts`."""
     per = [json_document(p, dry_run=dry_run, cancelled=cancelled, outcome=outcomes.get(p.context)) for p in plans]
@@ -397,4 +401,5 @@ def merged_document(plans: list[Plan], outcomes: Mapping[str, Outcome], unreacha
         "errors": tagged("errors"),
         "unrecognized_keep": tagged("unrecognized_keep"),
         "unreachable": unreachable,
+        "same_engine": same_engine or [],
     }

@@ -112,7 +112,9 @@ def _run_all_contexts(args: argparse.Namespace, threshold: int) -> int:
         return pruning.make_plan(eng, args.age, threshold, with_images=args.images, notes=notes), notes
 
     answered, unreachable = all_contexts.fan_out(plan_one)
+    answered, same = all_contexts.one_per_engine(answered, lambda answer: answer[0].engine_id)
     all_contexts.warn_unreachable(unreachable)
+    all_contexts.warn_same_engine(same)
     for context, (_, notes) in answered:
         for level, message in notes:
             getattr(output, level)(message + pruning.context_suffix(context))
@@ -123,7 +125,7 @@ def _run_all_contexts(args: argparse.Namespace, threshold: int) -> int:
         if args.json:
             output.emit_json(pruning.merged_document(
                 plans, outcomes, all_contexts.json_unreachable(unreachable), age=args.age,
-                threshold_seconds=threshold, dry_run=args.dry_run, cancelled=cancelled))
+                threshold_seconds=threshold, dry_run=args.dry_run, cancelled=cancelled, same_engine=same))
 
     if not plans:
         finish()

@@ -179,12 +179,13 @@ def container_rows(context: str, listed: list[Mapping[str, Any]]) -> list[dict[s
 
 
 def all_contexts_document(answered: list[tuple[str, list[dict[str, Any]]]],
-                          unreachable: list[Any]) -> dict[str, Any]:
+                          unreachable: list[Any], same_engine: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """`answered` is (context, rows) in context order; `unreachable` all_contexts.Unreachable."""
     return {
         "contexts": [context for context, _ in answered],
         "containers": [row for _, rows in answered for row in rows],
         "unreachable": [item.as_json() for item in unreachable],
+        "same_engine": same_engine or [],
     }
 
 
@@ -253,10 +254,13 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
     return result(probe), result(stats)
 
 
-def _context_rows(eng: "engine.Engine") -> list[dict[str, Any]]:
-    from cai import engine, labels
+def _context_rows(eng: "engine.Engine") -> tuple[str, list[dict[str, Any]]]:
+    """(the daemon's ID, the rows)."""
+    from cai import all_contexts, engine, labels
 
-    return container_rows(eng.context, engine.list_containers(eng, [labels.MANAGED_FILTER]))
+    listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
+    identity = all_contexts.engine_identity(eng.call("info"), [str(item.get("Id")) for item in listed])
+    return identity, container_rows(eng.context, listed)
 
 
 def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
@@ -268,8 +272,10 @@ def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
     if ctx.context is not None:
         raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
     answered, unreachable = all_contexts.fan_out(_context_rows)
+    kept, same = all_contexts.one_per_engine(answered, lambda answer: answer[0])
     all_contexts.warn_unreachable(unreachable)
-    document = all_contexts_document(answered, unreachable)
+    all_contexts.warn_same_engine(same)
+    document = all_contexts_document([(context, rows) for context, (_, rows) in kept], unreachable, same)
     if args.json:
         output.emit_json(document)
     elif answered:

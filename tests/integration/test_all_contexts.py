@@ -211,7 +211,8 @@ def test_when_no_context_answers_the_document_still_comes_and_the_code_is_the_en
 
     done, _ = cai_without_default(isolated_home, "status", "--all-contexts", "--json")
     assert done.returncode == 1 and done.stderr.splitlines() == warnings
-    assert json.loads(done.stdout) == {"schema_version": 1, "contexts": [], "containers": [], "unreachable": gone}
+    assert json.loads(done.stdout) == {"schema_version": 1, "contexts": [], "containers": [], "unreachable": gone,
+                                        "same_engine": []}
 
     done, _ = cai_without_default(isolated_home, "gc", "--all-contexts", "--dry-run", "--json")
     assert done.returncode == 1 and done.stderr.splitlines() == warnings
@@ -298,3 +299,25 @@ def test_gc_force_removes_in_every_context_that_answered(engines, isolated_home,
                                    "images": [], "helpers": []}
     assert document["unreachable"] == [{"context": "ac-refused", "reason": "Docker Desktop is not running"}, DEFAULT_HIDDEN]
     assert (e11.names(), e12.names()) == (set(), {"ac-f-busy"})
+
+
+def test_two_contexts_on_one_engine_are_listed_and_pruned_once(engines, isolated_home):
+    e11, _ = engines
+    e11.make("exited", name="ac-s-old")
+    e11.make_image("containai:ac-s-unused")
+    add_context(isolated_home, "ac-s-again", e11.host)  # sorts before cai-spare-11
+
+    done, _ = cai_without_default(isolated_home, "status", "--all-contexts", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert [(r["context"], r["name"]) for r in document["containers"]] == [("ac-s-again", "ac-s-old")]
+    assert document["same_engine"] == [{"context": "cai-spare-11", "same_as": "ac-s-again"}]
+    assert "[WARN] context cai-spare-11: the same engine as context ac-s-again; shown once" in done.stderr.splitlines()
+
+    done, _ = cai_without_default(isolated_home, "gc", "--all-contexts", "--force", "--images", "--age", "0m", "--json")
+    assert done.returncode == 0, done.stderr  # the image once, not a second "No such image"
+    document = json.loads(done.stdout)
+    assert document["removed"]["containers"] == [{"context": "ac-s-again", "name": "ac-s-old"}]
+    assert document["removed"]["images"] == [{"context": "ac-s-again", "reference": "containai:ac-s-unused"}]
+    assert document["errors"] == [] and document["same_engine"] == [{"context": "cai-spare-11", "same_as": "ac-s-again"}]
+    assert e11.names() == set()

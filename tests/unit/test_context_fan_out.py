@@ -160,7 +160,7 @@ def test_document_and_table_keep_context_order():
                 ("default", status.container_rows("default", [listed("two", "exited", {"containai.workspace": "/w/t\x1b"})]))]
     gone = [all_contexts.Unreachable("dead", "Docker command timed out")]
     document = status.all_contexts_document(answered, gone)
-    assert list(document) == ["contexts", "containers", "unreachable"]
+    assert list(document) == ["contexts", "containers", "unreachable", "same_engine"]
     assert document["contexts"] == ["a-ctx", "default"]
     assert [(r["context"], r["name"]) for r in document["containers"]] == [("a-ctx", "one"), ("default", "two")]
     assert document["unreachable"] == [{"context": "dead", "reason": "Docker command timed out"}]
@@ -174,7 +174,7 @@ def test_document_and_table_keep_context_order():
 
 def test_status_prints_rows_warns_per_dead_context_and_exits_0(monkeypatch, capsys):
     rows = status.container_rows("live", [listed("one")])
-    monkeypatch.setattr(all_contexts, "fan_out", lambda work: ([("live", rows)], [
+    monkeypatch.setattr(all_contexts, "fan_out", lambda work: ([("live", ("engine-1", rows))], [
         all_contexts.Unreachable("dead", "no answer within 5 s")]))
     assert cli(["status", "--all-contexts", "--json"]) == 0
     captured = capsys.readouterr()
@@ -188,7 +188,8 @@ def test_status_with_no_context_answering_prints_the_document_and_fails(monkeypa
     assert cli(["status", "--all-contexts", "--json"]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"schema_version": 1, "contexts": [], "containers": [],
-                                        "unreachable": [{"context": "default", "reason": "Docker Desktop is not running"}]}
+                                        "unreachable": [{"context": "default", "reason": "Docker Desktop is not running"}],
+                                        "same_engine": []}
     assert captured.err.splitlines() == ["[WARN] context default: Docker Desktop is not running",
                                          "[ERROR] No Docker context answered (1 tried)"]
     assert cli(["status", "--all-contexts"]) == 1
@@ -238,7 +239,8 @@ def test_merged_document_tags_every_entry_with_its_context():
     document = gc.merged_document(plans, outcomes, [{"context": "dead", "reason": "no answer within 5 s"}],
                                   age="0m", threshold_seconds=0, dry_run=False, cancelled=False)
     assert list(document) == ["contexts", "threshold", "dry_run", "cancelled", "candidates", "protected", "skipped",
-                              "images", "helpers", "removed", "errors", "unrecognized_keep", "unreachable"]
+                              "images", "helpers", "removed", "errors", "unrecognized_keep", "unreachable",
+                              "same_engine"]
     assert document["contexts"] == [{"context": "a-ctx", "daemon_time": "2024-01-15T10:30:00Z"},
                                     {"context": "b-ctx", "daemon_time": "2024-01-15T10:30:00Z"}]
     assert [(c["context"], c["name"]) for c in document["candidates"]] == [("a-ctx", "old"), ("b-ctx", "older")]
@@ -299,8 +301,9 @@ def test_plan_notes_are_kept_for_the_caller_instead_of_printed(monkeypatch, caps
     class FakeEngine:
         context = "x"
 
-        def system_time(self):
-            return "2024-01-15T10:30:00Z"
+        def call(self, method):
+            assert method == "info"
+            return {"SystemTime": "2024-01-15T10:30:00Z", "ID": "engine-x"}
 
     listed_items = [{"Id": "1", "Names": ["/odd"], "State": "running", "Created": 0,
                      "Labels": {"containai.managed": "true", "containai.keep": "maybe"}}]
@@ -311,3 +314,10 @@ def test_plan_notes_are_kept_for_the_caller_instead_of_printed(monkeypatch, caps
     assert made.unrecognized_keep == [{"name": "odd", "value": "maybe"}]
     assert notes == [("warn", "odd: containai.keep=maybe protects nothing (use true, 1 or yes)")]
     assert capsys.readouterr().err == ""
+
+
+def test_a_context_that_names_an_engine_already_seen_is_shown_once():
+    answered = [("default", ("E1", ["a"])), ("desktop-linux", ("E1", ["a"])), ("big", ("E2", ["b"])), ("odd", ("", ["c"]))]
+    kept, same = all_contexts.one_per_engine(answered, lambda answer: answer[0])
+    assert [context for context, _ in kept] == ["default", "big", "odd"]  # an engine without an ID is its own
+    assert same == [{"context": "desktop-linux", "same_as": "default"}]
