@@ -259,8 +259,12 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout:
     keys: list[str] = []
 
     def keys_readable() -> bool:
-        keys[:] = engine_host_keys(eng, container.name)
-        return bool(keys)
+        # All of them, or the same ones twice: init writes them one by one, and something other
+        # than sshd may answer on the port before init is done.
+        found = engine_host_keys(eng, container.name)
+        settled = bool(found) and (len(found) == len(HOST_KEY_TYPES) or found == keys)
+        keys[:] = found
+        return settled
 
     ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
                       also=keys_readable, jump=target.jump)
