@@ -154,13 +154,9 @@ class DialTarget:
 
 
 def dial_target(url: str) -> DialTarget:
-    from urllib.parse import urlsplit
+    from cai import ssh
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    destination = f"{parts.username}@{host}" if parts.username else host
-    port = str(parts.port) if parts.port is not None else None
-    return DialTarget(destination, port, parts.path if parts.path not in ("", "/") else None)
+    return DialTarget(*ssh.split_ssh_url(url))
 
 
 def _thread_dials() -> list[tuple[Any, Any]]:

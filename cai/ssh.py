@@ -84,10 +84,23 @@ def _to_engine_host(destination: str, port: str | None, *options: str) -> list[s
             *(["-p", str(port)] if port else []), *options, "--", destination]
 
 
+def split_ssh_url(url: str) -> tuple[str, str | None, str | None]:
+    """`ssh://[user@]host[:port][/path]` → (`user@host` as ssh takes it, an IPv6 host without its
+    brackets; the port only when named; the path or None). The engine's dial and the jump to a
+    container both read the context's URL this way."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    destination = f"{parts.username}@{host}" if parts.username else host
+    return (destination, str(parts.port) if parts.port is not None else None,
+            parts.path if parts.path not in ("", "/") else None)
+
+
 def _split_jump(jump: str) -> tuple[str, str | None]:
-    """`[user@]host[:port]` → (`[user@]host`, port or None)."""
-    user_host, _, port = jump.rpartition(":") if jump.count(":") == 1 else (jump, "", "")
-    return user_host, port or None
+    """`[user@]host[:port]` (an ssh:// URL's netloc) → (`user@host`, port or None)."""
+    destination, port, _ = split_ssh_url(f"ssh://{jump}")
+    return destination, port
 
 
 # --- before anything is created --------------------------------------------------------------
@@ -620,16 +633,22 @@ def _jump_complaint(endpoint: Endpoint, jump_log: str | None) -> str:
     return "".join(f"\n{endpoint.jump}: {line}" for line in said.splitlines() if line.strip())[-2000:]
 
 
-def session_env(endpoint: Endpoint) -> dict[str, str] | None:
+def _jump_shell(endpoint: Endpoint) -> dict[str, str] | None:
     """ssh runs a ProxyCommand with $SHELL, and the jump's is written for a POSIX shell (a csh
     user's `2>file` would break the tunnel)."""
-    return {**os.environ, "SHELL": "/bin/sh"} if endpoint.jump else None
+    return {"SHELL": "/bin/sh"} if endpoint.jump else None
+
+
+def session_env(endpoint: Endpoint) -> dict[str, str] | None:
+    """The environment for an ssh of this endpoint that Popen starts (None: this one's)."""
+    overrides = _jump_shell(endpoint)
+    return proc.child_env(overrides) if overrides else None
 
 
 def run_captured(endpoint: Endpoint, remote: str, timeout: float = 60.0) -> proc.Result:
     """A short non-interactive session with output captured (detached starts, probes)."""
     return proc.run([*base_argv(endpoint), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout,
-                    env={"SHELL": "/bin/sh"} if endpoint.jump else None)
+                    env=_jump_shell(endpoint))
 
 
 def failure_kind(outcome: Outcome) -> str:

@@ -78,3 +78,16 @@ def test_remote_wrapper_leaves_the_command_no_extra_fd(tmp_path):
     remote = ssh.remote_exec_command(["ls", "/proc/self/fd"]).replace(ssh.WORKDIR, str(tmp_path), 1)
     done = subprocess.run(["bash", "-c", remote], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert sorted(done.stdout.split()) == ["0", "1", "2", "3"]  # 3 is ls's own directory handle
+
+
+@pytest.mark.parametrize("jump, split", [
+    ("root@10.0.0.2", ("root@10.0.0.2", None)),
+    ("me@big:2222", ("me@big", "2222")),
+    ("root@[fd00::2]:2222", ("root@fd00::2", "2222")),
+])
+def test_the_jump_is_read_as_the_engines_dial_reads_it(jump, split):
+    from cai import engine
+
+    assert ssh._split_jump(jump) == split
+    target = engine.dial_target(f"ssh://{jump}")
+    assert (target.destination, target.port) == split
