@@ -21,8 +21,7 @@ from typing import IO
 
 from cai import archives, containers, engine, output, ssh
 from cai.errors import CaiError, ExitCode
-
-AGENT_OWNER = (1000, 1000)
+from cai.volumes import AGENT_OWNER
 # Exit codes of the probe: what the container path is, seen by the agent.
 _IS_DIR, _IS_OTHER, _MISSING, _NO_PARENT = 20, 21, 22, 23
 _PROBE = ('[ -d "$1" ] && exit 20; { [ -e "$1" ] || [ -L "$1" ]; } && exit 21; '
