@@ -274,11 +274,46 @@ def remote_exec_measures(tmp: Path, cai: list[str], runs: int, notes: list[str])
                                 repeat(lambda: timed(["docker", "--context", context, "inspect", name], env), runs),
                                 "(for reference)"))
         subprocess.run(close_master, env=env, capture_output=True)
+        measures += tls_exec_measures(host, home, tmp, cai, env, runs)
         notes.append(f"Remote rows (P2r, P4r): an engine reached as `{host.docker_host}`, a network namespace on this "
-                     "machine with its own sshd and dockerd (tests/integration/remote_host.py); no network latency.")
+                     "machine with its own sshd and dockerd (tests/integration/remote_host.py); no network latency. "
+                     f"P2t: the same engine as `{host.tls_host}` with TLS, where each ssh connection is "
+                     "`docker exec -i … sshd -i`.")
         return measures
     finally:
         host.stop(check=False)
+
+
+def tls_exec_measures(host, home: Path, tmp: Path, cai: list[str], env: dict[str, str], runs: int) -> list[Measure]:
+    """Exec through a tcp:// (TLS) context: ssh over the engine's exec, against `docker exec`."""
+    from cai import engine, ssh
+
+    context = host.add_tls_context(home)
+    workspace = tmp / "tls-ws"
+    workspace.mkdir()
+    workspace.chmod(0o777)
+    name = subprocess.run([*cai, "--context", context, "run", str(workspace)], env=env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    found = host.client.containers.get(name)
+    endpoint = ssh.Endpoint(name, int(found.labels["containai.ssh-port"]), ssh.host_key_alias(context, found.id),
+                            None, engine.sshd_bridge_argv(context, found.id))
+    exec_true = [*cai, "--context", context, "exec", "--container", name, "--", "true"]
+    close_master = [*ssh.base_argv(endpoint), "-o", f"ControlPath={ssh.control_path(ssh.control_dir(), endpoint)}",
+                    "-O", "exit", ssh.HOST]
+
+    def cold_exec() -> float:
+        subprocess.run(close_master, env=env, capture_output=True)
+        return timed(exec_true, env)
+
+    docker_exec = repeat(lambda: timed(["docker", "--context", context, "exec", name, "true"], env), runs)
+    measures = [Measure("P2t", "TLS: `cai exec -- true`, cold (a new `sshd -i` through the engine)",
+                        "`docker --context … exec X true`", repeat(cold_exec, runs), docker_exec, "(for reference)")]
+    timed(exec_true, env)
+    measures.append(Measure("P2t", "TLS: `cai exec -- true`, warm (shared connection, cached target)",
+                            "`docker --context … exec X true`", repeat(lambda: timed(exec_true, env), runs), docker_exec,
+                            "≤ 0.5×"))
+    subprocess.run(close_master, env=env, capture_output=True)
+    return measures
 
 
 def render(measures: list[Measure], runs: int, notes: list[str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from cai import config, engine, labels, output, ssh
 from cai import container_scripts as scripts
@@ -161,16 +161,18 @@ def allocate_port(eng: engine.Engine) -> int:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Container:
+def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None) -> engine.Container:
     eng = target.engine
     if not eng.image_exists(image):
         raise CaiError(ExitCode.ERROR, f"Image not found: {image}", "Build it with: cai image build")
     engine.ensure_volume(eng, target.volume)
     output.info(f"Creating container {target.name} [context: {eng.context}]")
     # A remote engine's host does not have this path (a bind mount would make an empty directory
-    # there without a word): the workspace goes into a volume of its own, as a copy.
-    workspace_volume = config.validate_volume_name(f"{target.name}-workspace") if engine.is_remote(eng) else None
-    if workspace_volume is not None:
+    # there without a word): the workspace goes into a volume of its own, as a copy, unless
+    # --remote-path names a checkout the engine's host has.
+    workspace_volume = None
+    if engine.is_remote(eng) and remote_path is None:
+        workspace_volume = workspace_volume_name(target.name)
         engine.ensure_volume(eng, workspace_volume)
     with config.file_lock(config.config_dir() / ".ssh-port.lock"):
         port = allocate_port(eng)
@@ -180,8 +182,8 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
             container_labels[labels.WORKSPACE_VOLUME] = workspace_volume
         spec = engine.CreateSpec(
             name=target.name, image=image, hostname=labels.sanitize_hostname(target.name), labels=container_labels,
-            ssh_port=port, workspace=workspace_volume or str(target.workspace), volume=target.volume, memory=memory,
-            cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT,
+            ssh_port=port, workspace=workspace_volume or remote_path or str(target.workspace), volume=target.volume,
+            memory=memory, cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT, workspace_must_exist=remote_path is not None,
         )
         engine.create_container(eng, spec)
     if workspace_volume is not None:
@@ -189,6 +191,36 @@ def create(target: Target, *, image: str, memory: str, cpus: float) -> engine.Co
 
         volumes.upload_workspace(eng, target.name, target.workspace)
     return ensure_running(eng, target.name)
+
+
+def workspace_volume_name(name: str) -> str:
+    """The volume that holds a remote container's copy of the workspace."""
+    return config.validate_volume_name(f"{name}-workspace")
+
+
+def check_remote_path(eng: engine.Engine, remote_path: str | None, existing: engine.Container | None) -> None:
+    """--remote-path: an absolute path, on a remote engine, and the one an existing container binds."""
+    if remote_path is None:
+        return
+    if not remote_path.startswith("/") or "\0" in remote_path or "\n" in remote_path:
+        raise CaiError(ExitCode.ERROR, f"--remote-path must be an absolute path on the engine host: {output.shown(remote_path)}")
+    if not engine.is_remote(eng):
+        raise CaiError(ExitCode.ERROR, f"--remote-path needs a remote engine; context {eng.context} is on this host",
+                       "[HINT] Give the local directory as the workspace instead")
+    if existing is not None and dict(existing.workspace_mount) != {"type": "bind", "source": remote_path}:
+        shown = describe_workspace(existing.workspace_mount, labels.label(existing.labels, labels.WORKSPACE), remote=True)
+        raise CaiError(ExitCode.ERROR, f"Container {existing.name} has another workspace: {shown or 'unknown'}",
+                       "[HINT] Recreate it with --fresh to bind the remote path")
+
+
+def describe_workspace(mount: Mapping[str, str], path: str | None, *, remote: bool) -> str | None:
+    """What /home/agent/workspace is: `copy of PATH in volume V`, `PATH (on the engine host)` or
+    `PATH`; None when the mount is unknown."""
+    if mount.get("type") == "volume":
+        return f"copy of {output.shown(path)} in volume {mount['source']}" if path else f"copy in volume {mount['source']}"
+    if mount.get("type") == "bind":
+        return output.shown(mount["source"]) + (" (on the engine host)" if remote else "")
+    return None
 
 
 def remove(eng: engine.Engine, container: engine.Container) -> None:
@@ -217,7 +249,8 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
 
 def endpoint(container: engine.Container) -> ssh.Endpoint:
     return ssh.Endpoint(container.name, ssh_port(container), ssh.host_key_alias(container.context, container.id),
-                        ssh.jump_for(engine.context_endpoint(container.context)))
+                        ssh.jump_for(engine.context_endpoint(container.context)),
+                        engine.sshd_bridge_argv(container.context, container.id))
 
 
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
@@ -267,7 +300,7 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout:
         return settled
 
     ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
-                      also=keys_readable, jump=target.jump)
+                      also=keys_readable, proxy=ssh.proxy_words(target, target.port))
     pin_from_engine(eng, target, keys)
     inject_key(eng, container.name, public_key)
     ssh.write_host_config(target)
@@ -348,17 +381,19 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
             pass  # the next attempt reports what is wrong
 
 
-def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool) -> engine.Container:
+def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool,
+            remote_path: str | None = None) -> engine.Container:
     """Create, recreate or start the container so that it runs and SSH reaches it."""
     ssh.preflight()
     eng = target.engine
+    check_remote_path(eng, remote_path, None if fresh else target.container)
     if fresh and target.container is not None:
         output.info("Recreating container...")
         remove(eng, target.container)
         target = Target(eng, target.name, target.workspace, target.volume, None)
     if target.container is None:
         output.info("Container not found, creating...")
-        container = create(target, image=image, memory=memory, cpus=cpus)
+        container = create(target, image=image, memory=memory, cpus=cpus, remote_path=remote_path)
         setup_ssh(eng, container)
     else:
         container = ensure_running(eng, target.name, target.container)

@@ -39,6 +39,7 @@ _CLASSIFIED = {
     "context": ("Docker context or connection issue",),
     "unknown": ("Docker daemon is not accessible",),
     "ssh": ("Cannot reach the Docker engine over SSH",),
+    "tls": ("The Docker engine's TLS connection failed", "  Check the context's CA, certificate and key: docker context inspect"),
 }
 _NOT_RUNNING_RE = re.compile(
     r"daemon.*not running|connection refused|is the docker daemon running|cannot connect|no such file or directory",
@@ -53,7 +54,7 @@ class EngineUnavailable(CaiError):
     def __init__(self, kind: str, detail: str = "") -> None:
         first, *rest = _CLASSIFIED[kind]
         extra = [f"[ERROR] {line}" for line in rest]
-        if kind in ("unknown", "context", "ssh") and detail:
+        if kind in ("unknown", "context", "ssh", "tls") and detail:
             extra.append(f"[ERROR]   {detail}")
         if kind == "ssh" and "not found" in detail.lower() and "docker" in detail.lower():
             extra.append("[ERROR]   The engine host has no `docker` on the PATH of a non-interactive ssh login "
@@ -85,6 +86,11 @@ def classify(exc: BaseException) -> EngineUnavailable:
     complaint = _ssh_complaint()
     if complaint:  # an ssh:// engine: ssh's own words say what went wrong
         return EngineUnavailable("ssh", complaint)
+    import ssl
+
+    refused = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+    if refused is not None:  # its own words, not urllib3's retry summary with the whole URL
+        return EngineUnavailable("tls", str(refused)[:300])
     if names & {"Timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError", "ConnectTimeoutError"} or any(
         isinstance(e, (socket.timeout, TimeoutError)) for e in chain
     ):
@@ -291,6 +297,23 @@ def client_kwargs(host: str, tls: Any) -> dict[str, Any]:
     return {"base_url": f"ssh://{urlsplit(host).netloc}", "use_ssh_client": True}  # docker-py refuses a path
 
 
+def keep_context_ca(client: Any) -> None:
+    """A context's own CA verifies its engine. requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+    replace it for each request (docker-py #2433), so where those are set (many corporate and CI
+    machines) the engine's certificate failed to verify, while the docker CLI accepted it."""
+    ca = getattr(client, "verify", None)
+    if not isinstance(ca, str):
+        return
+    merge = client.merge_environment_settings
+
+    def merge_keeping_ca(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings = merge(*args, **kwargs)
+        settings["verify"] = ca
+        return settings
+
+    client.merge_environment_settings = merge_keeping_ca
+
+
 def attach_dial(client: Any, host: str) -> None:
     """What this client's connections dial: the context's own URL, port and socket path."""
     if host.startswith("ssh://"):
@@ -385,6 +408,7 @@ class Container:
     exec_ids: tuple[str, ...] = ()
     stop_timeout: int = 10
     pid: int = 0
+    workspace_mount: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -408,7 +432,23 @@ class Container:
             exec_ids=tuple(data.get("ExecIDs") or ()),
             stop_timeout=int(cfg.get("StopTimeout") or 10),
             pid=int(state.get("Pid") or 0),
+            workspace_mount=workspace_mount(data.get("Mounts")),
         )
+
+
+WORKSPACE_DIR = "/home/agent/workspace"
+
+
+def workspace_mount(mounts: Any) -> dict[str, str]:
+    """What the workspace directory is, from inspect's or the list's Mounts: {"type": "bind",
+    "source": a path on the engine's host} or {"type": "volume", "source": its name}; {} if neither."""
+    for mount in mounts if isinstance(mounts, list) else ():
+        if isinstance(mount, dict) and mount.get("Destination") == WORKSPACE_DIR:
+            kind = mount.get("Type")
+            source = mount.get("Name") if kind == "volume" else mount.get("Source")
+            if kind in ("bind", "volume") and isinstance(source, str):
+                return {"type": kind, "source": source}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -449,6 +489,7 @@ class Engine:
             try:
                 client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
                 attach_dial(client, ctx.Host if ctx else "")
+                keep_context_ca(client)
                 self._clients[timeout] = client
             except Exception as exc:
                 raise classify(exc) from exc
@@ -554,6 +595,21 @@ def docker_argv(context: str, *args: str) -> list[str]:
     return ["docker", "--context", context, *args]
 
 
+SSHD = "/usr/sbin/sshd"
+
+
+def sshd_bridge_argv(context: str, container_id: str) -> list[str] | None:
+    """How ssh reaches a container on an engine that cai has no ssh to (a tcp:// context): the
+    container's sshd in inetd mode (`sshd -i`), its stdio carried by the engine's own exec, so that
+    no port is ever published beyond the engine host's loopback. None for other engines. The
+    docker CLI by absolute path: NAME.conf's ProxyCommand also runs from cron's PATH. `--context`
+    wins over an ambient DOCKER_HOST in the CLI."""
+    host = context_endpoint(context) or ""
+    if not host.startswith("tcp://"):
+        return None
+    return [require_docker_cli(), "--context", context, "exec", "-i", container_id, SSHD, "-i"]
+
+
 def cli_env() -> dict[str, str | None]:
     from cai.proc import AMBIENT_DOCKER_VARS
 
@@ -600,6 +656,7 @@ class CreateSpec:
     cpus: float
     stop_timeout: int
     environment: Mapping[str, str] = field(default_factory=dict)
+    workspace_must_exist: bool = False  # `workspace` is a path on the engine's host (--remote-path)
 
 
 def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float = SLOW_TIMEOUT_S) -> Any:
@@ -691,11 +748,15 @@ def ensure_volume(engine: "Engine", name: str) -> None:
 
 
 def create_container(engine: "Engine", spec: CreateSpec) -> str:
+    docker = _sdk()
+
     def create(api: Any) -> str:
         host_config = api.create_host_config(
             port_bindings={22: ("127.0.0.1", spec.ssh_port)},
-            binds={spec.workspace: {"bind": "/home/agent/workspace", "mode": "rw"},
+            binds={**({} if spec.workspace_must_exist else {spec.workspace: {"bind": WORKSPACE_DIR, "mode": "rw"}}),
                    spec.volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
+            # A Mount, unlike a bind, refuses a missing source instead of making an empty directory.
+            mounts=[docker.types.Mount(WORKSPACE_DIR, spec.workspace, type="bind")] if spec.workspace_must_exist else None,
             mem_limit=spec.memory, memswap_limit=spec.memory, nano_cpus=int(spec.cpus * 1e9), init=True,
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
@@ -703,12 +764,19 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
         )
         created = api.create_container(
             spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
-            host_config=host_config, working_dir="/home/agent/workspace", stop_timeout=spec.stop_timeout,
+            host_config=host_config, working_dir=WORKSPACE_DIR, stop_timeout=spec.stop_timeout,
             environment={"CAI_HOST_WORKSPACE": spec.workspace, **spec.environment},
         )
         return created["Id"]
 
-    return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
+    try:
+        return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
+    except CaiError as exc:
+        if spec.workspace_must_exist and "bind source path does not exist" in exc.message:
+            raise CaiError(ExitCode.ERROR, f"Not found on the engine host of context {engine.context}: "
+                           f"{output.shown(spec.workspace)}",
+                           "[HINT] --remote-path names a directory that already exists there") from exc
+        raise
 
 
 def start_container(engine: "Engine", name: str) -> None:
@@ -798,16 +866,22 @@ def exec_as_agent(engine: "Engine", name: str, argv: list[str], timeout: float =
 
 
 def running_exec_ids(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT_S) -> list[str]:
-    """The container's exec sessions that are still running (Moby drops finished ones from
-    ExecIDs, but one may finish between the two reads)."""
+    return [exec_id for exec_id, _ in running_execs(engine, name, timeout)]
+
+
+def running_execs(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT_S) -> list[tuple[str, list[str]]]:
+    """The container's exec sessions that are still running, with their argv (Moby drops finished
+    ones from ExecIDs, but one may finish between the two reads)."""
     docker = _sdk()
     running = []
     for exec_id in engine.call("inspect_container", name, timeout=timeout).get("ExecIDs") or ():
         try:
-            if engine.call("exec_inspect", exec_id, timeout=timeout).get("Running"):
-                running.append(exec_id)
+            found = engine.call("exec_inspect", exec_id, timeout=timeout)
         except docker.errors.NotFound:
             continue
+        if found.get("Running"):
+            process = found.get("ProcessConfig") or {}
+            running.append((exec_id, [process.get("entrypoint") or "", *(process.get("arguments") or ())]))
     return running
 
 

@@ -48,7 +48,10 @@ def _entry_path(cache_key: str) -> Path:
 def lookup(cache_key: str) -> Known | None:
     try:
         data = json.loads(_entry_path(cache_key).read_text())
-        known = ssh.Endpoint(str(data["name"]), int(data["port"]), str(data["alias"]), data.get("jump"))
+        bridge = data.get("bridge")
+        if bridge is not None and not (isinstance(bridge, list) and all(isinstance(word, str) for word in bridge)):
+            return None
+        known = ssh.Endpoint(str(data["name"]), int(data["port"]), str(data["alias"]), data.get("jump"), bridge)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if data.get("key") != cache_key or list(ssh.pinned_lines(known.alias)) != data.get("host_keys") or not data["host_keys"]:
@@ -58,7 +61,7 @@ def lookup(cache_key: str) -> Known | None:
 
 def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
     body = json.dumps({"key": cache_key, "name": endpoint.name, "port": endpoint.port, "alias": endpoint.alias,
-                       "jump": endpoint.jump,
+                       "jump": endpoint.jump, "bridge": endpoint.bridge,
                        "host_keys": list(ssh.pinned_lines(endpoint.alias))})
     path = _entry_path(cache_key)
     try:

@@ -5,6 +5,9 @@ does the counting, so the probe needs nothing in the image beyond `sh`: `ss` out
 and the names in /dev/pts. The engine's running exec sessions (ExecIDs) come from inspect, minus
 the probe's own exec.
 
+On a tcp:// engine an SSH connection is an `sshd -i` exec (engine.sshd_bridge_argv), counted as
+an SSH connection and not as an exec session.
+
 A container HAS sessions when any SSH connection or exec session is running, or when more than
 PTY_THRESHOLD terminals are open. One terminal alone is not enough, as in the original: a login
 over SSH or `docker exec -t` is already counted by its connection or its exec, and a lone pty is
@@ -14,6 +17,7 @@ usually something left behind in the background (a detached `script` or tmux ser
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 
 from cai import container_scripts as scripts
@@ -106,9 +110,10 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
     if not container.running:
         return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
     port = labels.ssh_port(container.labels)
+    released = 0
     if port is not None:  # our own idle shared connection is nobody inside
-        ssh.release_master(ssh.Endpoint(container.name, port, ssh.host_key_alias(container.context, container.id)),
-                           every_on_port=True)
+        released = ssh.release_master(ssh.Endpoint(container.name, port, ssh.host_key_alias(container.context, container.id)),
+                                      every_on_port=True)
     try:
         probe_id, rc, output = engine.exec_captured(eng, container.name, scripts.session_probe(), timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:
@@ -117,11 +122,30 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
     connections, ptys = parse_probe(output)
     try:
-        execs: int | None = len([i for i in engine.running_exec_ids(eng, container.name) if i != probe_id])
+        execs, bridged = _exec_sessions(eng, container.name, probe_id, settle=released > 0)
     except Exception as exc:  # noqa: BLE001 - a missing count makes the answer UNKNOWN, not an error
         execs = None
         reason = f"exec sessions unreadable: {getattr(exc, 'message', exc)}"
     else:
         reason = "" if connections is not None else "neither ss nor /proc/net/tcp could be read"
+        if connections is not None:
+            connections += bridged
     state = classify(connections, ptys, execs)
     return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "")
+
+
+BRIDGE_ARGV = [engine.SSHD, "-i"]
+_BRIDGE_SETTLE_S = 1.0
+
+
+def _exec_sessions(eng: engine.Engine, name: str, probe_id: str, *, settle: bool) -> tuple[int, int]:
+    """(exec sessions, ssh connections carried by an exec): on a tcp:// engine each ssh connection
+    is an `sshd -i` exec (engine.sshd_bridge_argv), not a TCP connection. A master just released
+    takes a moment to end its bridge, so then a bridge still running is read again, briefly."""
+    deadline = time.monotonic() + (_BRIDGE_SETTLE_S if settle else 0)
+    while True:
+        running = [argv for exec_id, argv in engine.running_execs(eng, name) if exec_id != probe_id]
+        bridged = sum(1 for argv in running if argv == BRIDGE_ARGV)
+        if not bridged or time.monotonic() >= deadline:
+            return len(running) - bridged, bridged
+        time.sleep(0.1)

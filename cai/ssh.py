@@ -162,20 +162,49 @@ class Endpoint:
     engine's context and the container's id, so containers of two engines that share a name or a
     port never share pins or a control socket, and a recreated container is a new endpoint."""
 
-    __slots__ = ("name", "port", "alias", "jump")
+    __slots__ = ("name", "port", "alias", "jump", "bridge")
 
-    def __init__(self, name: str, port: int, alias: str, jump: str | None = None) -> None:
+    def __init__(self, name: str, port: int, alias: str, jump: str | None = None,
+                 bridge: Sequence[str] | None = None) -> None:
         self.name, self.port, self.alias = name, port, alias
         self.jump = jump  # `[user@]host[:port]` of an ssh:// engine: its loopback is reached through it
+        # The ProxyCommand argv for an engine cai has no ssh to (tcp://): sshd started through the engine.
+        self.bridge = tuple(bridge) if bridge else None
+
+    @property
+    def proxied(self) -> bool:
+        return bool(self.jump or self.bridge)
+
+    @property
+    def route(self) -> str:
+        """What carries the connection, as ssh's complaints are prefixed with."""
+        return self.jump or ("docker exec" if self.bridge else HOST)
 
 
-def jump_proxy_command(jump: str, stderr_path: str | None = None) -> str:
-    """ProxyJump, spelled as a ProxyCommand whose stderr is not the session's: with a shared
-    connection, the jump process lives as long as the master, and would hold cai's stderr open.
-    Its complaints go to `stderr_path` when given. (NAME.conf, for plain ssh, keeps ProxyJump.)"""
-    words = _to_engine_host(*_split_jump(jump), "-W", "%h:%p")
-    sink = "/dev/null" if stderr_path is None else shlex.quote(stderr_path).replace("%", "%%")  # ssh expands %
-    return " ".join(shlex.quote(word) for word in words) + f" 2>{sink}"
+def proxy_words(endpoint: Endpoint, port: int | None = None) -> list[str] | None:
+    """The ProxyCommand argv to the container's sshd: `ssh -W` through an ssh:// engine's host, or
+    the engine's own exec for a tcp:// one; None when the port is on this host. With `port`, the
+    words are for running here, else for ssh (which expands %h:%p)."""
+    if endpoint.jump:
+        return _to_engine_host(*_split_jump(endpoint.jump), "-W", "%h:%p" if port is None else f"{HOST}:{port}")
+    if endpoint.bridge:
+        return list(endpoint.bridge)
+    return None
+
+
+def proxy_command(endpoint: Endpoint, stderr_path: str | None = None, *, keep_stderr: bool = False) -> str | None:
+    """The ProxyCommand option's value. cai's own sessions send its stderr to `stderr_path` (or
+    nowhere), not the session's: with a shared connection the proxy lives as long as the master,
+    and would hold cai's stderr open. (NAME.conf, for plain ssh, keeps ProxyJump or the bridge.)"""
+    words = proxy_words(endpoint)
+    if words is None:
+        return None
+    # ssh expands %-tokens: the jump's own %h:%p stay, anything of the bridge's is literal.
+    line = " ".join(shlex.quote(word) if endpoint.jump else shlex.quote(word).replace("%", "%%") for word in words)
+    if keep_stderr:
+        return line
+    sink = "/dev/null" if stderr_path is None else shlex.quote(stderr_path).replace("%", "%%")
+    return line + f" 2>{sink}"
 
 
 def jump_for(engine_host: str | None) -> str | None:
@@ -192,13 +221,13 @@ def host_key_alias(context: str, container_id: str) -> str:
     return f"cai-{context}-{container_id[:12]}"
 
 
-def sshd_answers(port: int, timeout: float = 1.0, jump: str | None = None) -> bool:
+def sshd_answers(port: int, timeout: float = 1.0, proxy: Sequence[str] | None = None) -> bool:
     """An SSH server greets on the port (a TCP connect alone would also accept docker-proxy); on
-    an ssh:// engine, on the engine host's loopback, through the jump."""
+    a remote engine, through `proxy` (see `proxy_words`)."""
     import socket
 
-    if jump is not None:
-        return _greets_through(jump, port)
+    if proxy is not None:
+        return _greets_through(proxy)
     try:
         with socket.create_connection((HOST, port), timeout=timeout) as conn:
             return conn.recv(64).startswith(b"SSH-")
@@ -206,10 +235,9 @@ def sshd_answers(port: int, timeout: float = 1.0, jump: str | None = None) -> bo
         return False
 
 
-def _greets_through(jump: str, port: int) -> bool:
-    argv = _to_engine_host(*_split_jump(jump), "-W", f"{HOST}:{port}")
+def _greets_through(argv: Sequence[str]) -> bool:
     try:
-        child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except FileNotFoundError:
         return False
     try:
@@ -222,12 +250,13 @@ def _greets_through(jump: str, port: int) -> bool:
         child.wait()
 
 
-def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S, also=None, jump: str | None = None) -> None:
+def wait_for_sshd(port: int, is_running, timeout: float = READY_TIMEOUT_S, also=None,
+                  proxy: Sequence[str] | None = None) -> None:
     """Until sshd greets on the port (and `also()` holds); backoff 0.1 s doubling to 2 s, for up
     to `timeout`."""
     deadline = time.monotonic() + timeout
     delay = 0.1
-    while not (sshd_answers(port, jump=jump) and (also is None or also())):
+    while not (sshd_answers(port, proxy=proxy) and (also is None or also())):
         if not is_running():
             raise CaiError(ExitCode.SSH_SETUP_FAILED, "Container is not running; sshd cannot start")
         if time.monotonic() + delay > deadline:
@@ -302,6 +331,7 @@ def write_host_config(endpoint: Endpoint) -> Path:
         f"    UserKnownHostsFile {config_path_value(known_hosts_path())}",
         f"    HostKeyAlias {endpoint.alias}",
         *([f"    ProxyJump {endpoint.jump}"] if endpoint.jump else []),
+        *([f"    ProxyCommand {proxy_command(endpoint, keep_stderr=True)}"] if endpoint.bridge else []),
         "    StrictHostKeyChecking yes",
         "    PreferredAuthentications publickey",
         "    GSSAPIAuthentication no",
@@ -424,13 +454,13 @@ def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
 
 
-def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bool = False) -> None:
+def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bool = False) -> int:
     """Ask this user's control master for the endpoint (or every one on its port) to exit once its
     sessions end, and wait (a little) for it to go: an idle shared connection must not count as
-    someone inside."""
+    someone inside. Returns how many were asked."""
     directory = control_dir()
     if directory is None:
-        return
+        return 0
     if every_on_port:
         sockets = sorted(directory.glob(f"*-{endpoint.port}"))
     else:
@@ -440,6 +470,7 @@ def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bo
     deadline = time.monotonic() + wait_s
     while any(path.exists() for path in sockets) and time.monotonic() < deadline:
         time.sleep(0.02)
+    return len(sockets)
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -451,7 +482,7 @@ def base_argv(endpoint: Endpoint, jump_log: str | None = None) -> list[str]:
         "ssh",
         "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
         "-o", f"HostKeyAlias={endpoint.alias}",
-        *(["-o", f"ProxyCommand={jump_proxy_command(endpoint.jump, jump_log)}"] if endpoint.jump else []),
+        *(["-o", f"ProxyCommand={proxy_command(endpoint, jump_log)}"] if endpoint.proxied else []),
         "-o", f"IdentityFile={config_path_value(key_path())}", "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={config_path_value(known_hosts_path())}", "-o", "StrictHostKeyChecking=yes",
         "-o", "PreferredAuthentications=publickey", "-o", "GSSAPIAuthentication=no",
@@ -563,7 +594,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     directory = control_dir() if shared and multiplexing() else None
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
-    jump_log = _new_private_file(f"{log_path}-jump") if endpoint.jump else None
+    jump_log = _new_private_file(f"{log_path}-jump") if endpoint.proxied else None
     argv = [*base_argv(endpoint, jump_log), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
@@ -630,13 +661,13 @@ def _jump_complaint(endpoint: Endpoint, jump_log: str | None) -> str:
         os.unlink(jump_log)
     except OSError:
         return ""
-    return "".join(f"\n{endpoint.jump}: {line}" for line in said.splitlines() if line.strip())[-2000:]
+    return "".join(f"\n{endpoint.route}: {line}" for line in said.splitlines() if line.strip())[-2000:]
 
 
 def _jump_shell(endpoint: Endpoint) -> dict[str, str] | None:
     """ssh runs a ProxyCommand with $SHELL, and the jump's is written for a POSIX shell (a csh
     user's `2>file` would break the tunnel)."""
-    return {"SHELL": "/bin/sh"} if endpoint.jump else None
+    return {"SHELL": "/bin/sh"} if endpoint.proxied else None
 
 
 def session_env(endpoint: Endpoint) -> dict[str, str] | None:

@@ -68,6 +68,7 @@ ensure_client_tools() {
     # namespaces made with unshare, a veth to them made with ip (iproute2, above).
     command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # its TLS engine's certificates
     if [ "${#missing[@]}" -gt 0 ]; then
         say "installing ${missing[*]}"
         apt_install "${missing[@]}"

@@ -19,10 +19,14 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image", metavar="IMAGE", help=f"image for a new container (default: {labels.DEFAULT_IMAGE})")
     group.add_argument("--memory", metavar="SIZE", help=f"memory limit (default: {labels.DEFAULT_MEMORY})")
     group.add_argument("--cpus", metavar="N", type=_cpus, help=f"CPU limit (default: {labels.DEFAULT_CPUS:g})")
+    group.add_argument("--remote-path", metavar="PATH",
+                       help="on a remote engine: bind this existing directory of the engine host as the workspace "
+                       "(default: upload a copy of the local workspace)")
 
 
 def creation_flags_given(args: argparse.Namespace) -> bool:
-    return args.fresh or any(value is not None for value in (args.data_volume, args.image, args.memory, args.cpus))
+    return args.fresh or any(value is not None for value in (args.data_volume, args.image, args.memory, args.cpus,
+                                                             args.remote_path))
 
 
 def _cpus(value: str) -> float:
@@ -52,5 +56,6 @@ def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, 
     container = containers.prepare(
         target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or labels.DEFAULT_MEMORY,
         cpus=args.cpus if args.cpus is not None else labels.DEFAULT_CPUS, fresh=args.fresh,
+        remote_path=args.remote_path,
     )
     return target, container

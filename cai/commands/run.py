@@ -79,22 +79,29 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
 
 def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:
-    from cai import containers, labels, output, ssh
+    from cai import containers, engine, labels, output, ssh
 
     target = containers.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,
                                 volume_arg=args.data_volume, create_missing_named=True)
     existing = target.container
+    containers.check_remote_path(target.engine, args.remote_path, None if args.fresh else existing)
     state = existing.status if existing else "none"
     if existing is None or args.fresh:
         action, port = "create", str(containers.allocate_port(target.engine))
     else:
         action = "attach" if existing.running else "start"
         port = labels.label(existing.labels, labels.SSH_PORT) or "<unknown>"
+    if existing is not None and not args.fresh and existing.workspace_mount:
+        workspace_source = existing.workspace_mount["source"]
+    elif args.remote_path is not None or not engine.is_remote(target.engine):
+        workspace_source = args.remote_path or str(target.workspace)
+    else:
+        workspace_source = containers.workspace_volume_name(target.name)  # holding an uploaded copy
     plan = [
         ("CONTAINER_NAME", target.name), ("CONTAINER_STATE", state), ("WORKSPACE", str(target.workspace)),
         ("DATA_VOLUME", target.volume), ("IMAGE", existing.image if existing and not args.fresh else args.image or labels.DEFAULT_IMAGE),
         ("DOCKER_CONTEXT", target.engine.context), ("SSH_PORT", port),
-        ("MOUNT_WORKSPACE", f"{target.workspace}:{ssh.WORKDIR}"), ("MOUNT_DATA", f"{target.volume}:/mnt/agent-data"),
+        ("MOUNT_WORKSPACE", f"{workspace_source}:{ssh.WORKDIR}"), ("MOUNT_DATA", f"{target.volume}:/mnt/agent-data"),
         ("SSH_COMMAND", f"ssh {target.name}"), ("SSH_COMMAND_DIRECT", f"ssh -p {port} agent@{ssh.HOST}"),
         ("ACTION", action), ("MODE", "detached" if args.detached else "run"),
         ("COMMAND", " ".join(command)),

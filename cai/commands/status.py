@@ -112,6 +112,7 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
         "status": container.status,
         "image": container.image or "unknown",
         "uptime": uptime,
+        "workspace": workspace_report(container.labels, container.workspace_mount),
     }
     if found is not None:
         report["sessions"] = {
@@ -126,11 +127,31 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
     return _without_none(report)
 
 
-def render_text(report: Mapping[str, Any]) -> list[str]:
+def workspace_report(container_labels: Mapping[str, str], mount: Mapping[str, str]) -> dict[str, Any]:
+    """The local workspace the container is for, and what its /home/agent/workspace really is: a
+    bind of a directory of the engine's host, or a volume that holds a copy (a remote engine's)."""
+    from cai import labels
+
+    return {"path": labels.label(container_labels, labels.WORKSPACE) or None, "mount": mount.get("type"),
+            "source": mount.get("source"), "copy": mount.get("type") == "volume" if mount else None}
+
+
+def workspace_line(workspace: Mapping[str, Any], remote: bool) -> str | None:
+    from cai import containers
+
+    mount = {"type": workspace.get("mount"), "source": workspace.get("source")}
+    shown = containers.describe_workspace(mount, workspace.get("path"), remote=remote)
+    return None if shown is None else f"  Workspace: {shown}"
+
+
+def render_text(report: Mapping[str, Any], remote: bool = False) -> list[str]:
     lines = [f"Container: {report['container']}", f"  Status: {report['status']}"]
     if "uptime" in report:
         lines.append(f"  Uptime: {report['uptime']}")
     lines.append(f"  Image: {report['image']}")
+    workspace = workspace_line(report.get("workspace") or {}, remote)
+    if workspace:
+        lines.append(workspace)
     found = report.get("sessions") or {}
     if "ssh_connections" in found or "active_terminals" in found:
         lines += ["", "  Sessions (best-effort):"]
@@ -158,7 +179,7 @@ COLUMNS = (("CONTEXT", "context"), ("NAME", "name"), ("STATUS", "status"), ("IMA
 def container_rows(context: str, listed: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per workspace container of a sparse list (helpers left out, as `labels.is_ours`
     does), sorted by name."""
-    from cai import labels
+    from cai import engine, labels
 
     rows = []
     for item in listed:
@@ -173,6 +194,7 @@ def container_rows(context: str, listed: list[Mapping[str, Any]]) -> list[dict[s
             "status": item.get("State") or "unknown",
             "image": image or "unknown",
             "workspace": labels.label(item_labels, labels.WORKSPACE) or None,
+            "workspace_mount": engine.workspace_mount(item.get("Mounts")).get("type"),
             "ssh_port": labels.ssh_port(item_labels),
         })
     return sorted(rows, key=lambda row: row["name"])
@@ -305,6 +327,8 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     if args.json:
         output.emit_json(report)
     else:
-        for line in render_text(report):
+        from cai import engine
+
+        for line in render_text(report, engine.is_remote(engine.Engine(container.context))):
             output.out(line)
     return ExitCode.OK

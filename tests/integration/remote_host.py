@@ -7,7 +7,8 @@ file, run with `--init`). Its namespaces hold:
   `cai-rh0` at 10.213.9.1/30 on this host (slot 0; a concurrent session takes slot 1, 2, ...);
 * sshd on 10.213.9.2:22, with its own config, host key, authorized_keys and pidfile under
   /run/cai-remote-host/sshd (root may log in with the suite's key only);
-* a dockerd of its own: data root /var/lib/cai-remote-host (a 4 GB tmpfs inside the namespace
+* a dockerd of its own, also on tcp://10.213.9.2:2376 with TLS (client certificates from a CA
+  made for the run, under /run/cai-remote-host/tls): data root /var/lib/cai-remote-host (a 4 GB tmpfs inside the namespace
   unless `data_tmpfs=None`: loading the image skips the fsyncs, teardown deletes nothing), exec
   root and socket under /run/cai-remote-host (the socket, /run/cai-remote-host/docker.sock, is
   reachable from this host too), its own docker0 (172.31.250.1/24) and containerd, no iptables;
@@ -50,6 +51,8 @@ import time
 from pathlib import Path
 
 CONTEXT = "cai-test-remote"
+TLS_CONTEXT = "cai-test-tls"
+TLS_PORT = 2376
 USER = "root"
 SLOTS = 4  # concurrent sessions on one machine; slot 0 is cai-rh0 / 10.213.9.2 / /run/cai-remote-host
 BRIDGE_IP = "172.31.250.1/24"  # the remote engine's docker0, inside its own network namespace
@@ -400,6 +403,14 @@ class RemoteHost:
         return self.state_dir / "client" / "known_hosts"
 
     @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def tls_host(self) -> str:
+        return f"tcp://{self.address}:{TLS_PORT}"
+
+    @property
     def host_public_key(self) -> Path:
         return self.state_dir / "sshd" / "ssh_host_ed25519_key.pub"
 
@@ -446,6 +457,7 @@ class RemoteHost:
         os.chmod(state / "client", 0o700)
         slot.data_root.mkdir(parents=True, exist_ok=True)
         self._write_ssh_files()
+        self._write_tls_files()
         (state / "daemon.json").write_text("{}\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's compiled-in privsep dir
         Path("/etc/docker").mkdir(exist_ok=True)  # the mount point of the remote's own /etc/docker
@@ -513,7 +525,29 @@ class RemoteHost:
         return [shutil.which("dockerd", path=_STD_PATH), f"--data-root={slot.data_root}",
                 f"--exec-root={state / 'exec'}", f"--pidfile={state / 'dockerd.pid'}", f"--host=unix://{slot.socket}",
                 f"--config-file={state / 'daemon.json'}", f"--bip={BRIDGE_IP}", "--iptables=false",
-                "--ip6tables=false", "--storage-driver=overlay2", f"--cgroup-parent=/{slot.name}"]
+                "--ip6tables=false", "--storage-driver=overlay2", f"--cgroup-parent=/{slot.name}",
+                f"--host={self.tls_host}", "--tlsverify", f"--tlscacert={self.tls_dir / 'ca.pem'}",
+                f"--tlscert={self.tls_dir / 'server-cert.pem'}", f"--tlskey={self.tls_dir / 'server-key.pem'}"]
+
+    def _write_tls_files(self) -> None:
+        """A CA of this run's own, a server certificate for the address, and a client one."""
+        tls = self.tls_dir
+        tls.mkdir(mode=0o700, exist_ok=True)
+        openssl = shutil.which("openssl", path=_STD_PATH)
+        if openssl is None:
+            raise RuntimeError("openssl not found (scripts/setup.sh installs it)")
+        curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        _run(openssl, "req", "-x509", *curve, "-keyout", str(tls / "ca-key.pem"), "-out", str(tls / "ca.pem"),
+             "-days", "3", "-subj", "/CN=cai test CA")
+        for role, subject, extensions in (
+                ("server", f"/CN={self.address}", f"subjectAltName=IP:{self.address}\nextendedKeyUsage=serverAuth\n"),
+                ("client", "/CN=cai test client", "extendedKeyUsage=clientAuth\n")):
+            (tls / f"{role}.ext").write_text(extensions)
+            _run(openssl, "req", *curve, "-keyout", str(tls / f"{role}-key.pem"), "-out", str(tls / f"{role}.csr"),
+                 "-subj", subject)
+            _run(openssl, "x509", "-req", "-in", str(tls / f"{role}.csr"), "-CA", str(tls / "ca.pem"),
+                 "-CAkey", str(tls / "ca-key.pem"), "-CAcreateserial", "-days", "3", "-extfile", str(tls / f"{role}.ext"),
+                 "-out", str(tls / f"{role}-cert.pem"))
 
     def _write_ssh_files(self) -> None:
         state = self.state_dir
@@ -747,6 +781,20 @@ class RemoteHost:
         exists = subprocess.run(["docker", "context", "inspect", name], env=env, capture_output=True, timeout=30)
         if exists.returncode != 0:
             _run("docker", "context", "create", name, "--docker", f"host={self.docker_host}", env=env)
+        return name
+
+    def add_tls_context(self, home: Path | str, name: str = TLS_CONTEXT) -> str:
+        """The docker context `cai-test-tls` (host=tcp://ADDR:2376 with the run's client certificate)
+        in `home`'s docker config: an engine cai has no ssh to."""
+        env = {**os.environ, **self.env(home)}
+        env.pop("DOCKER_HOST", None)
+        env.pop("DOCKER_CONTEXT", None)
+        exists = subprocess.run(["docker", "context", "inspect", name], env=env, capture_output=True, timeout=30)
+        if exists.returncode != 0:
+            tls = self.tls_dir
+            _run("docker", "context", "create", name, "--docker",
+                 f"host={self.tls_host},ca={tls / 'ca.pem'},cert={tls / 'client-cert.pem'},key={tls / 'client-key.pem'}",
+                 env=env)
         return name
 
     def ssh_argv(self, *command: str, options: tuple[str, ...] = ()) -> list[str]:

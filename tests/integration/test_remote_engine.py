@@ -380,3 +380,66 @@ def test_cp_both_ways_through_the_remote(remote, tmp_path):
     got = cai("cp", ":sent", str(back), cwd=str(workspace))
     assert got.returncode == 0, got.stderr
     assert (back / "sub" / "deep.txt").read_text() == "deep\n" and os.readlink(back / "link") == "sub/deep.txt"
+
+
+# --- --remote-path: a checkout the engine host already has --------------------------------------
+
+
+def test_remote_path_binds_the_engine_hosts_directory(remote, remote_host, tmp_path_factory):
+    cai, _, _, _, _ = remote
+    # /tmp is the remote host's own (a tmpfs in its mount namespace): this host has no such path.
+    made = remote_host.ssh("mkdir -p /tmp/checkout && echo engine-side > /tmp/checkout/only-there.txt"
+                           " && chown -R 1000:1000 /tmp/checkout")  # one string: ssh joins its words
+    assert made.returncode == 0, made.stderr
+    workspace = agent_workspace(tmp_path_factory, "remote-path-ws")
+    (workspace / "local.txt").write_text("stays here\n")
+    done = cai("run", "--remote-path", "/tmp/checkout", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    mounts = {m["Destination"]: m for m in remote_host.client.containers.get(name).attrs["Mounts"]}
+    assert (mounts["/home/agent/workspace"]["Type"], mounts["/home/agent/workspace"]["Source"]) == ("bind", "/tmp/checkout")
+    seen = cai("exec", "-w", str(workspace), "--", "sh", "-c", "ls; echo made > by-agent.txt")
+    assert (seen.returncode, seen.stdout) == (0, "only-there.txt\n"), seen.stderr  # nothing was uploaded
+    assert remote_host.ssh("cat", "/tmp/checkout/by-agent.txt").stdout == "made\n"
+    status = cai("status", "--container", name)
+    assert "  Workspace: /tmp/checkout (on the engine host)" in status.stdout.splitlines(), status.stdout
+    report = json.loads(cai("status", "--container", name, "--json").stdout)
+    assert report["workspace"] == {"path": str(workspace), "mount": "bind", "source": "/tmp/checkout", "copy": False}
+    # Asking for another path for the same workspace names what it has.
+    other = cai("run", "--remote-path", "/tmp/elsewhere", str(workspace))
+    assert other.returncode == 1
+    assert other.stderr.splitlines() == [
+        f"[ERROR] Container {name} has another workspace: /tmp/checkout (on the engine host)",
+        "[HINT] Recreate it with --fresh to bind the remote path"]
+
+
+def test_a_missing_remote_path_is_refused_and_nothing_is_made_there(remote, remote_host, tmp_path_factory):
+    cai, _, _, _, _ = remote
+    workspace = agent_workspace(tmp_path_factory, "remote-path-missing")
+    before = {c.name for c in remote_host.client.containers.list(all=True)}
+    done = cai("run", "--remote-path", "/tmp/no-such-checkout", str(workspace))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[:2] == [
+        f"[ERROR] Not found on the engine host of context {remote_host.context}: /tmp/no-such-checkout",
+        "[HINT] --remote-path names a directory that already exists there"], done.stderr
+    assert {c.name for c in remote_host.client.containers.list(all=True)} == before
+    assert remote_host.ssh("test", "-e", "/tmp/no-such-checkout").returncode == 1  # docker made no empty directory
+
+
+def test_remote_path_needs_a_remote_engine(cai, tmp_path):
+    done = cai("run", "--dry-run", "--remote-path", "/srv/checkout", str(tmp_path))
+    assert done.code == 1
+    assert done.err_lines == [
+        "[ERROR] --remote-path needs a remote engine; context default is on this host",
+        "[HINT] Give the local directory as the workspace instead"]
+
+
+def test_dry_run_names_the_workspace_copy_on_a_remote_engine(remote, tmp_path_factory):
+    cai, _, _, _, _ = remote
+    workspace = agent_workspace(tmp_path_factory, "remote-dry")
+    done = cai("run", "--dry-run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    plan = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert plan["MOUNT_WORKSPACE"] == f"{plan['CONTAINER_NAME']}-workspace:/home/agent/workspace"
+    bound = cai("run", "--dry-run", "--remote-path", "/tmp/x", str(workspace))
+    assert dict(line.split("=", 1) for line in bound.stdout.splitlines())["MOUNT_WORKSPACE"] == "/tmp/x:/home/agent/workspace"

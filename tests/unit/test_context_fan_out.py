@@ -136,22 +136,24 @@ def test_none_answered_carries_the_first_contexts_code():
 # --- status --all-contexts -------------------------------------------------------------------
 
 
-def listed(name, state="running", labels=None, image="containai:latest"):
+def listed(name, state="running", labels=None, image="containai:latest", mounts=()):
     return {"Id": f"{name}-id", "Names": [f"/{name}"], "State": state, "Image": image,
-            "Labels": {"containai.managed": "true", **(labels or {})}}
+            "Labels": {"containai.managed": "true", **(labels or {})}, "Mounts": list(mounts)}
 
 
 def test_rows_are_workspace_containers_sorted_by_name():
     rows = status.container_rows("big", [
-        listed("zed", labels={"containai.workspace": "/src/zed", "containai.ssh-port": "2301"}),
+        listed("zed", labels={"containai.workspace": "/src/zed", "containai.ssh-port": "2301"},
+               mounts=[{"Type": "volume", "Name": "zed-data", "Destination": "/mnt/agent-data"},
+                       {"Type": "volume", "Name": "zed-main-workspace", "Destination": "/home/agent/workspace"}]),
         listed("helper", labels={"containai.helper": "true"}),
         listed("alpha", state="exited", labels={"containai.ssh-port": "not-a-port"}, image=""),
     ])
     assert rows == [
         {"context": "big", "name": "alpha", "id": "alpha-id", "status": "exited", "image": "unknown",
-         "workspace": None, "ssh_port": None},
+         "workspace": None, "workspace_mount": None, "ssh_port": None},
         {"context": "big", "name": "zed", "id": "zed-id", "status": "running", "image": "containai:latest",
-         "workspace": "/src/zed", "ssh_port": 2301},
+         "workspace": "/src/zed", "workspace_mount": "volume", "ssh_port": 2301},
     ]
 
 

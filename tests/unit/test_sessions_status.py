@@ -118,12 +118,26 @@ def test_resources_without_a_cpu_sample_leave_cpu_out():
 
 class _Container:
     name, status, image = "c1", "exited", "containai:latest"
+    labels = {"containai.workspace": "/src/p"}
+    workspace_mount = {"type": "bind", "source": "/src/p"}
 
 
 def test_report_of_a_stopped_container_has_only_the_required_keys():
     report = status.build_report(_Container(), None, None, None)
-    assert list(report) == ["container", "status", "image"]
-    assert status.render_text(report) == ["Container: c1", "  Status: exited", "  Image: containai:latest"]
+    assert list(report) == ["container", "status", "image", "workspace"]
+    assert report["workspace"] == {"path": "/src/p", "mount": "bind", "source": "/src/p", "copy": False}
+    assert status.render_text(report) == ["Container: c1", "  Status: exited", "  Image: containai:latest",
+                                          "  Workspace: /src/p"]
+
+
+def test_the_workspace_line_says_copy_or_engine_host():
+    copy = status.workspace_report({"containai.workspace": "/src/p"}, {"type": "volume", "source": "c1-workspace"})
+    assert status.workspace_line(copy, remote=True) == "  Workspace: copy of /src/p in volume c1-workspace"
+    bound = status.workspace_report({"containai.workspace": "/src/p"}, {"type": "bind", "source": "/srv/p"})
+    assert status.workspace_line(bound, remote=True) == "  Workspace: /srv/p (on the engine host)"
+    unknown = status.workspace_report({}, {})
+    assert (unknown, status.workspace_line(unknown, remote=False)) == (
+        {"path": None, "mount": None, "source": None, "copy": None}, None)
 
 
 def test_unknown_sessions_keep_the_state_in_json_and_stay_out_of_text():

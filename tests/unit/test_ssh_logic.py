@@ -91,3 +91,23 @@ def test_the_jump_is_read_as_the_engines_dial_reads_it(jump, split):
     assert ssh._split_jump(jump) == split
     target = engine.dial_target(f"ssh://{jump}")
     assert (target.destination, target.port) == split
+
+
+def test_a_tcp_engines_bridge_is_a_literal_proxy_command_in_name_conf(isolated_home):
+    bridge = ["/opt/my docker/100%/docker", "--context", "build", "exec", "-i", "abc123", "/usr/sbin/sshd", "-i"]
+    endpoint = ssh.Endpoint("proj-main", 2301, "cai-build-abc123", None, bridge)
+    command = ssh.proxy_command(endpoint, "/run/cai/log-1-jump")
+    # ssh hands the value to a shell after expanding %-tokens: the words come back as they were.
+    assert shlex.split(command.replace("%%", "%").rsplit(" 2>", 1)[0]) == bridge
+    assert command.endswith(" 2>/run/cai/log-1-jump") and "%%" in command
+    conf = ssh.write_host_config(endpoint).read_text()
+    assert f"    ProxyCommand {ssh.proxy_command(endpoint, keep_stderr=True)}\n" in conf
+    assert "ProxyJump" not in conf and "2>" not in conf
+    assert ssh.proxy_words(endpoint, 2301) == bridge  # readiness runs the same bridge
+
+
+def test_a_jump_keeps_its_forward_tokens_for_ssh_and_spells_them_out_for_readiness():
+    endpoint = ssh.Endpoint("n", 2301, "cai-big-1", "me@big:2222")
+    assert ssh.proxy_words(endpoint)[-2:] == ["--", "me@big"] and "%h:%p" in ssh.proxy_words(endpoint)
+    assert f"{ssh.HOST}:2301" in ssh.proxy_words(endpoint, 2301)
+    assert "%h:%p" in ssh.proxy_command(endpoint) and "%%" not in ssh.proxy_command(endpoint)
