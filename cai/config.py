@@ -18,6 +18,7 @@ from cai.errors import CaiError, ExitCode
 from cai import output
 
 DEFAULT_DATA_VOLUME = "containai-data"
+AGENT_WORKSPACE = "/home/agent/workspace"  # where the image mounts the workspace (ssh, engine, volumes)
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 LOCK_TIMEOUT_S = 30.0

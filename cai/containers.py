@@ -163,8 +163,7 @@ def allocate_port(eng: engine.Engine) -> int:
 
 def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None) -> engine.Container:
     eng = target.engine
-    if not eng.image_exists(image):
-        raise CaiError(ExitCode.ERROR, f"Image not found: {image}", "Build it with: cai image build")
+    require_image(eng, image)
     engine.ensure_volume(eng, target.volume)
     output.info(f"Creating container {target.name} [context: {eng.context}]")
     # A remote engine's host does not have this path (a bind mount would make an empty directory
@@ -198,19 +197,40 @@ def workspace_volume_name(name: str) -> str:
     return config.validate_volume_name(f"{name}-workspace")
 
 
-def check_remote_path(eng: engine.Engine, remote_path: str | None, existing: engine.Container | None) -> None:
-    """--remote-path: an absolute path, on a remote engine, and the one an existing container binds."""
+def require_image(eng: engine.Engine, image: str) -> None:
+    if not eng.image_exists(image):
+        raise CaiError(ExitCode.ERROR, f"Image not found: {image}", "Build it with: cai image build")
+
+
+def remote_path_choice(eng: engine.Engine, remote_path: str | None, existing: engine.Container | None) -> str | None:
+    """--remote-path, cleaned as Docker stores a bind's source: absolute, on a remote engine, not
+    the host's root, and the one an existing container binds."""
     if remote_path is None:
-        return
-    if not remote_path.startswith("/") or "\0" in remote_path or "\n" in remote_path:
+        return None
+    import posixpath
+
+    if not remote_path.startswith("/") or "\0" in remote_path or not remote_path.isprintable():
         raise CaiError(ExitCode.ERROR, f"--remote-path must be an absolute path on the engine host: {output.shown(remote_path)}")
+    cleaned = "/" + posixpath.normpath(remote_path).lstrip("/")
+    if cleaned == "/":
+        raise CaiError(ExitCode.ERROR, "--remote-path / would give the agent the engine host's whole filesystem",
+                       "[HINT] Name the checkout's own directory")
     if not engine.is_remote(eng):
         raise CaiError(ExitCode.ERROR, f"--remote-path needs a remote engine; context {eng.context} is on this host",
                        "[HINT] Give the local directory as the workspace instead")
-    if existing is not None and dict(existing.workspace_mount) != {"type": "bind", "source": remote_path}:
+    if existing is not None and dict(existing.workspace_mount) != {"type": "bind", "source": cleaned}:
         shown = describe_workspace(existing.workspace_mount, labels.label(existing.labels, labels.WORKSPACE), remote=True)
         raise CaiError(ExitCode.ERROR, f"Container {existing.name} has another workspace: {shown or 'unknown'}",
                        "[HINT] Recreate it with --fresh to bind the remote path")
+    return cleaned
+
+
+def require_engine_host_directory(eng: engine.Engine, image: str, path: str) -> None:
+    """Before anything is removed or made: --fresh must not lose a container to a typo."""
+    require_image(eng, image)
+    if not engine.engine_host_directory(eng, image, path, {labels.HELPER: "true", labels.HELPER_ROLE: "bind-check"}):
+        raise CaiError(ExitCode.ERROR, f"Not a directory on the engine host of context {eng.context}: {output.shown(path)}",
+                       "[HINT] --remote-path names a directory that already exists there")
 
 
 def describe_workspace(mount: Mapping[str, str], path: str | None, *, remote: bool) -> str | None:
@@ -248,9 +268,9 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
 
 
 def endpoint(container: engine.Container) -> ssh.Endpoint:
+    host = engine.context_endpoint(container.context)
     return ssh.Endpoint(container.name, ssh_port(container), ssh.host_key_alias(container.context, container.id),
-                        ssh.jump_for(engine.context_endpoint(container.context)),
-                        engine.sshd_bridge_argv(container.context, container.id))
+                        ssh.jump_for(host), engine.sshd_bridge_argv(container.context, container.id, host))
 
 
 HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
@@ -386,7 +406,11 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
     """Create, recreate or start the container so that it runs and SSH reaches it."""
     ssh.preflight()
     eng = target.engine
-    check_remote_path(eng, remote_path, None if fresh else target.container)
+    if engine.needs_bridge(eng.endpoint()):
+        engine.require_docker_cli()  # the bridge to sshd runs it: say so before anything is made
+    remote_path = remote_path_choice(eng, remote_path, None if fresh else target.container)
+    if remote_path is not None and (fresh or target.container is None):
+        require_engine_host_directory(eng, image, remote_path)
     if fresh and target.container is not None:
         output.info("Recreating container...")
         remove(eng, target.container)

@@ -436,14 +436,11 @@ class Container:
         )
 
 
-WORKSPACE_DIR = "/home/agent/workspace"
-
-
 def workspace_mount(mounts: Any) -> dict[str, str]:
     """What the workspace directory is, from inspect's or the list's Mounts: {"type": "bind",
     "source": a path on the engine's host} or {"type": "volume", "source": its name}; {} if neither."""
     for mount in mounts if isinstance(mounts, list) else ():
-        if isinstance(mount, dict) and mount.get("Destination") == WORKSPACE_DIR:
+        if isinstance(mount, dict) and mount.get("Destination") == config.AGENT_WORKSPACE:
             kind = mount.get("Type")
             source = mount.get("Name") if kind == "volume" else mount.get("Source")
             if kind in ("bind", "volume") and isinstance(source, str):
@@ -595,19 +592,27 @@ def docker_argv(context: str, *args: str) -> list[str]:
     return ["docker", "--context", context, *args]
 
 
-SSHD = "/usr/sbin/sshd"
+SSHD_INETD = ("/usr/sbin/sshd", "-i")
 
 
-def sshd_bridge_argv(context: str, container_id: str) -> list[str] | None:
-    """How ssh reaches a container on an engine that cai has no ssh to (a tcp:// context): the
-    container's sshd in inetd mode (`sshd -i`), its stdio carried by the engine's own exec, so that
-    no port is ever published beyond the engine host's loopback. None for other engines. The
-    docker CLI by absolute path: NAME.conf's ProxyCommand also runs from cron's PATH. `--context`
-    wins over an ambient DOCKER_HOST in the CLI."""
-    host = context_endpoint(context) or ""
-    if not host.startswith("tcp://"):
+def needs_bridge(host: str | None) -> bool:
+    """An engine endpoint whose host cai has no ssh to (tcp://, TLS or not)."""
+    return bool(host) and host.startswith("tcp://")
+
+
+def sshd_bridge_argv(context: str, container_id: str, host: str | None) -> list[str] | None:
+    """How ssh reaches a container on such an engine: the container's sshd in inetd mode, as root
+    (by number, as every root exec of cai's) outside the agent's directories, its stdio carried by
+    the engine's own exec, so that no port is ever published beyond the engine host's loopback.
+    None for other engines. The docker CLI and its config by absolute path: NAME.conf's
+    ProxyCommand also runs from cron's PATH and environment. `--context` wins over an ambient
+    DOCKER_HOST in the CLI."""
+    if not needs_bridge(host):
         return None
-    return [require_docker_cli(), "--context", context, "exec", "-i", container_id, SSHD, "-i"]
+    argv = ["docker", "--config", str(docker_config_dir().absolute()),
+            *docker_argv(context, "exec", "-i", "-u", ROOT, "-w", "/", container_id, *SSHD_INETD)[1:]]
+    argv[0] = os.path.abspath(require_docker_cli())
+    return argv
 
 
 def cli_env() -> dict[str, str | None]:
@@ -753,10 +758,10 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
     def create(api: Any) -> str:
         host_config = api.create_host_config(
             port_bindings={22: ("127.0.0.1", spec.ssh_port)},
-            binds={**({} if spec.workspace_must_exist else {spec.workspace: {"bind": WORKSPACE_DIR, "mode": "rw"}}),
+            binds={**({} if spec.workspace_must_exist else {spec.workspace: {"bind": config.AGENT_WORKSPACE, "mode": "rw"}}),
                    spec.volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
             # A Mount, unlike a bind, refuses a missing source instead of making an empty directory.
-            mounts=[docker.types.Mount(WORKSPACE_DIR, spec.workspace, type="bind")] if spec.workspace_must_exist else None,
+            mounts=[docker.types.Mount(config.AGENT_WORKSPACE, spec.workspace, type="bind")] if spec.workspace_must_exist else None,
             mem_limit=spec.memory, memswap_limit=spec.memory, nano_cpus=int(spec.cpus * 1e9), init=True,
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
@@ -764,7 +769,7 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
         )
         created = api.create_container(
             spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
-            host_config=host_config, working_dir=WORKSPACE_DIR, stop_timeout=spec.stop_timeout,
+            host_config=host_config, working_dir=config.AGENT_WORKSPACE, stop_timeout=spec.stop_timeout,
             environment={"CAI_HOST_WORKSPACE": spec.workspace, **spec.environment},
         )
         return created["Id"]
@@ -772,8 +777,8 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
     try:
         return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
     except CaiError as exc:
-        if spec.workspace_must_exist and "bind source path does not exist" in exc.message:
-            raise CaiError(ExitCode.ERROR, f"Not found on the engine host of context {engine.context}: "
+        if spec.workspace_must_exist and "bind source path does not exist" in exc.message:  # gone since the check
+            raise CaiError(ExitCode.ERROR, f"Not a directory on the engine host of context {engine.context}: "
                            f"{output.shown(spec.workspace)}",
                            "[HINT] --remote-path names a directory that already exists there") from exc
         raise
@@ -928,6 +933,38 @@ def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, 
                                     host_config=host_config, network_disabled=True)["Id"]
 
     return _with_engine_errors(engine, "Failed to create helper container", create)
+
+
+_GO_MODE_DIR = 1 << 31  # os.ModeDir in the archive API's stat header
+
+
+def engine_host_directory(engine: "Engine", image: str, path: str, labels: Mapping[str, str]) -> bool:
+    """Whether `path` is a directory on the engine's host, seen as a container's bind sees it: a
+    created (never started) container with the Mount, which the engine refuses for a missing
+    source, then the stat of its mount point through the archive API; the container is removed."""
+    docker = _sdk()
+    probe_dir = "/cai-bind-check"
+
+    def probe(api: Any) -> bool:
+        host_config = api.create_host_config(
+            mounts=[docker.types.Mount(probe_dir, path, type="bind", read_only=True)], network_mode="none")
+        try:
+            created = api.create_container(image, entrypoint=["true"], labels=dict(labels), host_config=host_config,
+                                           network_disabled=True)["Id"]
+        except docker.errors.APIError as exc:
+            if "bind source path does not exist" in _api_message(exc):
+                return False
+            raise
+        try:
+            found = api.head(api._url("/containers/{0}/archive", created), params={"path": probe_dir},
+                             timeout=QUICK_TIMEOUT_S)
+            api._raise_for_status(found)
+            stat = docker.utils.decode_json_header(found.headers.get("X-Docker-Container-Path-Stat") or "e30=")
+            return bool(int(stat.get("mode") or 0) & _GO_MODE_DIR)
+        finally:
+            api.remove_container(created, force=True)
+
+    return _with_engine_errors(engine, f"Failed to check {output.shown(path)} on the engine host", probe)
 
 
 def get_archive(engine: "Engine", container: str, path: str) -> Iterator[bytes]:

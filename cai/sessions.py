@@ -128,13 +128,12 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         reason = f"exec sessions unreadable: {getattr(exc, 'message', exc)}"
     else:
         reason = "" if connections is not None else "neither ss nor /proc/net/tcp could be read"
-        if connections is not None:
-            connections += bridged
+        if bridged:  # each one a login, whatever the TCP count says
+            connections = (connections or 0) + bridged
     state = classify(connections, ptys, execs)
     return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "")
 
 
-BRIDGE_ARGV = [engine.SSHD, "-i"]
 _BRIDGE_SETTLE_S = 1.0
 
 
@@ -145,7 +144,7 @@ def _exec_sessions(eng: engine.Engine, name: str, probe_id: str, *, settle: bool
     deadline = time.monotonic() + (_BRIDGE_SETTLE_S if settle else 0)
     while True:
         running = [argv for exec_id, argv in engine.running_execs(eng, name) if exec_id != probe_id]
-        bridged = sum(1 for argv in running if argv == BRIDGE_ARGV)
+        bridged = sum(1 for argv in running if tuple(argv) == engine.SSHD_INETD)
         if not bridged or time.monotonic() >= deadline:
             return len(running) - bridged, bridged
         time.sleep(0.1)

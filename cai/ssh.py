@@ -23,7 +23,7 @@ from cai.errors import CaiError, ExitCode
 
 HOST = "127.0.0.1"
 USER = "agent"
-WORKDIR = "/home/agent/workspace"
+WORKDIR = config.AGENT_WORKSPACE
 PORT_RANGE = (2300, 2500)
 READY_TIMEOUT_S = 30.0
 CONNECT_ATTEMPTS = 3
@@ -200,11 +200,21 @@ def proxy_command(endpoint: Endpoint, stderr_path: str | None = None, *, keep_st
     if words is None:
         return None
     # ssh expands %-tokens: the jump's own %h:%p stay, anything of the bridge's is literal.
-    line = " ".join(shlex.quote(word) if endpoint.jump else shlex.quote(word).replace("%", "%%") for word in words)
+    line = " ".join(shlex.quote(word) if endpoint.jump else _bridge_word(word) for word in words)
     if keep_stderr:
         return line
     sink = "/dev/null" if stderr_path is None else shlex.quote(stderr_path).replace("%", "%%")
     return line + f" 2>{sink}"
+
+
+def _bridge_word(word: str) -> str:
+    """A word of the bridge (the docker CLI's path, its config directory) for an ssh_config line:
+    ssh splits the line itself, so a quote (shlex.quote's own `'"'"'` included), backslash or line
+    break in it would end the line or the word where cai did not mean it to."""
+    if any(char in word for char in "\"'\\") or not word.isprintable():
+        raise CaiError(ExitCode.SSH_SETUP_FAILED, f"ssh cannot use this in a ProxyCommand: {output.shown(word)}",
+                       "  Move the docker CLI or DOCKER_CONFIG to a path without quotes, backslashes or control characters")
+    return shlex.quote(word).replace("%", "%%")
 
 
 def jump_for(engine_host: str | None) -> str | None:
@@ -648,8 +658,8 @@ def _new_private_file(path: str) -> str | None:
 
 
 def _jump_complaint(endpoint: Endpoint, jump_log: str | None) -> str:
-    """What the jump said (a refused login or forward), as lines of the session's log, named by
-    the engine host. A master's jump lives on and may still write to the unlinked file."""
+    """What the jump or bridge said (a refused login or forward, the docker CLI's error), as lines
+    of the session's log, named by what carried the connection (Endpoint.route). A master's jump lives on and may still write to the unlinked file."""
     if jump_log is None:
         return ""
     try:

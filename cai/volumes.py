@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
-from cai import archives, engine, labels, output
+from cai import archives, config, engine, labels, output
 from cai import container_scripts as scripts
 from cai.archives import Progress
 from cai.errors import CaiError, ExitCode
@@ -34,7 +34,7 @@ PRIVATE_PATTERNS = ("shell/bashrc.d/*.priv.*",)
 SECRET_PATTERNS = ("*.priv.*", ".credentials.json", "credentials.json", "auth.json", ".netrc", "*.pem", "*.key",
                    "id_rsa", "id_ecdsa", "id_ed25519")
 SWAP_POLL_S = 0.1
-WORKSPACE_PATH = "/home/agent/workspace"
+WORKSPACE_PATH = config.AGENT_WORKSPACE
 AGENT_OWNER = (1000, 1000)
 
 

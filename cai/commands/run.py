@@ -84,7 +84,7 @@ def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, comman
     target = containers.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,
                                 volume_arg=args.data_volume, create_missing_named=True)
     existing = target.container
-    containers.check_remote_path(target.engine, args.remote_path, None if args.fresh else existing)
+    remote_path = containers.remote_path_choice(target.engine, args.remote_path, None if args.fresh else existing)
     state = existing.status if existing else "none"
     if existing is None or args.fresh:
         action, port = "create", str(containers.allocate_port(target.engine))
@@ -93,8 +93,8 @@ def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, comman
         port = labels.label(existing.labels, labels.SSH_PORT) or "<unknown>"
     if existing is not None and not args.fresh and existing.workspace_mount:
         workspace_source = existing.workspace_mount["source"]
-    elif args.remote_path is not None or not engine.is_remote(target.engine):
-        workspace_source = args.remote_path or str(target.workspace)
+    elif remote_path is not None or not engine.is_remote(target.engine):
+        workspace_source = remote_path or str(target.workspace)
     else:
         workspace_source = containers.workspace_volume_name(target.name)  # holding an uploaded copy
     plan = [

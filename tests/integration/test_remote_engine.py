@@ -405,7 +405,9 @@ def test_remote_path_binds_the_engine_hosts_directory(remote, remote_host, tmp_p
     assert "  Workspace: /tmp/checkout (on the engine host)" in status.stdout.splitlines(), status.stdout
     report = json.loads(cai("status", "--container", name, "--json").stdout)
     assert report["workspace"] == {"path": str(workspace), "mount": "bind", "source": "/tmp/checkout", "copy": False}
-    # Asking for another path for the same workspace names what it has.
+    # The same path, spelled as a shell completes it, is the same; another one names what it has.
+    again = cai("exec", "--remote-path", "/tmp//checkout/", "-w", str(workspace), "--", "true")
+    assert again.returncode == 0, again.stderr
     other = cai("run", "--remote-path", "/tmp/elsewhere", str(workspace))
     assert other.returncode == 1
     assert other.stderr.splitlines() == [
@@ -413,17 +415,22 @@ def test_remote_path_binds_the_engine_hosts_directory(remote, remote_host, tmp_p
         "[HINT] Recreate it with --fresh to bind the remote path"]
 
 
-def test_a_missing_remote_path_is_refused_and_nothing_is_made_there(remote, remote_host, tmp_path_factory):
-    cai, _, _, _, _ = remote
-    workspace = agent_workspace(tmp_path_factory, "remote-path-missing")
-    before = {c.name for c in remote_host.client.containers.list(all=True)}
-    done = cai("run", "--remote-path", "/tmp/no-such-checkout", str(workspace))
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[:2] == [
-        f"[ERROR] Not found on the engine host of context {remote_host.context}: /tmp/no-such-checkout",
-        "[HINT] --remote-path names a directory that already exists there"], done.stderr
-    assert {c.name for c in remote_host.client.containers.list(all=True)} == before
-    assert remote_host.ssh("test", "-e", "/tmp/no-such-checkout").returncode == 1  # docker made no empty directory
+@pytest.mark.parametrize("path", ["/tmp/no-such-checkout", "/tmp/a-file-not-a-checkout"])
+def test_a_remote_path_that_is_no_directory_is_refused_and_nothing_is_made(path, remote, remote_host, tmp_path_factory):
+    cai, _, workspace, _, _ = remote
+    assert remote_host.ssh("echo x > /tmp/a-file-not-a-checkout").returncode == 0
+    fresh = agent_workspace(tmp_path_factory, "remote-path-missing")
+    before = {c.id for c in remote_host.client.containers.list(all=True)}
+    refusal = [f"[ERROR] Not a directory on the engine host of context {remote_host.context}: {path}",
+               "[HINT] --remote-path names a directory that already exists there"]
+    done = cai("run", "--remote-path", path, str(fresh))
+    assert (done.returncode, done.stderr.splitlines()) == (1, refusal)
+    # --fresh checks before it removes: the existing container is still there, and works.
+    kept = cai("run", "--fresh", "--remote-path", path, str(workspace))
+    assert (kept.returncode, kept.stderr.splitlines()[-2:]) == (1, refusal)
+    assert {c.id for c in remote_host.client.containers.list(all=True)} == before
+    assert cai("exec", "-w", str(workspace), "--", "true").returncode == 0
+    assert remote_host.ssh("test -e /tmp/no-such-checkout").returncode == 1  # docker made no empty directory
 
 
 def test_remote_path_needs_a_remote_engine(cai, tmp_path):

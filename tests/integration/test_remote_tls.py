@@ -64,7 +64,8 @@ def test_run_reaches_the_container_without_ssh_to_the_engine_host(tls, remote_ho
     assert calls and not any(remote_host.address in call for call in calls), calls  # every ssh went to the container
     conf = (home / ".ssh" / "containai.d" / f"{name}.conf").read_text()
     assert "ProxyJump" not in conf
-    assert f"    ProxyCommand {tls.docker} --context cai-test-tls exec -i {found.id} /usr/sbin/sshd -i\n" in conf, conf
+    bridge = f"{tls.docker} --config {home / '.docker'} --context cai-test-tls exec -i -u 0:0 -w / {found.id} /usr/sbin/sshd -i"
+    assert f"    ProxyCommand {bridge}\n" in conf, conf
 
 
 @pytest.mark.parametrize("code", [0, 42, 255])
@@ -163,6 +164,15 @@ def test_cp_both_ways_through_the_engine(tls, tmp_path):
     got = cai("cp", ":sent", str(back), cwd=str(workspace))
     assert got.returncode == 0, got.stderr
     assert (back / "sub" / "ünï.txt").read_text() == "deep\n" and (back / "link").readlink().as_posix() == "sub/ünï.txt"
+
+
+def test_exec_starts_a_container_stopped_behind_cais_back(tls, remote_host):
+    cai, name, workspace = tls.cai, tls.name, tls.workspace
+    assert cai("exec", "-w", str(workspace), "--", "true").returncode == 0  # a warm master and reach cache
+    remote_host.client.containers.get(name).stop(timeout=1)
+    done = cai("exec", "-w", str(workspace), "--", "echo", "back")
+    assert (done.returncode, done.stdout) == (0, "back\n"), done.stderr
+    assert remote_host.client.containers.get(name).status == "running"
 
 
 def test_stop_then_gc_through_the_tls_context(tls, remote_host, tmp_path_factory):

@@ -150,18 +150,20 @@ def test_status_text_of_a_running_container(ws, home):
     lines = done.stdout.splitlines()
     assert lines[:2] == [f"Container: {name}", "  Status: running"]
     assert lines[2].startswith("  Uptime: ") and lines[2].endswith("m")
-    assert lines[3:6] == ["  Image: containai:latest", "", "  Sessions (best-effort):"]
-    assert lines[6:9] == ["    SSH connections: 0", "    Active terminals: 0", "    Exec sessions: 0"]
-    assert lines[9:11] == ["", "  Resource Usage:"]
-    assert lines[11].startswith("    Memory: ") and lines[11].endswith("%)") and " / 4GiB (" in lines[11]
-    assert lines[12].startswith("    CPU: ") and lines[12].endswith("%")
+    assert lines[3:7] == ["  Image: containai:latest", f"  Workspace: {workspace}", "", "  Sessions (best-effort):"]
+    assert lines[7:10] == ["    SSH connections: 0", "    Active terminals: 0", "    Exec sessions: 0"]
+    assert lines[10:12] == ["", "  Resource Usage:"]
+    assert lines[12].startswith("    Memory: ") and lines[12].endswith("%)") and " / 4GiB (" in lines[12]
+    assert lines[13].startswith("    CPU: ") and lines[13].endswith("%")
     assert took < 5  # the budget; bench/ measures the real figure
 
 
 def test_status_json_keys_of_a_running_container(ws, home):
     _, name = ws
     report = status_json(home, name)
-    assert list(report) == ["schema_version", "container", "status", "image", "uptime", "sessions", "resources"]
+    assert list(report) == ["schema_version", "container", "status", "image", "uptime", "workspace", "sessions",
+                            "resources"]
+    assert report["workspace"] == {"path": str(ws[0]), "mount": "bind", "source": str(ws[0]), "copy": False}
     assert list(report["resources"]) == ["memory_usage", "memory_limit", "memory_percent", "cpu_percent"]
     assert report["resources"]["memory_limit"] == "4GiB"
 
@@ -196,8 +198,11 @@ def test_status_of_an_exited_container(fresh, home, docker_client):
     workspace, name = fresh()
     docker_client.api.stop(name)
     done = run_cai(home, "status", "-w", str(workspace))
-    assert (done.returncode, done.stdout) == (0, f"Container: {name}\n  Status: exited\n  Image: containai:latest\n")
-    assert status_json(home, name) == {"schema_version": 1, "container": name, "status": "exited", "image": "containai:latest"}
+    assert (done.returncode, done.stdout) == (
+        0, f"Container: {name}\n  Status: exited\n  Image: containai:latest\n  Workspace: {workspace}\n")
+    assert status_json(home, name) == {"schema_version": 1, "container": name, "status": "exited", "image": "containai:latest",
+                                       "workspace": {"path": str(workspace), "mount": "bind", "source": str(workspace),
+                                                     "copy": False}}
 
 
 def test_status_of_a_created_container(make_container, home):

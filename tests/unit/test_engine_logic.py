@@ -74,3 +74,58 @@ def test_an_ssh_engine_is_dialled_as_its_url_says(url, target, argv_tail):
     assert argv[argv.index("--"):] == argv_tail
     assert (argv[argv.index("-p") + 1] if "-p" in argv else None) == found.port
     assert "ServerAliveInterval=5" in argv and "BatchMode=yes" in argv
+
+
+def test_a_tls_failure_is_its_own_class_in_openssls_words():
+    import ssl
+
+    refused = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    wrapped = requests.exceptions.SSLError(f"HTTPSConnectionPool(host='h', port=2376): Max retries exceeded with url: "
+                                           f"/v1.41/containers/json?all=1 (Caused by SSLError({refused!r}))")
+    wrapped.__context__ = refused
+    classified = engine.classify(wrapped)
+    assert classified.kind == "tls"
+    assert classified.extra[-1] == "[ERROR]   [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+
+
+def test_the_contexts_ca_survives_requests_ca_bundle(monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    plain, kept = requests.Session(), requests.Session()
+    for session in (plain, kept):
+        session.verify = "/ctx/ca.pem"
+    engine.keep_context_ca(kept)
+    settings = [s.merge_environment_settings("https://h:2376/v1.41/_ping", {}, None, None, None) for s in (plain, kept)]
+    assert [s["verify"] for s in settings] == ["/etc/ssl/certs/ca-certificates.crt", "/ctx/ca.pem"]  # docker-py #2433
+
+
+class _Engine:
+    context = "big"
+
+    def __init__(self, host):
+        self.host = host
+
+    def endpoint(self):
+        return self.host
+
+
+@pytest.mark.parametrize(("given", "cleaned"), [("/srv/p/", "/srv/p"), ("//srv/./p", "/srv/p"), ("/srv/q/../p", "/srv/p")])
+def test_a_remote_path_is_cleaned_as_docker_stores_it(given, cleaned):
+    from cai import containers
+
+    assert containers.remote_path_choice(_Engine("ssh://me@big"), given, None) == cleaned
+
+
+@pytest.mark.parametrize(("given", "host", "says"), [
+    ("srv/p", "ssh://me@big", "--remote-path must be an absolute path on the engine host: srv/p"),
+    ("/srv/\np", "ssh://me@big", "--remote-path must be an absolute path on the engine host"),
+    ("/", "tcp://big:2376", "--remote-path / would give the agent the engine host's whole filesystem"),
+    ("/srv/..", "ssh://me@big", "--remote-path / would give the agent"),
+    ("/srv/p", "unix:///var/run/docker.sock", "--remote-path needs a remote engine; context big is on this host"),
+])
+def test_a_remote_path_that_cannot_be_bound_is_refused(given, host, says):
+    from cai import containers
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError) as refused:
+        containers.remote_path_choice(_Engine(host), given, None)
+    assert refused.value.message.startswith(says) and refused.value.code == 1

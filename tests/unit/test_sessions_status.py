@@ -145,3 +145,41 @@ def test_unknown_sessions_keep_the_state_in_json_and_stay_out_of_text():
     report = status.build_report(_Container(), "5m", found, {})
     assert report["sessions"] == {"state": "unknown", "reason": "timeout"}
     assert "  Sessions (best-effort):" not in status.render_text(report)
+
+
+# --- a tcp:// engine's logins are `sshd -i` execs -----------------------------------------------
+
+NO_TCP_TABLES = "@ss\n@missing\n@proc\n@pts\nptmx\n@end\n"
+
+
+def _running(monkeypatch, *answers, released=0):
+    """detect() against canned engine answers: the probe's output, then each read of the execs."""
+    from cai import engine, ssh
+
+    reads = list(answers)
+    monkeypatch.setattr(ssh, "release_master", lambda *a, **k: released)
+    monkeypatch.setattr(engine, "exec_captured", lambda *a, **k: ("probe-id", 0, NO_TCP_TABLES))
+    monkeypatch.setattr(engine, "running_execs", lambda *a, **k: reads.pop(0) if len(reads) > 1 else reads[0])
+    container = engine.Container(id="c" * 64, name="c1", context="build", status="running", image="containai:latest",
+                                 image_id="", labels={"containai.ssh-port": "2301"})
+    return sessions.detect(engine.Engine("build"), container)
+
+
+BRIDGE = ("b1", ["/usr/sbin/sshd", "-i"])
+PROBE = ("probe-id", ["sh", "-c", "probe"])
+
+
+def test_a_bridged_login_is_an_ssh_connection_even_when_tcp_tables_are_unreadable(monkeypatch):
+    found = _running(monkeypatch, [PROBE, BRIDGE, ("e1", ["bash"])])
+    assert (found.state, found.ssh_connections, found.exec_sessions) == (sessions.State.HAS, 1, 1)
+
+
+def test_the_bridge_of_a_master_just_released_is_read_again_until_it_ends(monkeypatch):
+    found = _running(monkeypatch, [PROBE, BRIDGE], [PROBE, BRIDGE], [PROBE], released=1)
+    assert (found.state, found.exec_sessions) == (sessions.State.UNKNOWN, 0)  # no TCP table: unknown, not has
+    assert found.ssh_connections is None
+
+
+def test_a_bridge_that_stays_is_someone_inside(monkeypatch):
+    found = _running(monkeypatch, [PROBE, BRIDGE], released=1)
+    assert (found.state, found.ssh_connections) == (sessions.State.HAS, 1)
