@@ -217,6 +217,11 @@ def main() -> int:
                                     "`docker ps -aq --filter label=…` + `docker inspect` of them",
                                     repeat(lambda: timed([*cai, "gc", "--dry-run", "--age", "0m", "--context", context], env), args.runs),
                                     repeat(ps_and_inspect, args.runs), "≤ 1 s"))
+            measures.append(Measure("P6", f"`cai ps -a --format json`, {args.containers} stopped containers",
+                                    "`docker ps -aq --filter label=…` + `docker inspect` of them",
+                                    repeat(lambda: timed([*cai, "--context", context, "ps", "-a", "--format", "json"], env),
+                                           args.runs),
+                                    repeat(ps_and_inspect, args.runs), "about 1 s"))
         finally:
             engine.stop()
             notes.append(f"gc ran on a spare dockerd ({args.containers} exited containers, tests/integration/spare_engine.py).")

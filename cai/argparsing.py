@@ -91,12 +91,14 @@ class CaiParser(argparse.ArgumentParser):
         return parsed, extras
 
 
-def add_global_flags(parser: argparse.ArgumentParser, *, on_subcommand: bool) -> None:
-    """Flags valid both before and after the subcommand (`cai -v status`, `cai status -v`)."""
+def add_global_flags(parser: argparse.ArgumentParser, *, on_subcommand: bool, taken: tuple[str, ...] = ()) -> None:
+    """Flags valid both before and after the subcommand (`cai -v status`, `cai status -v`).
+    `taken`: short flags the command uses for itself (`cai ps -q`, as docker's); the long ones stay."""
     default: Any = argparse.SUPPRESS if on_subcommand else False
     group = parser.add_argument_group("global options")
     group.add_argument("--verbose", action="store_true", default=default, help="show [INFO] and [OK] messages")
-    group.add_argument("-q", "--quiet", action="store_true", default=default, help="hide [INFO] and [OK] messages (wins over --verbose)")
+    group.add_argument(*[flag for flag in ("-q", "--quiet") if flag not in taken], action="store_true", default=default,
+                       help="hide [INFO] and [OK] messages (wins over --verbose)")
     group.add_argument("-D", "--debug", action="store_true", default=default, help="show tracebacks of unexpected errors")
     group.add_argument(
         "--context",

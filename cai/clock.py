@@ -52,6 +52,51 @@ def parse_age(text: str) -> int:
     return sum(int(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value)
 
 
+_DURATION_RE = re.compile(r"(?:(?P<w>[0-9]+)w)?(?:(?P<d>[0-9]+)d)?(?:(?P<h>[0-9]+)h)?(?:(?P<m>[0-9]+)m)?(?:(?P<s>[0-9]+)s)?")
+
+
+def parse_since(text: str, now: float) -> int:
+    """Epoch seconds for `--since`: an RFC 3339 time, or a duration back from `now` such as `10m`,
+    `2h`, `1d12h` or `90s` (gc's units, plus seconds)."""
+    match = _DURATION_RE.fullmatch(text)
+    if match is not None and any(match.groupdict().values()):
+        units = {**_UNIT_SECONDS, "s": 1}
+        return int(now) - sum(int(value) * units[unit] for unit, value in match.groupdict().items() if value)
+    try:
+        return epoch_seconds(text)
+    except ValueError:
+        raise CaiError(ExitCode.ERROR, f"Invalid --since value: {output.shown(text)}",
+                       "Use an RFC 3339 time (2026-12-01T10:00:00Z) or a duration such as 10m, 2h or 1d12h") from None
+
+
+def format_uptime(started_at: str, now: datetime) -> str | None:
+    """`3d 4h 12m`, `2h 5m` or `45m`; None for Docker's zero time or an unreadable value."""
+    if is_zero_time(started_at):
+        return None
+    try:
+        started = parse_rfc3339(started_at)
+    except ValueError:
+        return None
+    minutes = max(0, int((now - started).total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {mins}m"
+    if hours:
+        return f"{hours}h {mins}m"
+    return f"{mins}m"
+
+
+def seconds_since(stamp: str, now: datetime) -> int | None:
+    """Whole seconds from an engine timestamp to `now`; None for the zero time or an unreadable one."""
+    if is_zero_time(stamp):
+        return None
+    try:
+        return max(0, int((now - parse_rfc3339(stamp)).total_seconds()))
+    except ValueError:
+        return None
+
+
 def format_age(seconds: int) -> str:
     """`3d 4h` or `5h`; under an hour is `0h`, as the original prints it."""
     seconds = max(0, seconds)

@@ -16,6 +16,7 @@ DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
 FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from"})
 CONTAINER_FLAGS = frozenset({"--container"})
 DIRECTORY_POSITIONALS = frozenset({"path"})  # `cai shell PATH`
+OFFERED_SIGNALS = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT")
 
 # Shared by both shells: only syntax that bash and zsh read alike. Each function prints its
 # answer; the completers below each shell's section turn lines into candidates.
@@ -173,6 +174,8 @@ def _mark(parser: argparse.ArgumentParser) -> None:
             action.complete = shtab.FILE  # type: ignore[attr-defined]
         elif not options and action.dest in DIRECTORY_POSITIONALS:
             action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+        elif "--signal" in options and parser.prog.endswith(" kill"):
+            action.choices = list(OFFERED_SIGNALS)  # the shtab tree only, as below: `cai kill -s 15` stays valid
         elif not options and action.dest == "shell" and parser.prog.endswith(" completion"):
             # choices only in the tree made for shtab (a fixed list needs no function, so no
             # fork); the CLI's own parser keeps its own error for an unknown shell

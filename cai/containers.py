@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from cai import config, engine, labels, output, ssh
+from cai import config, engine, labels, output, run_options, ssh
 from cai import container_scripts as scripts
 from cai.errors import CaiError, ExitCode
 
@@ -161,7 +161,8 @@ def allocate_port(eng: engine.Engine) -> int:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None) -> engine.Container:
+def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None,
+           options: "run_options.RunOptions | None" = None) -> engine.Container:
     eng = target.engine
     require_image(eng, image)
     engine.ensure_volume(eng, target.volume)
@@ -175,7 +176,9 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
         engine.ensure_volume(eng, workspace_volume)
     with config.file_lock(config.config_dir() / ".ssh-port.lock"):
         port = allocate_port(eng)
-        container_labels = {labels.MANAGED: "true", labels.WORKSPACE: str(target.workspace), labels.SSH_PORT: str(port),
+        options = options or run_options.RunOptions()
+        container_labels = {**options.labels, **run_options.env_label(options.environment), labels.MANAGED: "true",
+                            labels.WORKSPACE: str(target.workspace), labels.SSH_PORT: str(port),
                             labels.DATA_VOLUME: target.volume}
         if workspace_volume is not None:
             container_labels[labels.WORKSPACE_VOLUME] = workspace_volume
@@ -183,8 +186,11 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
             name=target.name, image=image, hostname=labels.sanitize_hostname(target.name), labels=container_labels,
             ssh_port=port, workspace=workspace_volume or remote_path or str(target.workspace), volume=target.volume,
             memory=memory, cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT, workspace_must_exist=remote_path is not None,
+            environment=options.environment, restart_policy=options.restart_policy,
         )
         engine.create_container(eng, spec)
+    if options.environment:  # for ssh logins, which do not see the container's own environment
+        engine.put_archive(eng, target.name, "/etc", run_options.profile_archive(options.environment))
     if workspace_volume is not None:
         from cai import volumes
 
@@ -233,6 +239,13 @@ def require_engine_host_directory(eng: engine.Engine, image: str, path: str) -> 
                        "[HINT] --remote-path names a directory that already exists there")
 
 
+def workspace_report(container_labels: Mapping[str, str], mount: Mapping[str, str]) -> dict[str, Any]:
+    """The local workspace the container is for, and what its /home/agent/workspace really is: a
+    bind of a directory of the engine's host, or a volume that holds a copy (a remote engine's)."""
+    return {"path": labels.label(container_labels, labels.WORKSPACE) or None, "mount": mount.get("type"),
+            "source": mount.get("source"), "copy": mount.get("type") == "volume" if mount else None}
+
+
 def describe_workspace(mount: Mapping[str, str], path: str | None, *, remote: bool) -> str | None:
     """What /home/agent/workspace is: `copy of PATH in volume V`, `PATH (on the engine host)` or
     `PATH`; None when the mount is unknown."""
@@ -256,6 +269,9 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
         raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
     if found.running:
         return found
+    if found.status == "paused":  # the engine would say only "cannot start a paused container"
+        raise CaiError(ExitCode.CONTAINER_START_FAILED, f"Container {name} is paused",
+                       f"Thaw it first: cai unpause --container {name}")
     output.info(f"Starting container {name}...")
     engine.start_container(eng, name)
     for _ in range(START_POLLS):
@@ -402,7 +418,7 @@ def connect(eng: engine.Engine, container: engine.Container, remote: str, *, tty
 
 
 def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool,
-            remote_path: str | None = None) -> engine.Container:
+            remote_path: str | None = None, options: "run_options.RunOptions | None" = None) -> engine.Container:
     """Create, recreate or start the container so that it runs and SSH reaches it."""
     ssh.preflight()
     eng = target.engine
@@ -417,7 +433,7 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
         target = Target(eng, target.name, target.workspace, target.volume, None)
     if target.container is None:
         output.info("Container not found, creating...")
-        container = create(target, image=image, memory=memory, cpus=cpus, remote_path=remote_path)
+        container = create(target, image=image, memory=memory, cpus=cpus, remote_path=remote_path, options=options)
         setup_ssh(eng, container)
     else:
         container = ensure_running(eng, target.name, target.container)

@@ -525,6 +525,14 @@ class Engine:
         except docker.errors.NotFound:
             return None
 
+    def inspect_raw(self, name: str) -> dict[str, Any] | None:
+        """The engine's own inspect document, as `docker inspect` prints it."""
+        docker = _sdk()
+        try:
+            return self.call("inspect_container", name)
+        except docker.errors.NotFound:
+            return None
+
     def image_exists(self, reference: str) -> bool:
         docker = _sdk()
         try:
@@ -615,6 +623,18 @@ def sshd_bridge_argv(context: str, container_id: str, host: str | None) -> list[
     return argv
 
 
+def docker_exec_argv(context: str, container_id: str, *, user: str, workdir: str, environment: Mapping[str, str],
+                     tty: bool, command: list[str]) -> list[str]:
+    """`docker exec` as another user than the agent (whom sshd alone logs in): the CLI owns the
+    terminal, and the command's code is docker's. A login shell, as over ssh."""
+    import shlex
+
+    words = [f"--env={key}={value}" for key, value in environment.items()]
+    return [require_docker_cli(), *docker_argv(context, "exec", "-i", *(["-t"] if tty else []), f"--user={user}",
+                                               f"--workdir={workdir}", *words, "--", container_id,
+                                               "bash", "-lc", " " + shlex.join(command))[1:]]
+
+
 def cli_env() -> dict[str, str | None]:
     from cai.proc import AMBIENT_DOCKER_VARS
 
@@ -661,6 +681,7 @@ class CreateSpec:
     cpus: float
     stop_timeout: int
     environment: Mapping[str, str] = field(default_factory=dict)
+    restart_policy: Mapping[str, Any] | None = None
     workspace_must_exist: bool = False  # `workspace` is a path on the engine's host (--remote-path)
 
 
@@ -676,9 +697,9 @@ def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float =
         raise classify(exc) from exc
 
 
-def list_containers(engine: "Engine", label_filters: list[str]) -> list[dict[str, Any]]:
-    """One sparse list call (labels included), all states."""
-    return engine.call("containers", all=True, filters={"label": label_filters})
+def list_containers(engine: "Engine", label_filters: list[str], **filters: list[str]) -> list[dict[str, Any]]:
+    """One sparse list call (labels included), all states unless a `status` filter says otherwise."""
+    return engine.call("containers", all=True, filters={"label": label_filters, **filters})
 
 
 def inspect_many(engine: "Engine", ids: list[str], workers: int = 8) -> dict[str, Container]:
@@ -766,6 +787,7 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
             security_opt=["no-new-privileges:true"],
+            restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
         )
         created = api.create_container(
             spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
@@ -890,10 +912,54 @@ def running_execs(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT_S)
     return running
 
 
-def stop_container(engine: "Engine", container: Container) -> None:
-    """`docker stop` with the container's own StopTimeout (100 s for ours)."""
+# --- lifecycle verbs (cai ps, logs, kill, restart, wait, top, pause, rename) ----------------------
+
+
+def container_logs(engine: "Engine", name: str, *, stream: str, follow: bool, tail: int | None,
+                   since: int | None, timestamps: bool) -> Iterator[bytes]:
+    """One of the container's log streams ("stdout" or "stderr") as it arrives; with `follow`,
+    until the container stops. No client timeout: a quiet container is not a dead engine."""
+    def open_stream(api: Any) -> Iterator[bytes]:
+        return api.logs(name, stdout=stream == "stdout", stderr=stream == "stderr", stream=True, follow=follow,
+                        tail="all" if tail is None else tail, since=since, timestamps=timestamps)
+
+    return _classified(_with_engine_errors(engine, f"Failed to read the log of {name}", open_stream, timeout=None))
+
+
+def kill_container(engine: "Engine", name: str, signal_name: str) -> None:
+    _with_engine_errors(engine, f"Failed to signal container {name}", lambda api: api.kill(name, signal=signal_name),
+                        timeout=QUICK_TIMEOUT_S)
+
+
+def wait_container(engine: "Engine", name: str) -> int:
+    """Block until the container is not running (at once when it already is not), then its exit
+    code. No client timeout: an agent may run for days."""
+    found = _with_engine_errors(engine, f"Failed to wait for container {name}", lambda api: api.wait(name), timeout=None)
+    return int(found.get("StatusCode", 1))
+
+
+def container_top(engine: "Engine", name: str, ps_args: str | None) -> dict[str, Any]:
+    return _with_engine_errors(engine, f"Failed to list the processes of {name}",
+                               lambda api: api.top(name, ps_args=ps_args), timeout=QUICK_TIMEOUT_S)
+
+
+def pause_container(engine: "Engine", name: str, *, paused: bool) -> None:
+    verb = "pause" if paused else "unpause"
+    _with_engine_errors(engine, f"Failed to {verb} container {name}", lambda api: getattr(api, verb)(name),
+                        timeout=QUICK_TIMEOUT_S)
+
+
+def rename_container(engine: "Engine", name: str, new_name: str) -> None:
+    _with_engine_errors(engine, f"Failed to rename container {name}", lambda api: api.rename(name, new_name),
+                        timeout=QUICK_TIMEOUT_S)
+
+
+def stop_container(engine: "Engine", container: Container, grace_s: int | None = None) -> None:
+    """`docker stop` with the container's own StopTimeout (100 s for ours), or `grace_s`."""
+    grace = container.stop_timeout if grace_s is None else grace_s
     _with_engine_errors(engine, f"Failed to stop container: {container.name}",
-                        lambda api: api.stop(container.name), timeout=SLOW_TIMEOUT_S + container.stop_timeout)
+                        lambda api: api.stop(container.name, timeout=grace_s),
+                        timeout=SLOW_TIMEOUT_S + grace)
 
 
 def container_stats(engine: "Engine", name: str, timeout: float) -> dict[str, Any]:

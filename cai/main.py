@@ -13,7 +13,8 @@ from cai.argparsing import CaiParser, add_global_flags
 from cai.errors import CaiError, ExitCode
 
 # Literal, ordered: `cai --help` lists them in this order. Each module has add_parser() and run().
-COMMANDS = ("run", "exec", "shell", "cp", "stop", "status", "gc", "export", "import", "ssh", "image", "doctor", "docker", "completion")
+COMMANDS = ("run", "exec", "shell", "cp", "stop", "status", "ps", "logs", "kill", "restart", "wait", "port", "inspect",
+            "top", "pause", "unpause", "rename", "gc", "export", "import", "ssh", "image", "doctor", "docker", "completion")
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 
@@ -50,7 +51,7 @@ def build_parser(only: str | None = None) -> CaiParser:
         module = _command_module(name)
         sub = module.add_parser(subparsers)
         if not getattr(module, "PASSTHROUGH", False):
-            add_global_flags(sub, on_subcommand=True)
+            add_global_flags(sub, on_subcommand=True, taken=getattr(module, "OWN_SHORT_FLAGS", ()))
         sub.set_defaults(_module=name)
     return parser
 

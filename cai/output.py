@@ -73,11 +73,11 @@ def out(line: str = "") -> None:
     print(line, flush=True)
 
 
-def emit_json(document: dict[str, Any]) -> None:
+def emit_json(document: dict[str, Any], schema_version: int = JSON_SCHEMA_VERSION) -> None:
     """One JSON document on stdout, schema_version first."""
     import json
 
-    body = {"schema_version": JSON_SCHEMA_VERSION, **document}
+    body = {"schema_version": schema_version, **document}
     print(json.dumps(body, indent=2), flush=True)
 
 

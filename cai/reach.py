@@ -76,3 +76,14 @@ def forget(cache_key: str) -> None:
         _entry_path(cache_key).unlink()
     except FileNotFoundError:
         pass
+
+
+def forget_alias(alias: str) -> None:
+    """Every entry that reaches the endpoint `alias` (a renamed or removed container)."""
+    directory = config.state_dir() / "reach"
+    for path in directory.glob("*.json") if directory.is_dir() else ():
+        try:
+            if json.loads(path.read_text()).get("alias") == alias:
+                path.unlink()
+        except (OSError, ValueError, AttributeError):
+            continue

@@ -517,13 +517,14 @@ def login_command(argv: Sequence[str]) -> str:
     return f"bash -lc {shlex.quote(' ' + ' '.join(words))}"
 
 
-def remote_exec_command(argv: Sequence[str]) -> str:
+def remote_exec_command(argv: Sequence[str], workdir: str | None = None) -> str:
     """The string sshd hands to the agent's bash. `; exit $?` stops bash from exec'ing the last
     command, and the no-op trap stops it from killing itself on a PTY's Ctrl-C: a command killed
     by signal n then ends with status 128+n, as it would locally, instead of ssh's bare 255.
     The outer bash's own stderr goes to /dev/null (its "Killed" report would quote this wrapper);
     the command keeps the real stderr through fd 3, which it does not inherit."""
-    return f"cd {WORKDIR} && trap : INT QUIT && {{ {login_command(argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null; exit $?"
+    into = f" && cd -- {shlex.quote(workdir)}" if workdir else ""  # a relative one is the workspace's
+    return f"cd {WORKDIR}{into} && trap : INT QUIT && {{ {login_command(argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null; exit $?"
 
 
 REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"

@@ -9,10 +9,28 @@ from cai import labels
 from cai.errors import CaiError, ExitCode
 
 
-def add_target_flags(parser: argparse.ArgumentParser) -> None:
+def add_container_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("target")
     group.add_argument("-w", "--workspace", metavar="PATH", help="workspace directory (default: current directory)")
     group.add_argument("--container", metavar="NAME", help="use this container instead of the workspace's")
+    return group
+
+
+def existing_container(args: argparse.Namespace, ctx: Any) -> tuple[Any, Any]:
+    """(engine, container) for a verb that acts on a container that exists: --container NAME,
+    -w PATH or the current directory's. Missing is 10, another tool's container 15, as for exec."""
+    from cai import containers, output
+
+    target = containers.resolve(explicit_context=ctx.context, workspace_arg=args.workspace,
+                                container_arg=args.container, volume_arg=None, create_missing_named=False)
+    if target.container is None:
+        raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"No container for workspace: {output.shown(str(target.workspace))}",
+                       "Create one with: cai run")
+    return target.engine, target.container
+
+
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    group = add_container_flags(parser)
     group.add_argument("--data-volume", metavar="VOLUME", help="data volume for a new container")
     group.add_argument("--fresh", action="store_true", help="remove and recreate the container")
     # None means "not given": only then may `cai exec` skip the engine (see reach.py).
@@ -56,6 +74,6 @@ def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, 
     container = containers.prepare(
         target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or labels.DEFAULT_MEMORY,
         cpus=args.cpus if args.cpus is not None else labels.DEFAULT_CPUS, fresh=args.fresh,
-        remote_path=args.remote_path,
+        remote_path=args.remote_path, options=getattr(args, "run_options", None),
     )
     return target, container

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from cai.commands._target import add_container_flags
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -28,9 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "checked first (no absolute paths, no `..`, no links that leave DEST, no devices).",
         epilog="Examples: cai cp ./data :inputs/  ·  cai cp :results/report.md ./report.md",
     )
-    group = parser.add_argument_group("target")
-    group.add_argument("-w", "--workspace", metavar="PATH", help="workspace directory (default: current directory)")
-    group.add_argument("--container", metavar="NAME", help="use this container instead of the workspace's")
+    add_container_flags(parser)
     parser.add_argument("source", metavar="SRC", help="a local path, or :PATH in the container")
     parser.add_argument("destination", metavar="DEST", help="a local path, or :PATH in the container")
     return parser

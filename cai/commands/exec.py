@@ -20,8 +20,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "code are the command's own; 10-15 mean cai could not run it (see docs/exit-codes.md).",
     )
     add_target_flags(parser)
+    own = parser.add_argument_group("the command")
+    own.add_argument("-u", "--user", metavar="USER", help="run as USER (default: agent, over ssh); another user, "
+                     "root included, runs through the engine's exec")
+    own.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[],
+                     help="set in the command's environment (repeatable)")
+    own.add_argument("--workdir", metavar="PATH", help="run in PATH; a relative one is under /home/agent/workspace")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     return parser
+
+
+AGENT_USERS = ("agent", "1000", "1000:1000")
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
@@ -32,8 +41,15 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         command = command[1:]
     if not command:
         raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
+    from cai import run_options
+
+    environment = run_options.parse_environment(args.env)
+    if args.workdir is not None and (not args.workdir or not args.workdir.isprintable()):
+        raise CaiError(ExitCode.ERROR, f"Invalid --workdir value: {output.shown(args.workdir)}")
     tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals
-    remote = ssh.remote_exec_command(command)
+    if args.user is not None and args.user not in AGENT_USERS:
+        return _exec_through_engine(args, ctx, command, environment, tty is not None)
+    remote = ssh.remote_exec_command([*(f"{key}={value}" for key, value in environment.items()), *command], args.workdir)
     from cai import labels, reach
 
     fast = ssh.multiplexing() and not creation_flags_given(args)
@@ -57,3 +73,23 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     if fast:  # the key again: the slow path may have just saved the workspace's state
         reach.remember(reach.key(ctx.context, args.container, workspace), containers.endpoint(container))
     return rc
+
+
+def _exec_through_engine(args: argparse.Namespace, ctx: "Ctx", command: list[str], environment: dict[str, str],
+                         tty: bool) -> int:
+    """sshd logs in the agent alone: any other user is the engine's exec (the docker CLI)."""
+    import os
+    import posixpath
+    import sys
+
+    from cai import engine, ssh
+
+    _, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
+    workdir = posixpath.join(ssh.WORKDIR, args.workdir) if args.workdir else ssh.WORKDIR
+    argv = engine.docker_exec_argv(container.context, container.id, user=args.user, workdir=workdir,
+                                   environment=environment, tty=tty, command=command)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
+    os.execve(argv[0], argv, env)
+    return ExitCode.ERROR  # not reached

@@ -24,6 +24,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_target_flags(parser)
     parser.add_argument("-d", "--detached", action="store_true", help="start CMD in the background and report its PID")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
+    created = parser.add_argument_group("a new container")
+    created.add_argument("--label", metavar="KEY=VALUE", action="append", default=[],
+                         help="a label of your own (repeatable; containai.* keys are cai's)")
+    created.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[],
+                         help="set in the agent's login environment and kept in a label (repeatable)")
+    created.add_argument("--restart", metavar="POLICY", help="the engine's restart policy: no, on-failure[:N], unless-stopped, always")
     parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[PATH] [-- CMD ...]", help="workspace directory, then the command after --")
     parser.set_defaults(_run_parser=parser)
     return parser
@@ -56,6 +62,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     ctx = Ctx(args.context, args.debug, ctx.passthrough)
     output.configure(verbose=args.verbose, quiet=args.quiet)
     workspace = workspace_choice(path, args.workspace)
+    from cai import run_options
+
+    args.run_options = run_options.RunOptions(run_options.parse_labels(args.label), run_options.parse_environment(args.env),
+                                              run_options.parse_restart(args.restart))
     if args.detached and not command:
         raise CaiError(ExitCode.ERROR, "--detached needs a command after --")
     if args.dry_run:

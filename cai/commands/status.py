@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cai.main import Ctx
 
 BEST_EFFORT_BUDGET_S = 5.0
+JSON_SCHEMA_VERSION = 2  # 2: numbers beside the text (uptime_seconds, bytes; percents are numbers)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,41 +46,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 # --- pure parts ------------------------------------------------------------------------------
 
 
-def format_uptime(started_at: str, now: datetime) -> str | None:
-    """`3d 4h 12m`, `2h 5m` or `45m`; None for Docker's zero time or an unreadable value."""
-    from cai import clock
-
-    if clock.is_zero_time(started_at):
-        return None
-    try:
-        started = clock.parse_rfc3339(started_at)
-    except ValueError:
-        return None
-    minutes = max(0, int((now - started).total_seconds() // 60))
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h {mins}m"
-    if hours:
-        return f"{hours}h {mins}m"
-    return f"{mins}m"
-
-
 def format_resources(usage: int | None, limit: int | None, cpu_delta: int | None, system_delta: int | None,
-                     cpus: int) -> dict[str, str]:
-    """`docker stats`'s figures: binary sizes, memory as a whole percent, CPU percent with two decimals."""
-    found: dict[str, str] = {}
+                     cpus: int) -> dict[str, Any]:
+    """`docker stats`'s figures as text (binary sizes) and as numbers (bytes, percents to two decimals)."""
+    found: dict[str, Any] = {}
     if isinstance(usage, int):
-        found["memory_usage"] = output.bytes_size(usage)
+        found["memory_usage"], found["memory_bytes"] = output.bytes_size(usage), usage
         if isinstance(limit, int) and limit > 0:
-            found["memory_limit"] = output.bytes_size(limit)
-            found["memory_percent"] = f"{usage / limit * 100:.0f}%"  # a whole percent, as the seed shows it
+            found["memory_limit"], found["memory_limit_bytes"] = output.bytes_size(limit), limit
+            found["memory_percent"] = round(usage / limit * 100, 2)
     if isinstance(cpu_delta, int) and isinstance(system_delta, int) and system_delta > 0 and cpu_delta >= 0:
-        found["cpu_percent"] = f"{cpu_delta / system_delta * cpus * 100:.2f}%"
+        found["cpu_percent"] = round(cpu_delta / system_delta * cpus * 100, 2)
     return found
 
 
-def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, str]:
+def resources_from_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     """From the engine's stats API: memory without the inactive page cache, CPU over its interval."""
     memory = stats.get("memory_stats") or {}
     usage, limit = memory.get("usage"), memory.get("limit")
@@ -105,14 +86,20 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+RESOURCE_KEYS = ("memory_usage", "memory_bytes", "memory_limit", "memory_limit_bytes", "memory_percent", "cpu_percent")
+
+
 def build_report(container: "engine.Container", uptime: str | None, found: "sessions.Sessions | None",
-                 resources: Mapping[str, str] | None) -> dict[str, Any]:
+                 resources: Mapping[str, Any] | None, uptime_seconds: int | None = None) -> dict[str, Any]:
+    from cai import containers
+
     report: dict[str, Any] = {
         "container": container.name,
         "status": container.status,
         "image": container.image or "unknown",
         "uptime": uptime,
-        "workspace": workspace_report(container.labels, container.workspace_mount),
+        "uptime_seconds": uptime_seconds,
+        "workspace": containers.workspace_report(container.labels, container.workspace_mount),
     }
     if found is not None:
         report["sessions"] = {
@@ -123,17 +110,8 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
             "reason": found.reason or None,
         }
     if resources:
-        report["resources"] = {key: resources.get(key) for key in ("memory_usage", "memory_limit", "memory_percent", "cpu_percent")}
+        report["resources"] = {key: resources.get(key) for key in RESOURCE_KEYS}
     return _without_none(report)
-
-
-def workspace_report(container_labels: Mapping[str, str], mount: Mapping[str, str]) -> dict[str, Any]:
-    """The local workspace the container is for, and what its /home/agent/workspace really is: a
-    bind of a directory of the engine's host, or a volume that holds a copy (a remote engine's)."""
-    from cai import labels
-
-    return {"path": labels.label(container_labels, labels.WORKSPACE) or None, "mount": mount.get("type"),
-            "source": mount.get("source"), "copy": mount.get("type") == "volume" if mount else None}
 
 
 def workspace_line(workspace: Mapping[str, Any], remote: bool) -> str | None:
@@ -163,10 +141,10 @@ def render_text(report: Mapping[str, Any], remote: bool = False) -> list[str]:
     if res:
         lines += ["", "  Resource Usage:"]
         if "memory_usage" in res and "memory_limit" in res:
-            percent = f" ({res['memory_percent']})" if "memory_percent" in res else ""
+            percent = f" ({res['memory_percent']:.0f}%)" if "memory_percent" in res else ""  # a whole one, as the seed
             lines.append(f"    Memory: {res['memory_usage']} / {res['memory_limit']}{percent}")
         if "cpu_percent" in res:
-            lines.append(f"    CPU: {res['cpu_percent']}")
+            lines.append(f"    CPU: {res['cpu_percent']:.2f}%")
     return lines
 
 
@@ -317,15 +295,19 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         return _run_all_contexts(args, ctx)
     name, workspace = _container_name(args)
     container = containers.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
-    uptime = found = resources = None
+    uptime = uptime_seconds = found = resources = None
     if container.running:
         from datetime import datetime, timezone
 
-        uptime = format_uptime(container.started_at, datetime.now(timezone.utc))
+        from cai import clock
+
+        now = datetime.now(timezone.utc)
+        uptime = clock.format_uptime(container.started_at, now)
+        uptime_seconds = clock.seconds_since(container.started_at, now)
         found, resources = _best_effort(container)
-    report = build_report(container, uptime, found, resources)
+    report = build_report(container, uptime, found, resources, uptime_seconds)
     if args.json:
-        output.emit_json(report)
+        output.emit_json(report, schema_version=JSON_SCHEMA_VERSION)
     else:
         from cai import engine
 

@@ -93,7 +93,9 @@ def _stop_one(args: argparse.Namespace, container: "engine.Container") -> int:
     eng = engine.Engine(container.context)
     if args.export:
         _export(container, force=args.force)
-    verdict = _session_verdict(eng, container, force=args.force, interactive=output.isatty())
+    from cai import sessions
+
+    verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty())
     if verdict is not None:
         return verdict
     _stop_or_remove(eng, container, remove=args.remove)
@@ -117,32 +119,6 @@ def _export(container: "engine.Container", *, force: bool, label: str = "") -> N
         if not force:
             raise CaiError(ExitCode.ERROR, f"Export failed{suffix}. Use --force to stop anyway.") from exc
         output.warn(f"Export failed{suffix}, continuing due to --force")
-
-
-def _session_verdict(eng: "engine.Engine", container: "engine.Container", *, force: bool, interactive: bool) -> int | None:
-    """None to go on stopping; otherwise the exit code to end with. Raises when refusing."""
-    from cai import sessions
-
-    if force or not container.running:
-        return None
-    found = sessions.detect(eng, container)
-    if found.state is sessions.State.UNKNOWN:
-        if output.is_verbose():
-            output.warn(f"Could not check sessions in '{container.name}' ({found.reason}); stopping anyway")
-        return None
-    if found.state is sessions.State.NONE:
-        return None
-    message = f"Container '{container.name}' has active sessions ({found.summary()})"
-    if not interactive:
-        raise CaiError(ExitCode.ERROR, message, f"Use --force to stop it anyway: cai stop --container {container.name} --force")
-    from cai import prompts
-
-    output.warn(message)
-    answer = prompts.confirm("Stop anyway?")
-    if answer:
-        return None
-    output.plain_err("Cancelled.")
-    return ExitCode.OK if answer is None else ExitCode.ERROR
 
 
 def _stop_or_remove(eng: "engine.Engine", container: "engine.Container", *, remove: bool) -> None:
@@ -237,6 +213,8 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
     if not chosen:
         output.out("No containers selected.")
         return ExitCode.OK
+    from cai import sessions
+
     for row in chosen:
         container = row.engine.inspect_container(row.id)
         if container is None:
@@ -244,7 +222,7 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
             continue
         if args.export:
             _export(container, force=args.force, label=row.name)
-        if _session_verdict(row.engine, container, force=args.force, interactive=True) is not None:
+        if sessions.verdict(row.engine, container, force=args.force, interactive=True) is not None:
             continue
         output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}")
         _stop_or_remove(row.engine, container, remove=args.remove)
@@ -264,6 +242,9 @@ def _stop_all(args: argparse.Namespace, rows: list[Row], resolved: str) -> int:
         where = _where(row, resolved)
         container = row.engine.inspect_container(row.id)
         if container is None:
+            continue
+        if container.status == "paused" and not args.remove:  # frozen on purpose, as gc leaves it
+            output.out(f"Skipping: {row.name}{where} (paused; cai unpause --container {row.name} first)")
             continue
         if not args.force and container.running:
             found = sessions.detect(row.engine, container)

@@ -172,6 +172,26 @@ def ws(tmp_path_factory, home, docker_client, agent_image):
 
 
 @pytest.fixture()
+def fresh(tmp_path_factory, home, docker_client, agent_image):
+    """Make workspace containers with `cai run`; each is removed at teardown."""
+    made: list[str] = []
+
+    def make():
+        workspace = agent_workspace(tmp_path_factory, "fresh-ws")
+        done = run_cai(home, "run", str(workspace))
+        assert done.returncode == 0, done.stderr
+        made.append(done.stdout.strip())
+        return workspace, made[-1]
+
+    yield make
+    for name in made:
+        try:
+            docker_client.api.remove_container(name, force=True)
+        except Exception:  # noqa: BLE001 - a test removed it
+            pass
+
+
+@pytest.fixture()
 def workdir(tmp_path) -> Path:
     path = tmp_path / "work"
     path.mkdir()

@@ -173,11 +173,11 @@ def test_status_shows_every_context_and_a_silent_one_costs_at_most_its_budget(en
     ids = {c.name: c.id for spare in engines for c in spare.client.containers.list(all=True)}
     assert ours == [
         {"context": "cai-spare-11", "name": "ac-run", "id": ids["ac-run"], "status": "running", "image": "cai-tiny:sleep",
-         "workspace": "/src/one", "ssh_port": 2301},
+         "workspace": "/src/one", "workspace_mount": None, "ssh_port": 2301},
         {"context": "cai-spare-11", "name": "ac-stopped", "id": ids["ac-stopped"], "status": "exited",
-         "image": "cai-tiny:sleep", "workspace": None, "ssh_port": None},
+         "image": "cai-tiny:sleep", "workspace": None, "workspace_mount": None, "ssh_port": None},
         {"context": "cai-spare-12", "name": "ac-new", "id": ids["ac-new"], "status": "created", "image": "cai-tiny:sleep",
-         "workspace": None, "ssh_port": None},
+         "workspace": None, "workspace_mount": None, "ssh_port": None},
     ]
 
 

@@ -14,9 +14,15 @@ from conftest import run_cai
 JSON_DOC = Path(__file__).resolve().parents[2] / "docs" / "json.md"
 
 
-def documented_fields(command: str) -> set[str]:
+def section_of(command: str) -> str:
+    """The section `## COMMAND --json`, else `## COMMAND` (`cai ps --format json`, `cai inspect`)."""
     text = JSON_DOC.read_text()
-    section = text.split(f"## {command} --json", 1)[1].split("\n## ", 1)[0]
+    heading = next(h for h in (f"## {command} --json\n", f"## {command}\n") if h in text)
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def documented_fields(command: str) -> set[str]:
+    section = section_of(command)
     return set(re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE))
 
 
@@ -35,12 +41,12 @@ def flatten(value, prefix=""):
     return fields
 
 
-def check(command: str, document: dict) -> None:
+def check(command: str, document: dict, version: int = 1) -> None:
     documented, real = documented_fields(command), flatten(document)
     assert real - documented == set(), f"{command}: printed but not in docs/json.md"
     top = {f for f in documented if "." not in f and "[]" not in f}
     assert top == set(document), f"{command}: docs/json.md and the output differ at the top level"
-    assert document["schema_version"] == 1
+    assert document["schema_version"] == version
 
 
 def test_status(home, ws):
@@ -48,8 +54,24 @@ def test_status(home, ws):
     done = run_cai(home, "status", "--container", name, "--json")
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
-    assert {"sessions", "resources", "uptime"} <= set(document)  # a running container shows them all
-    check("cai status", document)
+    assert {"sessions", "resources", "uptime", "uptime_seconds"} <= set(document)  # a running container shows them all
+    assert {"memory_percent", "cpu_percent"} <= set(document["resources"])
+    check("cai status", document, version=2)
+
+
+def test_ps_port_and_inspect(home, ws):
+    _, name = ws
+    listed = run_cai(home, "ps", "--format", "json", "--filter", f"name={name}", "--all-contexts")  # all the fields
+    assert listed.returncode == 0, listed.stderr
+    document = json.loads(listed.stdout)
+    assert name in [row["name"] for row in document["containers"]] and "unreachable" in document
+    check("cai ps --format json", document, version=2)
+    ports = run_cai(home, "port", "--container", name, "--json")
+    assert ports.returncode == 0, ports.stderr
+    check("cai port", json.loads(ports.stdout))
+    inspected = json.loads(run_cai(home, "inspect", "--container", name).stdout)
+    assert inspected["Id"] and inspected["cai"]["sessions"]
+    check("cai inspect", {"schema_version": inspected["schema_version"], "cai": inspected["cai"]}, version=2)
 
 
 def test_doctor(home):
@@ -84,8 +106,8 @@ def test_ssh_cleanup(home, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["cai status", "cai status --all-contexts", "cai gc", "cai gc --all-contexts",
-                                     "cai doctor", "cai ssh cleanup"])
+                                     "cai doctor", "cai ssh cleanup", "cai ps --format json", "cai port", "cai inspect"])
 def test_every_documented_field_has_a_type_and_meaning_column(command):
-    section = JSON_DOC.read_text().split(f"## {command} --json", 1)[1].split("\n## ", 1)[0]
+    section = section_of(command)
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert rows and all(line.count("|") == 4 for line in rows)

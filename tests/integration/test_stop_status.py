@@ -12,26 +12,6 @@ import pytest
 from conftest import CAI, agent_workspace, run_cai, unique, wait_for
 
 
-@pytest.fixture()
-def fresh(tmp_path_factory, home, docker_client, agent_image):
-    """Make workspace containers with `cai run`; each is removed at teardown."""
-    made: list[str] = []
-
-    def make():
-        workspace = agent_workspace(tmp_path_factory, "stop-ws")
-        done = run_cai(home, "run", str(workspace))
-        assert done.returncode == 0, done.stderr
-        made.append(done.stdout.strip())
-        return workspace, made[-1]
-
-    yield make
-    for name in made:
-        try:
-            docker_client.api.remove_container(name, force=True)
-        except Exception:  # noqa: BLE001 - a test removed it
-            pass
-
-
 def state(docker_client, name):
     return docker_client.api.inspect_container(name)["State"]["Status"]
 
@@ -161,10 +141,13 @@ def test_status_text_of_a_running_container(ws, home):
 def test_status_json_keys_of_a_running_container(ws, home):
     _, name = ws
     report = status_json(home, name)
-    assert list(report) == ["schema_version", "container", "status", "image", "uptime", "workspace", "sessions",
-                            "resources"]
+    assert list(report) == ["schema_version", "container", "status", "image", "uptime", "uptime_seconds", "workspace",
+                            "sessions", "resources"]
+    assert report["schema_version"] == 2 and isinstance(report["uptime_seconds"], int)
     assert report["workspace"] == {"path": str(ws[0]), "mount": "bind", "source": str(ws[0]), "copy": False}
-    assert list(report["resources"]) == ["memory_usage", "memory_limit", "memory_percent", "cpu_percent"]
+    assert list(report["resources"]) == ["memory_usage", "memory_bytes", "memory_limit", "memory_limit_bytes",
+                                         "memory_percent", "cpu_percent"]
+    assert report["resources"]["memory_limit_bytes"] == 4 * 2**30
     assert report["resources"]["memory_limit"] == "4GiB"
 
 
@@ -180,16 +163,16 @@ def test_status_resources_follow_the_container(ws, home, docker_client):
         return json.loads(done.stdout)["resources"]
 
     idle = resources()
-    assert float(idle["cpu_percent"].rstrip("%")) < 10
+    assert idle["cpu_percent"] < 10
     assert idle["memory_limit"] == "4GiB"
     engine_view = docker_client.api.stats(name, stream=False)["memory_stats"]["usage"]
     shown = float(idle["memory_usage"].rstrip("KMGiB")) * {"K": 2**10, "M": 2**20, "G": 2**30}[idle["memory_usage"][-3]]
     assert 0.5 * engine_view < shown < 1.5 * engine_view
     container.exec_run(["sh", "-c", "while :; do :; done"], detach=True)
     try:
-        busy = wait_for(lambda: float(resources()["cpu_percent"].rstrip("%")) > 50, timeout=20)
+        busy = wait_for(lambda: resources()["cpu_percent"] > 50, timeout=20)
         assert busy
-        assert float(resources()["cpu_percent"].rstrip("%")) < 100 * (os.cpu_count() or 1) + 10
+        assert resources()["cpu_percent"] < 100 * (os.cpu_count() or 1) + 10
     finally:
         container.exec_run(["pkill", "-f", "while :; do :; done"])
 
@@ -200,14 +183,16 @@ def test_status_of_an_exited_container(fresh, home, docker_client):
     done = run_cai(home, "status", "-w", str(workspace))
     assert (done.returncode, done.stdout) == (
         0, f"Container: {name}\n  Status: exited\n  Image: containai:latest\n  Workspace: {workspace}\n")
-    assert status_json(home, name) == {"schema_version": 1, "container": name, "status": "exited", "image": "containai:latest",
+    assert status_json(home, name) == {"schema_version": 2, "container": name, "status": "exited", "image": "containai:latest",
                                        "workspace": {"path": str(workspace), "mount": "bind", "source": str(workspace),
                                                      "copy": False}}
 
 
 def test_status_of_a_created_container(make_container, home):
     c = make_container(start=False, labels={"containai.managed": "true"})
-    assert status_json(home, c.name) == {"schema_version": 1, "container": c.name, "status": "created", "image": "containai:latest"}
+    # Made by hand: no workspace label and no workspace mount, so nothing to say of either.
+    assert status_json(home, c.name) == {"schema_version": 2, "container": c.name, "status": "created", "image": "containai:latest",
+                                         "workspace": {}}
 
 
 def test_status_of_a_foreign_container(make_container, home):

@@ -121,3 +121,95 @@ def test_no_traceback_for_any_argv(unreachable_engine, capsys, argv):
     assert isinstance(code, int) and 0 <= code <= 255
     assert "Traceback" not in captured.err
     assert "[ERROR] Unexpected error" not in captured.err
+
+
+# --- the lifecycle verbs' pure parts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("word", "name"), [("KILL", "SIGKILL"), ("term", "SIGTERM"), ("SIGHUP", "SIGHUP"), ("15", "SIGTERM"),
+                                            ("usr1", "SIGUSR1")])
+def test_signals_by_name_or_number(word, name):
+    from cai.commands.kill import signal_name
+
+    assert signal_name(word) == name
+
+
+@pytest.mark.parametrize("word", ["NOPE", "0", "99999", "-9", "１５", ""])
+def test_unknown_signals_are_refused(word):
+    from cai.commands.kill import signal_name
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError) as refused:
+        signal_name(word)
+    assert refused.value.message == f"Invalid signal: {word}"
+
+
+def test_templates_print_fields_json_and_missing_keys():
+    from cai import templates
+
+    document = {"Name": "p", "State": {"Status": "running", "Pid": 7}, "Flag": True, "Labels": {"a": "b"}}
+    rendered = templates.Template(r"{{.Name}}\t{{.State.Status}} {{.State.Pid}} {{.Flag}} {{json .Labels}} {{.Nope.X}}")
+    assert rendered.render(document) == 'p\trunning 7 true {"a": "b"} <no value>'
+    assert templates.Template("{{json .}}").render({"x": 1}) == '{"x": 1}'
+
+
+@pytest.mark.parametrize("text", ["{{range .X}}", "{{.X", "{{ .X | upper }}", "{{index .A 0}}"])
+def test_templates_refuse_what_they_do_not_support(text):
+    from cai import templates
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError):
+        templates.Template(text)
+
+
+def test_ps_filters_map_to_the_engines_and_cais_own(tmp_path):
+    from cai import listing
+
+    # A workspace is normalised as cai labels it (an existing directory, symlinks resolved).
+    assert listing.parse_filters(["status=exited", "label=team=x", "name=proj", f"workspace={tmp_path}/"]) == {
+        "status": ["exited"], "label": ["team=x", f"containai.workspace={tmp_path.resolve()}"], "name": ["proj"]}
+
+
+@pytest.mark.parametrize("word", ["colour=red", "status=sleeping", "label=containai.managed=false", "name="])
+def test_ps_refuses_bad_filters(word):
+    from cai import listing
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError):
+        listing.parse_filters([word])
+
+
+def test_run_options_parse_and_refuse():
+    from cai import run_options
+    from cai.errors import CaiError
+
+    assert run_options.parse_restart("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert run_options.parse_restart("no") == {"Name": "", "MaximumRetryCount": 0}
+    assert run_options.parse_labels(["team=", "x=y=z"]) == {"team": "", "x": "y=z"}
+    assert run_options.parse_environment(["A=", "B=c=d"]) == {"A": "", "B": "c=d"}
+    for bad in (lambda: run_options.parse_labels(["ai.containai.template=x"]),
+                lambda: run_options.parse_environment(["NOEQUALS"]),
+                lambda: run_options.parse_restart("unless-stopped:2")):
+        with pytest.raises(CaiError):
+            bad()
+
+
+def test_the_profile_script_exports_each_value_as_given(tmp_path):
+    import subprocess
+    import tarfile
+    import io
+
+    from cai import run_options
+
+    values = {"A": "it's $HOME `x`", "B": "two\nlines"}
+    with tarfile.open(fileobj=io.BytesIO(run_options.profile_archive(values))) as tar:
+        script = tar.extractfile("profile.d/containai-env.sh").read().decode()
+        assert tar.getmember("profile.d/containai-env.sh").mode == 0o644
+    done = subprocess.run(["sh", "-c", script + 'printf "%s|%s" "$A" "$B"'], capture_output=True, text=True, timeout=10)
+    assert done.stdout == "it's $HOME `x`|two\nlines"
+
+
+def test_an_empty_ps_table_is_its_header():
+    from cai import listing
+
+    assert listing.table([], with_context=False) == ["NAME  STATE  WORKSPACE  IMAGE  SSH PORT  UP / AGE  SESSIONS"]

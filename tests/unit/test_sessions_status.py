@@ -92,7 +92,9 @@ NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
     ],
 )
 def test_uptime(started, shown):
-    assert status.format_uptime(started, NOW) == shown
+    from cai import clock
+
+    assert clock.format_uptime(started, NOW) == shown
 
 
 @pytest.mark.parametrize(("size", "shown"), [(0, "0B"), (1855488, "1.77MiB"), (512 * 2**20, "512MiB"), (4 * 2**30, "4GiB"),
@@ -108,7 +110,11 @@ def test_resources_from_stats_subtract_cache_and_use_the_cpu_delta():
         "precpu_stats": {"cpu_usage": {"total_usage": 1_000_000}, "system_cpu_usage": 1_000_000_000},
     }
     assert status.resources_from_stats(stats) == {
-        "memory_usage": "10MiB", "memory_limit": "512MiB", "memory_percent": "2%", "cpu_percent": "0.40%"}
+        "memory_usage": "10MiB", "memory_bytes": 10 * 2**20, "memory_limit": "512MiB", "memory_limit_bytes": 512 * 2**20,
+        "memory_percent": 1.95, "cpu_percent": 0.4}
+    report = status.build_report(_Container(), "5m", None, status.resources_from_stats(stats), 300)
+    assert report["uptime_seconds"] == 300
+    assert status.render_text(report)[-2:] == ["    Memory: 10MiB / 512MiB (2%)", "    CPU: 0.40%"]
 
 
 def test_resources_without_a_cpu_sample_leave_cpu_out():
@@ -131,11 +137,13 @@ def test_report_of_a_stopped_container_has_only_the_required_keys():
 
 
 def test_the_workspace_line_says_copy_or_engine_host():
-    copy = status.workspace_report({"containai.workspace": "/src/p"}, {"type": "volume", "source": "c1-workspace"})
+    from cai import containers
+
+    copy = containers.workspace_report({"containai.workspace": "/src/p"}, {"type": "volume", "source": "c1-workspace"})
     assert status.workspace_line(copy, remote=True) == "  Workspace: copy of /src/p in volume c1-workspace"
-    bound = status.workspace_report({"containai.workspace": "/src/p"}, {"type": "bind", "source": "/srv/p"})
+    bound = containers.workspace_report({"containai.workspace": "/src/p"}, {"type": "bind", "source": "/srv/p"})
     assert status.workspace_line(bound, remote=True) == "  Workspace: /srv/p (on the engine host)"
-    unknown = status.workspace_report({}, {})
+    unknown = containers.workspace_report({}, {})
     assert (unknown, status.workspace_line(unknown, remote=False)) == (
         {"path": None, "mount": None, "source": None, "copy": None}, None)
 

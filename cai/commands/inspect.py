@@ -1,0 +1,78 @@
+"""`cai inspect [--format TEMPLATE]`: the engine's inspect document, plus what cai knows of it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
+
+if TYPE_CHECKING:
+    from cai import engine
+    from cai.main import Ctx
+
+JSON_SCHEMA_VERSION = 2  # as cai status --json: numbers beside the text
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "inspect", help="show the engine's inspect document and cai's own view",
+        description="Print the engine's inspect document of the workspace container with a `cai` object added: "
+        "workspace, data volume, SSH port, context, host-key pins and sessions. With --format, print one "
+        "template per container, e.g. '{{.State.Status}}' or '{{json .cai.sessions}}' (docs/cli-reference.md).",
+    )
+    add_container_flags(parser)
+    parser.add_argument("-f", "--format", metavar="TEMPLATE", help="a Go-like template: {{.A.B}}, {{json .A}}, {{.}}")
+    return parser
+
+
+def pin_state(pinned: list[str], shown: list[str]) -> str:
+    """`pinned` (cai's known_hosts has exactly the keys the engine shows), `stale` (other keys:
+    the next session pins again), `none`, or `unknown` (the engine showed no keys)."""
+    if not pinned:
+        return "none"
+    if not shown:
+        return "unknown"
+    return "pinned" if sorted(pinned) == sorted(shown) else "stale"
+
+
+def cai_block(eng: "engine.Engine", container: "engine.Container") -> dict[str, Any]:
+    from cai import containers, labels, sessions, ssh
+
+    alias = ssh.host_key_alias(container.context, container.id)
+    block: dict[str, Any] = {
+        "context": eng.context,
+        "workspace": containers.workspace_report(container.labels, container.workspace_mount),
+        "data_volume": labels.label(container.labels, labels.DATA_VOLUME) or None,
+        "ssh_port": labels.ssh_port(container.labels),
+        "host_key_alias": alias,
+        "pins": pin_state(ssh.pinned_keys(alias), containers.engine_host_keys(eng, container.id)),
+        "ssh_config": str(ssh.host_config_dir() / f"{container.name}.conf")
+        if ssh.host_config_alias(container.name) == alias else None,
+    }
+    if container.running:
+        from datetime import datetime, timezone
+
+        from cai import clock
+
+        block["uptime_seconds"] = clock.seconds_since(container.started_at, datetime.now(timezone.utc))
+        found = sessions.detect(eng, container)
+        block["sessions"] = {"state": found.state.value, "ssh_connections": found.ssh_connections,
+                             "active_terminals": found.active_terminals, "exec_sessions": found.exec_sessions,
+                             "reason": found.reason or None}
+    return block
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import output, templates
+
+    template = templates.Template(args.format) if args.format is not None else None  # before any engine call
+    eng, container = existing_container(args, ctx)
+    document = {"schema_version": JSON_SCHEMA_VERSION, **(eng.inspect_raw(container.id) or {}),
+                "cai": cai_block(eng, container)}
+    if template is not None:
+        output.out(template.render(document))
+    else:
+        output.emit_json(document)  # schema_version first, as in every document
+    return ExitCode.OK

@@ -1,0 +1,39 @@
+"""`cai pause`: freeze every process of the container (the cgroup freezer)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "pause", help="freeze the container's processes",
+        description="Freeze every process in the workspace container. `cai status` shows `paused`; `gc` and "
+        "`stop --all` leave a paused container alone. Thaw it with `cai unpause`.",
+    )
+    add_container_flags(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    return set_paused(args, ctx, paused=True)
+
+
+def set_paused(args: argparse.Namespace, ctx: "Ctx", *, paused: bool) -> int:
+    from cai import engine, output, ssh
+
+    eng, container = existing_container(args, ctx)
+    if paused:  # a shared connection to a frozen sshd would hang the next exec until its keepalive gives up
+        from cai import containers
+
+        ssh.release_master(containers.endpoint(container), wait_s=0.5)
+    engine.pause_container(eng, container.id, paused=paused)
+    output.ok(f"{'Paused' if paused else 'Unpaused'}: {container.name}")
+    return ExitCode.OK

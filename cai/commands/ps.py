@@ -1,0 +1,83 @@
+"""`cai ps`: list cai's containers with their workspace, state, SSH port, uptime and sessions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.errors import CaiError, ExitCode
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+JSON_SCHEMA_VERSION = 2
+OWN_SHORT_FLAGS = ("-q",)  # names only, as docker ps -q; the global --quiet keeps its long form
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "ps", help="list cai's containers (running ones unless -a)",
+        description="List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
+        "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
+        "Running ones by default.",
+    )
+    parser.add_argument("-a", "--all", action="store_true", help="every state, not only running")
+    parser.add_argument("--format", metavar="FORMAT", default="table",
+                        help="table (default), json, or a template such as '{{.Name}}\\t{{.Status}}'")
+    parser.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[],
+                        help="label=K[=V], status=STATE, name=TEXT or workspace=PATH (repeatable)")
+    parser.add_argument("-q", dest="names_only", action="store_true", help="print only the names (what --container takes)")
+    parser.add_argument("--no-sessions", action="store_true", help="do not look inside the containers (faster)")
+    parser.add_argument("--all-contexts", action="store_true", help="every Docker context, side by side (5 s each)")
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import listing, output, templates
+
+    filters = listing.parse_filters(args.filter)  # all of it before any engine call
+    if not args.all and "status" not in filters:
+        filters["status"] = ["running"]
+    template = None
+    if args.format not in ("table", "json"):
+        template = templates.Template(args.format)
+        templates.check_fields(template, listing.TEMPLATE_FIELDS)
+    with_sessions = not args.no_sessions and not args.names_only
+
+    def rows_of(eng: Any) -> list[dict[str, Any]]:
+        return listing.context_rows(eng, filters, with_sessions=with_sessions)
+
+    unreachable: list[Any] = []
+    if args.all_contexts:
+        from cai import all_contexts
+
+        if ctx.context is not None:
+            raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
+        answered, unreachable = all_contexts.fan_out(rows_of, budget=all_contexts.BUDGET_S + listing.SESSIONS_BUDGET_S)
+        all_contexts.warn_unreachable(unreachable)
+        if not answered:
+            raise all_contexts.none_answered(unreachable)
+        rows = [row for _, context_rows in answered for row in context_rows]
+    else:
+        from pathlib import Path
+
+        from cai import engine
+
+        rows = rows_of(engine.Engine(engine.resolve_context(ctx.context, Path.cwd())))
+    if args.names_only:
+        for row in rows:
+            output.out(row["name"])
+    elif args.format == "json":
+        from cai import all_contexts
+
+        document: dict[str, Any] = {"containers": [listing.as_json(row) for row in rows]}
+        if args.all_contexts:
+            document["unreachable"] = all_contexts.json_unreachable(unreachable)
+        output.emit_json(document, schema_version=JSON_SCHEMA_VERSION)
+    elif template is not None:
+        for row in rows:
+            output.out(template.render(listing.template_view(row)))
+    else:
+        for line in listing.table(rows, with_context=args.all_contexts):
+            output.out(line)
+    return ExitCode.OK

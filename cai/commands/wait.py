@@ -1,0 +1,30 @@
+"""`cai wait`: block until the container stops, print its exit code and exit with it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from cai.commands._target import add_container_flags, existing_container
+
+if TYPE_CHECKING:
+    from cai.main import Ctx
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "wait", help="wait until the container stops, then exit with its exit code",
+        description="Block until the workspace container stops (at once when it is not running), print its "
+        "exit code and exit with it, so that `cai wait && echo ok` works. Ctrl-C is 130.",
+    )
+    add_container_flags(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+    from cai import engine, output
+
+    eng, container = existing_container(args, ctx)
+    code = engine.wait_container(eng, container.id)
+    output.out(str(code))
+    return code
