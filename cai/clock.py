@@ -59,14 +59,19 @@ def parse_since(text: str, now: float) -> int:
     """Epoch seconds for `--since`: an RFC 3339 time, or a duration back from `now` such as `10m`,
     `2h`, `1d12h` or `90s` (gc's units, plus seconds)."""
     match = _DURATION_RE.fullmatch(text)
+    found: int | None = None
     if match is not None and any(match.groupdict().values()):
         units = {**_UNIT_SECONDS, "s": 1}
-        return int(now) - sum(int(value) * units[unit] for unit, value in match.groupdict().items() if value)
-    try:
-        return epoch_seconds(text)
-    except ValueError:
+        found = int(now) - sum(int(value) * units[unit] for unit, value in match.groupdict().items() if value)
+    else:
+        try:
+            found = epoch_seconds(text)
+        except ValueError:
+            pass
+    if found is None or found <= 0:  # the engine takes 0 for "no --since" and refuses less
         raise CaiError(ExitCode.ERROR, f"Invalid --since value: {output.shown(text)}",
-                       "Use an RFC 3339 time (2026-12-01T10:00:00Z) or a duration such as 10m, 2h or 1d12h") from None
+                       "Use an RFC 3339 time after 1970 (2026-12-01T10:00:00Z) or a duration such as 10m, 2h or 1d12h")
+    return found
 
 
 def format_uptime(started_at: str, now: datetime) -> str | None:

@@ -173,6 +173,10 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
     workspace_volume = None
     if engine.is_remote(eng) and remote_path is None:
         workspace_volume = workspace_volume_name(target.name)
+        users = [row["Names"][0].lstrip("/") for row in engine.list_containers(eng, [], volume=[workspace_volume])]
+        if users:  # a renamed container keeps its copy: a new one must not upload over it
+            raise CaiError(ExitCode.ERROR, f"Volume {workspace_volume} holds the workspace of container {users[0]}",
+                           f"[HINT] Choose another name (--container), or remove {users[0]} first")
         engine.ensure_volume(eng, workspace_volume)
     with config.file_lock(config.config_dir() / ".ssh-port.lock"):
         port = allocate_port(eng)
@@ -186,11 +190,12 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
             name=target.name, image=image, hostname=labels.sanitize_hostname(target.name), labels=container_labels,
             ssh_port=port, workspace=workspace_volume or remote_path or str(target.workspace), volume=target.volume,
             memory=memory, cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT, workspace_must_exist=remote_path is not None,
-            environment=options.environment, restart_policy=options.restart_policy,
+            restart_policy=options.restart_policy,
         )
+        profile = run_options.profile_archive(options.environment) if options.environment else None
         engine.create_container(eng, spec)
-    if options.environment:  # for ssh logins, which do not see the container's own environment
-        engine.put_archive(eng, target.name, "/etc", run_options.profile_archive(options.environment))
+    if profile is not None:  # the agent's logins; root's `docker exec` (cai exec -u root) does not get it
+        engine.put_archive(eng, target.name, "/etc", profile)
     if workspace_volume is not None:
         from cai import volumes
 
@@ -427,6 +432,9 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
     remote_path = remote_path_choice(eng, remote_path, None if fresh else target.container)
     if remote_path is not None and (fresh or target.container is None):
         require_engine_host_directory(eng, image, remote_path)
+    if options is not None and options.given() and target.container is not None and not fresh:
+        output.warn(f"--label, --env and --restart are for a new container; {target.name} exists "
+                    "(recreate it with --fresh to apply them)")
     if fresh and target.container is not None:
         output.info("Recreating container...")
         remove(eng, target.container)

@@ -6,6 +6,12 @@ own `tar -x` runs as the agent, so a link the agent planted on the way can only 
 agent may write anyway. Out: the agent's `tar -c`, read here with tarfile's `data` filter (PEP 706)
 and its top-level name changed to DEST's: nothing lands outside DEST, no absolute or `..` names,
 no link that leaves it, no device, no setuid bit.
+
+A stopped container has no agent and no sshd: there cai uses the engine's archive API, as root,
+but only after it has seen, component by component, that no directory on the way to DEST is a
+link (one planted while the agent ran would lead root's write elsewhere; nothing can race the
+check while the container is stopped). Only there can `-a` keep the archive's owners. `-` is a
+tar stream on stdin or stdout, passed through as it is.
 """
 
 from __future__ import annotations
@@ -38,8 +44,16 @@ def _script(script: str, *args: str) -> str:
 
 def _probe(eng: engine.Engine, container: engine.Container, path: str) -> int:
     """What `path` is in the container; the connection is made (and shared) here, with cai's
-    retries and key repair, so the transfer that follows finds it open."""
-    code = containers.connect(eng, container, _script(_PROBE, path), tty=None, shared=True)
+    retries and key repair, so the transfer that follows finds it open. Its ssh gets /dev/null as
+    stdin: `cai cp - :dir` keeps every byte of its stream for the transfer."""
+    kept, nothing = os.dup(0), os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(nothing, 0)
+        code = containers.connect(eng, container, _script(_PROBE, path), tty=None, shared=True)
+    finally:
+        os.dup2(kept, 0)
+        os.close(kept)
+        os.close(nothing)
     if code not in (_IS_DIR, _IS_OTHER, _MISSING, _NO_PARENT):
         raise CaiError(ExitCode.ERROR, f"Could not look at {output.shown(':' + path)} in {container.name} (exit {code})")
     return code
@@ -76,27 +90,50 @@ def _finish(child: subprocess.Popen[bytes], errors: IO[bytes], what: str, timeou
 # --- in --------------------------------------------------------------------------------------
 
 
-def copy_in(eng: engine.Engine, container: engine.Container, local: str, path: str) -> int:
+def _local_source(local: str) -> Path:
     source = Path(os.path.realpath(local))  # a link the user names is followed, as cp does
     if not os.path.lexists(local) or not source.exists():
         raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
     if not (source.is_dir() or source.is_file()):
         raise CaiError(ExitCode.ERROR, f"Not a regular file or directory: {output.shown(local)}")
-    path = path or "."
-    kind = _probe(eng, container, path)
-    given_name = os.path.basename(os.path.abspath(local))
+    return source
+
+
+def _destination(container: engine.Container, path: str, kind: int, source_is_dir: bool, given_name: str) -> tuple[str, str]:
+    """(directory, name) for what goes in, as cp decides: into an existing directory, else as
+    the named entry (a trailing / or a missing parent is an error, a directory never replaces a file)."""
     if kind == _IS_DIR:
-        directory, name = path, given_name
-    elif path.endswith("/") or kind == _NO_PARENT:
+        return path, given_name
+    if path.endswith("/") or kind == _NO_PARENT:
         raise CaiError(ExitCode.ERROR, f"No such directory in {container.name}: {output.shown(':' + path)}")
-    elif kind == _IS_OTHER and source.is_dir():
+    if kind == _IS_OTHER and source_is_dir:
         raise CaiError(ExitCode.ERROR, f"Cannot copy a directory over the file {output.shown(':' + path)}")
+    return posixpath.dirname(path) or ".", posixpath.basename(path)
+
+
+def copy_in(eng: engine.Engine, container: engine.Container, local: str, path: str, *, keep_owners: bool = False) -> int:
+    """`local` is a path, or "-" for a tar stream on stdin (extracted by the agent's tar as is)."""
+    path = path or "."
+    if not container.running:
+        return _copy_in_stopped(eng, container, local, path, keep_owners)
+    if keep_owners:
+        raise CaiError(ExitCode.ERROR, "-a needs a stopped container: only there may root write without the agent racing it",
+                       f"Stop it first (cai stop --container {container.name}), or copy without -a (files become the agent's)")
+    source = None if local == "-" else _local_source(local)
+    kind = _probe(eng, container, path)
+    if source is None:
+        if kind != _IS_DIR:
+            raise CaiError(ExitCode.ERROR, f"No such directory in {container.name}: {output.shown(':' + path)}",
+                           "A tar stream goes into a directory")
+        directory, name = path, ""
     else:
-        directory, name = posixpath.dirname(path) or ".", posixpath.basename(path)
+        directory, name = _destination(container, path, kind, source.is_dir(), os.path.basename(os.path.abspath(local)))
     child, errors = _session(container, _script(_RECEIVE, directory), send=True)
     count = 0
     try:
-        if source.is_dir():
+        if source is None:
+            count = _pass_through(os.fdopen(0, "rb", closefd=False), child.stdin)
+        elif source.is_dir():
             count = _send_tree(source, name, child.stdin)
         else:
             count = _send_file(source, name, child.stdin)
@@ -109,6 +146,68 @@ def copy_in(eng: engine.Engine, container: engine.Container, local: str, path: s
             pass
     _finish(child, errors, f"{output.shown(local)} → {container.name}:{output.shown(path)}")
     return count
+
+
+def _pass_through(stream: IO[bytes], sink: IO[bytes]) -> int:
+    """Bytes as they come; the count is of bytes, not entries (cai does not read the stream)."""
+    total = 0
+    while chunk := stream.read(1 << 16):
+        sink.write(chunk)
+        total += len(chunk)
+    return total
+
+
+def _walk(eng: engine.Engine, container: engine.Container, path: str) -> int:
+    """What the absolute `path` is in a stopped container, having refused a link on the way."""
+    current = ""
+    parts = [part for part in path.split("/") if part]
+    for index, part in enumerate(parts):
+        current += "/" + part
+        stat = engine.path_stat(eng, container.id, current)
+        if stat is None:
+            return _MISSING if index == len(parts) - 1 else _NO_PARENT
+        if stat["mode"] & engine.GO_MODE_SYMLINK and index < len(parts) - 1:
+            raise CaiError(ExitCode.ERROR, f"Refused: {container.name}:{output.shown(current)} is a link "
+                           f"(to {output.shown(stat['link_target'])}), and cai writes through none",
+                           "Remove the link in the container, or name the real directory")
+        if index == len(parts) - 1:
+            if stat["mode"] & engine.GO_MODE_SYMLINK:
+                raise CaiError(ExitCode.ERROR, f"Refused: {container.name}:{output.shown(current)} is a link "
+                               f"(to {output.shown(stat['link_target'])}), and cai writes through none")
+            return _IS_DIR if stat["mode"] & engine.GO_MODE_DIR else _IS_OTHER
+    return _IS_DIR  # "/" itself
+
+
+def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str, path: str, keep_owners: bool) -> int:
+    if local == "-":
+        raise CaiError(ExitCode.ERROR, f"A tar stream goes into a running container only; {container.name} is {container.status}",
+                       "cai would have to check every entry as root: start it (cai run), or copy files by path")
+    source = _local_source(local)
+    absolute = posixpath.normpath(posixpath.join(ssh.WORKDIR, path))
+    kind = _walk(eng, container, absolute)
+    named = absolute + "/" if path.endswith("/") and absolute != "/" else absolute  # a trailing / names a directory
+    directory, name = _destination(container, named, kind, source.is_dir(), os.path.basename(os.path.abspath(local)))
+    owner = None if keep_owners else AGENT_OWNER
+    if source.is_dir():
+        tree = archives.Source(source)
+        try:
+            plan = archives.scan(tree, [])
+            if plan.cleared_bits:
+                output.warn(f"Cleared setuid, setgid and sticky bits on {plan.cleared_bits} entries")
+            progress = archives.Progress("Copying", plan.total_bytes, len(plan.entries))
+            try:
+                engine.put_archive(eng, container.id, directory, archives.tar_stream(tree, plan, name, progress, owner=owner))
+            finally:
+                progress.finish()
+        finally:
+            tree.close()
+        return len(plan.entries) + 1
+    import io
+
+    buffer = io.BytesIO()
+    _send_file(source, name, buffer, owner=owner)
+    engine.put_archive(eng, container.id, directory, buffer.getvalue())
+    return 1
 
 
 def _send_tree(root: Path, name: str, sink: IO[bytes]) -> int:
@@ -124,12 +223,14 @@ def _send_tree(root: Path, name: str, sink: IO[bytes]) -> int:
     return len(plan.entries) + 1
 
 
-def _send_file(path: Path, name: str, sink: IO[bytes]) -> int:
-    with open(path, "rb") as handle, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+def _send_file(path: Path, name: str, sink: IO[bytes], owner: tuple[int, int] | None = AGENT_OWNER) -> int:
+    """One file as a tar; `owner` None keeps the file's own (`-a`)."""
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as handle, \
+            tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         found = os.fstat(handle.fileno())
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = found.st_size, int(found.st_mtime), found.st_mode & 0o777
-        info.uid, info.gid = AGENT_OWNER
+        info.uid, info.gid = owner or (found.st_uid, found.st_gid)
         tar.addfile(info, handle)
     return 1
 
@@ -138,13 +239,20 @@ def _send_file(path: Path, name: str, sink: IO[bytes]) -> int:
 
 
 def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: str) -> int:
+    """`local` is a path, or "-" for the tar stream on stdout, as the container gives it."""
     clean = posixpath.normpath(posixpath.join(ssh.WORKDIR, path))
     directory, member = posixpath.split(clean)
     if not member:
         raise CaiError(ExitCode.ERROR, "Copying the container's whole file system is not supported; name a path below /")
-    kind = _probe(eng, container, clean)
-    if kind in (_MISSING, _NO_PARENT):
+    stopped = not container.running
+    if stopped:
+        found = engine.path_stat(eng, container.id, clean) is not None
+    else:
+        found = _probe(eng, container, clean) not in (_MISSING, _NO_PARENT)
+    if not found:
         raise CaiError(ExitCode.ERROR, f"No such file or directory in {container.name}: {output.shown(':' + path)}")
+    if local == "-":
+        return _stream_out(eng, container, clean, directory, member, stopped)
     target = Path(local)
     if target.is_dir():
         into, name = target, member
@@ -152,6 +260,16 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
         into, name = target.parent, target.name
     else:
         raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(str(target.parent))}")
+    what = f"{container.name}:{output.shown(path)} → {output.shown(local)}"
+    if stopped:  # the engine reads it as root, within the container's root; tarfile's filter judges it here
+        from cai import volumes
+
+        try:
+            with volumes.engine_tar(engine.get_archive(eng, container.id, clean)) as tar:
+                return _extract(tar, member, name, into)
+        except tarfile.FilterError as exc:
+            raise CaiError(ExitCode.ERROR, f"Refused what {container.name} holds: {exc}",
+                           "Nothing past that entry was written.") from None
     child, errors = _session(container, _script(_SEND, directory, member), send=False)
     try:
         count = _receive(child.stdout, member, name, into)
@@ -162,24 +280,48 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
     except tarfile.TarError as exc:
         child.kill()
         child.wait()
-        _finish(child, errors, f"{container.name}:{output.shown(path)} → {output.shown(local)}")
+        _finish(child, errors, what)
         raise CaiError(ExitCode.ERROR, f"Copy failed: the stream from {container.name} is not a tar ({exc})") from None
     finally:
         child.stdout.close()
-    _finish(child, errors, f"{container.name}:{output.shown(path)} → {output.shown(local)}")
+    _finish(child, errors, what)
     return count
 
 
+def _stream_out(eng: engine.Engine, container: engine.Container, clean: str, directory: str, member: str,
+                stopped: bool) -> int:
+    sink = os.fdopen(1, "wb", closefd=False)
+    if stopped:
+        total = 0
+        for chunk in engine.get_archive(eng, container.id, clean):
+            sink.write(chunk)
+            total += len(chunk)
+        sink.flush()
+        return total
+    child, errors = _session(container, _script(_SEND, directory, member), send=False)
+    try:
+        total = _pass_through(child.stdout, sink)
+        sink.flush()
+    finally:
+        child.stdout.close()
+    _finish(child, errors, f"{container.name}:{output.shown(clean)} → stdout")
+    return total
+
+
 def _receive(stream: IO[bytes], top: str, name: str, into: Path) -> int:
-    """Extract the stream's entries under `into`, the top-level `top` renamed `name`."""
-    count = 0
     with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for member in tar:
-            member.name = _renamed(member.name, top, name)
-            if member.islnk():
-                member.linkname = _renamed(member.linkname, top, name)
-            tar.extract(member, into, filter="data")
-            count += 1
+        return _extract(tar, top, name, into)
+
+
+def _extract(tar: tarfile.TarFile, top: str, name: str, into: Path) -> int:
+    """Extract the entries under `into`, the top-level `top` renamed `name`, through the `data` filter."""
+    count = 0
+    for member in tar:
+        member.name = _renamed(member.name, top, name)
+        if member.islnk():
+            member.linkname = _renamed(member.linkname, top, name)
+        tar.extract(member, into, filter="data")
+        count += 1
     return count
 
 

@@ -935,6 +935,9 @@ def wait_container(engine: "Engine", name: str) -> int:
     """Block until the container is not running (at once when it already is not), then its exit
     code. No client timeout: an agent may run for days."""
     found = _with_engine_errors(engine, f"Failed to wait for container {name}", lambda api: api.wait(name), timeout=None)
+    failed = (found.get("Error") or {}).get("Message") if isinstance(found.get("Error"), dict) else found.get("Error")
+    if failed:
+        raise CaiError(ExitCode.ERROR, f"Failed to wait for container {name}: {failed}")
     return int(found.get("StatusCode", 1))
 
 
@@ -1001,7 +1004,25 @@ def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, 
     return _with_engine_errors(engine, "Failed to create helper container", create)
 
 
-_GO_MODE_DIR = 1 << 31  # os.ModeDir in the archive API's stat header
+GO_MODE_DIR, GO_MODE_SYMLINK = 1 << 31, 1 << 27  # os.ModeDir and os.ModeSymlink in the archive API's stat
+
+
+def _path_stat(api: Any, container: str, path: str) -> dict[str, Any] | None:
+    """The archive API's stat of `path` in the container (the link itself when it is one; stopped
+    containers too), or None when it does not exist."""
+    docker = _sdk()
+    found = api.head(api._url("/containers/{0}/archive", container), params={"path": path}, timeout=QUICK_TIMEOUT_S)
+    if found.status_code == 404:
+        return None
+    api._raise_for_status(found)
+    stat = docker.utils.decode_json_header(found.headers.get("X-Docker-Container-Path-Stat") or "e30=")
+    return {"mode": int(stat.get("mode") or 0), "size": int(stat.get("size") or 0),
+            "link_target": str(stat.get("linkTarget") or "")}
+
+
+def path_stat(engine: "Engine", container: str, path: str) -> dict[str, Any] | None:
+    return _with_engine_errors(engine, f"Failed to look at {container}:{output.shown(path)}",
+                               lambda api: _path_stat(api, container, path), timeout=QUICK_TIMEOUT_S)
 
 
 def engine_host_directory(engine: "Engine", image: str, path: str, labels: Mapping[str, str]) -> bool:
@@ -1022,11 +1043,8 @@ def engine_host_directory(engine: "Engine", image: str, path: str, labels: Mappi
                 return False
             raise
         try:
-            found = api.head(api._url("/containers/{0}/archive", created), params={"path": probe_dir},
-                             timeout=QUICK_TIMEOUT_S)
-            api._raise_for_status(found)
-            stat = docker.utils.decode_json_header(found.headers.get("X-Docker-Container-Path-Stat") or "e30=")
-            return bool(int(stat.get("mode") or 0) & _GO_MODE_DIR)
+            stat = _path_stat(api, created, probe_dir)
+            return stat is not None and bool(stat["mode"] & GO_MODE_DIR)
         finally:
             api.remove_container(created, force=True)
 

@@ -80,20 +80,16 @@ def add_times(row: dict[str, Any], record: engine.Container | None, now: float) 
     row["started_at"] = row["uptime"] = row["uptime_seconds"] = row["age_seconds"] = None
     if record is None:
         return
+    moment = datetime.fromtimestamp(now, timezone.utc)
     if record.running and not clock.is_zero_time(record.started_at):
         row["started_at"] = record.started_at
-        row["uptime"] = clock.format_uptime(record.started_at, datetime.fromtimestamp(now, timezone.utc))
-        try:
-            row["uptime_seconds"] = max(0, int(now - clock.parse_rfc3339(record.started_at).timestamp()))
-        except ValueError:
-            pass
+        row["uptime"] = clock.format_uptime(record.started_at, moment)
+        row["uptime_seconds"] = clock.seconds_since(record.started_at, moment)
         return
-    stamp = record.finished_at if not clock.is_zero_time(record.finished_at) else record.created
-    try:
-        row["age_seconds"] = max(0, int(now - clock.parse_rfc3339(stamp).timestamp()))
+    row["age_seconds"] = clock.seconds_since(record.finished_at if not clock.is_zero_time(record.finished_at)
+                                             else record.created, moment)
+    if row["age_seconds"] is not None:
         row["uptime"] = f"{clock.format_age(row['age_seconds'])} ago"
-    except ValueError:
-        pass
 
 
 def sessions_of(eng: engine.Engine, records: list[engine.Container], budget: float = SESSIONS_BUDGET_S
@@ -139,9 +135,7 @@ def add_sessions(row: dict[str, Any], found: Any, wanted: bool) -> None:
         row["sessions"] = {"state": "unknown", "ssh_connections": None, "active_terminals": None, "exec_sessions": None,
                            "reason": f"no answer within {SESSIONS_BUDGET_S:g} s"}
     else:
-        row["sessions"] = {"state": found.state.value, "ssh_connections": found.ssh_connections,
-                           "active_terminals": found.active_terminals, "exec_sessions": found.exec_sessions,
-                           "reason": found.reason or None}
+        row["sessions"] = found.as_json()
     row["sessions_summary"] = row["sessions"]["state"].upper()
 
 

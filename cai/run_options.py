@@ -13,6 +13,7 @@ from cai import output
 from cai.errors import CaiError, ExitCode
 
 RESERVED_LABEL_PREFIXES = ("containai.", "ai.containai.")
+USER_SETTABLE = ("containai.keep",)  # gc.md's way to protect a container
 ENV_LABEL = "containai.env"  # the agent's environment as given to `cai run -e`, as JSON
 PROFILE_DIR, PROFILE_FILE = "profile.d", "containai-env.sh"  # under /etc: bash -l reads it for every login
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,7 +36,8 @@ def parse_labels(words: Sequence[str]) -> dict[str, str]:
         key, _, value = word.partition("=")
         if not key or not key.isprintable() or any(c.isspace() for c in key):
             raise CaiError(ExitCode.ERROR, f"Invalid label: {output.shown(word)} (use KEY=VALUE)")
-        if key.startswith(RESERVED_LABEL_PREFIXES):
+        _utf8(word, "--label")
+        if key.startswith(RESERVED_LABEL_PREFIXES) and key not in USER_SETTABLE:
             raise CaiError(ExitCode.ERROR, f"Label {output.shown(key)} is reserved: cai's own labels start with containai.")
         found[key] = value
     return found
@@ -47,8 +49,18 @@ def parse_environment(words: Sequence[str], flag: str = "--env") -> dict[str, st
         key, sep, value = word.partition("=")
         if not sep or not _ENV_NAME_RE.match(key) or "\0" in value:
             raise CaiError(ExitCode.ERROR, f"Invalid {flag} value: {output.shown(word)} (use NAME=VALUE)")
+        _utf8(word, flag)
         found[key] = value
     return found
+
+
+def _utf8(word: str, flag: str) -> None:
+    """Labels and the profile script are UTF-8; a word from argv that is not (surrogate escapes)
+    is refused before anything is made."""
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CaiError(ExitCode.ERROR, f"Invalid {flag} value: {output.shown(word)} (not UTF-8)") from None
 
 
 def parse_restart(text: str | None) -> dict[str, object] | None:
@@ -71,7 +83,8 @@ def profile_archive(environment: Mapping[str, str]) -> bytes:
     import io
     import tarfile
 
-    body = "# Written by cai run -e; read by every login shell.\n" + "".join(
+    body = "# Written by cai run -e; read by every login shell, used by the agent's only.\n" \
+        '[ "$(id -u)" = 1000 ] || return 0\n' + "".join(
         f"export {key}={shlex.quote(value)}\n" for key, value in sorted(environment.items()))
     data = body.encode()
     buffer = io.BytesIO()

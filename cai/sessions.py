@@ -41,6 +41,12 @@ class Sessions:
     exec_sessions: int | None = None
     reason: str = ""  # why the state is unknown
 
+    def as_json(self) -> dict[str, object]:
+        """As every JSON document shows it (cai status, ps, inspect)."""
+        return {"state": self.state.value, "ssh_connections": self.ssh_connections,
+                "active_terminals": self.active_terminals, "exec_sessions": self.exec_sessions,
+                "reason": self.reason or None}
+
     def summary(self) -> str:
         def shown(value: int | None) -> str:
             return "?" if value is None else str(value)
@@ -151,7 +157,7 @@ def _exec_sessions(eng: engine.Engine, name: str, probe_id: str, *, settle: bool
 
 
 def verdict(eng: engine.Engine, container: engine.Container, *, force: bool, interactive: bool,
-            verb: str = "stop", command: str = "stop") -> int | None:
+            verb: str = "stop", gerund: str = "stopping", command: str = "stop") -> int | None:
     """Whether to go on with something that ends the sessions inside (stop, kill, restart): None
     to go on; otherwise the exit code to end with. With sessions, a terminal is asked and anything
     else is refused (rc 1) unless `force`; an UNKNOWN answer goes on, as the original does."""
@@ -163,7 +169,7 @@ def verdict(eng: engine.Engine, container: engine.Container, *, force: bool, int
     found = detect(eng, container)
     if found.state is State.UNKNOWN:
         if output.is_verbose():
-            output.warn(f"Could not check sessions in '{container.name}' ({found.reason}); going on with {verb}")
+            output.warn(f"Could not check sessions in '{container.name}' ({found.reason}); {gerund} anyway")
         return None
     if found.state is State.NONE:
         return None

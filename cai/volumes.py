@@ -118,7 +118,7 @@ class _ChunkReader(io.RawIOBase):
         return count
 
 
-def _engine_tar(chunks: Iterator[bytes], progress: Progress | None = None) -> tarfile.TarFile:
+def engine_tar(chunks: Iterator[bytes], progress: Progress | None = None) -> tarfile.TarFile:
     return tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, progress), 1 << 16), mode="r|")
 
 
@@ -168,7 +168,7 @@ def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[s
     excluded_files: set[str] = set()
     work_dirs: set[str] = set()  # root's 0700 ones: the agent cannot make those
     try:
-        with _engine_tar(chunks, progress) as src, tarfile.open(fileobj=raw, mode="w|gz", format=tarfile.PAX_FORMAT) as out:
+        with engine_tar(chunks, progress) as src, tarfile.open(fileobj=raw, mode="w|gz", format=tarfile.PAX_FORMAT) as out:
             for member in src:
                 rel = archives.relative_name(member.name)
                 kind = archives.kind_of(member)
@@ -463,7 +463,7 @@ def _verify(eng: engine.Engine, helper: str, volume: str, plan: archives.Plan) -
     """The volume, read back through the engine, against the archive: paths, types, sizes, link
     targets, modes and owners, and hard-link groups."""
     try:
-        with _engine_tar(engine.get_archive(eng, helper, f"{HELPER_MOUNT}/.")) as tar:
+        with engine_tar(engine.get_archive(eng, helper, f"{HELPER_MOUNT}/.")) as tar:
             actual, root, links = archives.actual_manifest(tar)
     except CaiError:
         raise

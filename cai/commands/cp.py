@@ -1,18 +1,20 @@
-"""`cai cp SRC DEST`: copy files between this machine and the workspace container, either way.
+"""`cai cp SRC DEST`: copy files between this machine and a container, either way.
 
-One side is `:PATH` in the container (relative to /home/agent/workspace). The transfer is a tar
-stream over the container's ssh login, so it runs as the agent, reaches remote engines through
-their jump, and writes nothing in the container that the agent could not write itself. What
-comes out is extracted here with tarfile's `data` filter (PEP 706): the container is untrusted.
-The work is in cai/copying.py.
+One side is in the container: `:PATH` (the workspace's container) or `NAME:PATH`, relative to
+/home/agent/workspace. To a running container the transfer is a tar stream over its ssh login,
+so it runs as the agent, reaches remote engines through their jump, and writes nothing the agent
+could not write itself; a stopped one is read and written through the engine's archive API (see
+cai/copying.py). What comes out is extracted here with tarfile's `data` filter (PEP 706): the
+container is untrusted.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING, Any
 
-from cai.commands._target import add_container_flags
+from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -22,37 +24,55 @@ if TYPE_CHECKING:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "cp",
-        help="copy files between here and the workspace container",
-        description="Copy SRC to DEST. Exactly one of them is `:PATH`, a path in the container (relative "
-        "paths start at /home/agent/workspace). A directory is copied whole; when DEST is an existing "
-        "directory, the copy goes inside it. Files copied in belong to the agent; what is copied out is "
-        "checked first (no absolute paths, no `..`, no links that leave DEST, no devices).",
-        epilog="Examples: cai cp ./data :inputs/  ·  cai cp :results/report.md ./report.md",
+        help="copy files between here and a container",
+        description="Copy SRC to DEST. Exactly one of them is in the container: `:PATH` (the workspace's "
+        "container, or --container's) or `NAME:PATH`; relative paths start at /home/agent/workspace. "
+        "A directory is copied whole; when DEST is an existing directory, the copy goes inside it. `-` is a "
+        "tar stream on stdin or stdout. Files copied in belong to the agent (-a keeps the archive's owners, "
+        "stopped containers only); what is copied out is checked first (no absolute paths, no `..`, no links "
+        "that leave DEST, no devices). A stopped container is read and written through the engine, not started.",
+        epilog="Examples: cai cp ./data :inputs/  ·  cai cp proj-main:results/report.md .  ·  cai cp :logs - | tar -t",
     )
     add_container_flags(parser)
-    parser.add_argument("source", metavar="SRC", help="a local path, or :PATH in the container")
-    parser.add_argument("destination", metavar="DEST", help="a local path, or :PATH in the container")
+    parser.add_argument("-a", "--archive", action="store_true",
+                        help="keep the files' own owners (into a stopped container only)")
+    parser.add_argument("source", metavar="SRC", help="a local path, -, :PATH or NAME:PATH")
+    parser.add_argument("destination", metavar="DEST", help="a local path, -, :PATH or NAME:PATH")
     return parser
+
+
+_CONTAINER_SIDE = re.compile(r"^([a-zA-Z0-9][a-zA-Z0-9_.-]*)?:(.*)$", re.DOTALL)
+
+
+def container_side(word: str) -> tuple[str | None, str] | None:
+    """(NAME or None, PATH) for `NAME:PATH` or `:PATH`; None for a local path (`./a:b`, `/x:y`, `-`)."""
+    found = _CONTAINER_SIDE.match(word)
+    return (found.group(1), found.group(2)) if found else None
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import copying
 
-    into = args.destination.startswith(":")
-    if into == args.source.startswith(":"):
+    into, outof = container_side(args.destination), container_side(args.source)
+    if (into is None) == (outof is None):
         raise CaiError(ExitCode.ERROR, "Exactly one of SRC and DEST must be :PATH (a path in the container)",
-                       "Write a local path that starts with ':' as ./:name")
-    from cai import containers, labels
-
-    target = containers.resolve(explicit_context=ctx.context, workspace_arg=args.workspace, container_arg=args.container,
-                                volume_arg=None, create_missing_named=False)
-    container = containers.prepare(target, image=labels.DEFAULT_IMAGE, memory=labels.DEFAULT_MEMORY,
-                                   cpus=labels.DEFAULT_CPUS, fresh=False)
-    if into:
-        count = copying.copy_in(target.engine, container, args.source, args.destination[1:])
+                       "Name a container's path as :PATH or NAME:PATH; write a local path with a ':' as ./a:b")
+    name, path = into or outof
+    if name is not None and args.container is not None and name != args.container:
+        raise CaiError(ExitCode.ERROR, f"{name}: and --container {args.container} name two containers")
+    if name is not None and args.workspace is not None:
+        raise CaiError(ExitCode.ERROR, "NAME:PATH and --workspace are mutually exclusive")
+    args.container = name or args.container
+    eng, container = existing_container(args, ctx)
+    if container.status == "paused":
+        raise CaiError(ExitCode.ERROR, f"Container {container.name} is paused", f"Thaw it first: cai unpause --container {container.name}")
+    if into is not None:
+        count = copying.copy_in(eng, container, args.source, path, keep_owners=args.archive)
     else:
-        count = copying.copy_out(target.engine, container, args.source[1:], args.destination)
+        if args.archive:
+            raise CaiError(ExitCode.ERROR, "-a is for copying into a container (copied out, files are yours)")
+        count = copying.copy_out(eng, container, path, args.destination)
     from cai import output
 
-    output.ok(f"Copied {count} entries")
+    output.ok(f"Copied {count} {'bytes' if '-' in (args.source, args.destination) else 'entries'}")
     return ExitCode.OK

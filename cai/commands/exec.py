@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                      "root included, runs through the engine's exec")
     own.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[],
                      help="set in the command's environment (repeatable)")
-    own.add_argument("--workdir", metavar="PATH", help="run in PATH; a relative one is under /home/agent/workspace")
+    own.add_argument("--workdir", metavar="PATH", help="run in PATH; a relative one is under /home/agent/workspace "
+                     "(default: the workspace for the agent, / for another user)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
     return parser
 
@@ -85,11 +86,14 @@ def _exec_through_engine(args: argparse.Namespace, ctx: "Ctx", command: list[str
     from cai import engine, ssh
 
     _, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
-    workdir = posixpath.join(ssh.WORKDIR, args.workdir) if args.workdir else ssh.WORKDIR
+    # Not the agent's workspace by default: root there would run what the agent planted (a json.py
+    # beside `python3 -c 'import json'`, a Makefile).
+    workdir = posixpath.join(ssh.WORKDIR, args.workdir) if args.workdir else "/"
     argv = engine.docker_exec_argv(container.context, container.id, user=args.user, workdir=workdir,
                                    environment=environment, tty=tty, command=command)
     sys.stdout.flush()
     sys.stderr.flush()
-    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
-    os.execve(argv[0], argv, env)
+    from cai import proc
+
+    os.execve(argv[0], argv, proc.child_env(engine.cli_env()))
     return ExitCode.ERROR  # not reached

@@ -58,9 +58,7 @@ def cai_block(eng: "engine.Engine", container: "engine.Container") -> dict[str, 
 
         block["uptime_seconds"] = clock.seconds_since(container.started_at, datetime.now(timezone.utc))
         found = sessions.detect(eng, container)
-        block["sessions"] = {"state": found.state.value, "ssh_connections": found.ssh_connections,
-                             "active_terminals": found.active_terminals, "exec_sessions": found.exec_sessions,
-                             "reason": found.reason or None}
+        block["sessions"] = found.as_json()
     return block
 
 
@@ -70,9 +68,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     template = templates.Template(args.format) if args.format is not None else None  # before any engine call
     eng, container = existing_container(args, ctx)
     document = {"schema_version": JSON_SCHEMA_VERSION, **(eng.inspect_raw(container.id) or {}),
-                "cai": cai_block(eng, container)}
+                "cai": cai_block(eng, container)}  # schema_version for templates too
     if template is not None:
         output.out(template.render(document))
     else:
-        output.emit_json(document)  # schema_version first, as in every document
+        output.emit_json(document, schema_version=JSON_SCHEMA_VERSION)
     return ExitCode.OK

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     since = clock.parse_since(args.since, time.time()) if args.since is not None else None  # before any engine call
     eng, container = existing_container(args, ctx)
     failures: list[BaseException] = []
+    ended = threading.Event()  # one stream failed, or its reader went away (`cai logs -f | head`): stop both
 
     def pump(stream: str, fd: int) -> None:
         import os
@@ -58,19 +59,19 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
                 while view:
                     view = view[os.write(fd, view):]
         except BrokenPipeError:
-            pass
+            ended.set()
         except BaseException as exc:  # noqa: BLE001 - raised again by the main thread
             failures.append(exc)
+            ended.set()
 
     threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in (("stdout", 1), ("stderr", 2))]
     for thread in threads:
         thread.start()
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except KeyboardInterrupt:  # following ends with Ctrl-C; that is not an error
-        return ExitCode.OK
+        while any(thread.is_alive() for thread in threads) and not ended.wait(0.2):
+            pass
+    except KeyboardInterrupt:  # following ends with Ctrl-C; that is not an error, unless a stream had failed
+        pass
     if failures:
         raise failures[0]
-    return ExitCode.OK
+    return ExitCode.OK  # the other stream's thread is a daemon: it ends with cai

@@ -30,10 +30,12 @@ def set_paused(args: argparse.Namespace, ctx: "Ctx", *, paused: bool) -> int:
     from cai import engine, output, ssh
 
     eng, container = existing_container(args, ctx)
-    if paused:  # a shared connection to a frozen sshd would hang the next exec until its keepalive gives up
-        from cai import containers
+    if paused:  # a shared connection or a cached route to a frozen sshd would hang the next exec for seconds
+        from cai import containers, reach
 
-        ssh.release_master(containers.endpoint(container), wait_s=0.5)
+        endpoint = containers.endpoint(container)
+        ssh.release_master(endpoint, wait_s=0.5)
+        reach.forget_alias(endpoint.alias)
     engine.pause_container(eng, container.id, paused=paused)
     output.ok(f"{'Paused' if paused else 'Unpaused'}: {container.name}")
     return ExitCode.OK

@@ -19,9 +19,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "ps", help="list cai's containers (running ones unless -a)",
         description="List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
         "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
-        "Running ones by default.",
+        "Running, paused and restarting ones by default, as docker ps.",
     )
-    parser.add_argument("-a", "--all", action="store_true", help="every state, not only running")
+    parser.add_argument("-a", "--all", action="store_true", help="every state, stopped and created ones too")
     parser.add_argument("--format", metavar="FORMAT", default="table",
                         help="table (default), json, or a template such as '{{.Name}}\\t{{.Status}}'")
     parser.add_argument("--filter", metavar="KEY=VALUE", action="append", default=[],
@@ -33,11 +33,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import listing, output, templates
+    from cai import all_contexts, listing, output, templates
 
     filters = listing.parse_filters(args.filter)  # all of it before any engine call
-    if not args.all and "status" not in filters:
-        filters["status"] = ["running"]
+    if not args.all and "status" not in filters:  # as docker ps: the ones not stopped
+        filters["status"] = ["running", "paused", "restarting"]
     template = None
     if args.format not in ("table", "json"):
         template = templates.Template(args.format)
@@ -47,17 +47,23 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     def rows_of(eng: Any) -> list[dict[str, Any]]:
         return listing.context_rows(eng, filters, with_sessions=with_sessions)
 
-    unreachable: list[Any] = []
-    if args.all_contexts:
-        from cai import all_contexts
+    def identified_rows(eng: Any) -> tuple[str, list[dict[str, Any]]]:
+        rows = rows_of(eng)
+        return all_contexts.engine_identity(eng.call("info"), [row["id"] for row in rows]), rows
 
+    unreachable: list[Any] = []
+    same: list[dict[str, str]] = []
+    if args.all_contexts:
         if ctx.context is not None:
             raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
-        answered, unreachable = all_contexts.fan_out(rows_of, budget=all_contexts.BUDGET_S + listing.SESSIONS_BUDGET_S)
+        answered, unreachable = all_contexts.fan_out(identified_rows,
+                                                     budget=all_contexts.BUDGET_S + listing.SESSIONS_BUDGET_S)
+        kept, same = all_contexts.one_per_engine(answered, lambda answer: answer[0])  # Desktop's default and desktop-linux
         all_contexts.warn_unreachable(unreachable)
+        all_contexts.warn_same_engine(same)
         if not answered:
             raise all_contexts.none_answered(unreachable)
-        rows = [row for _, context_rows in answered for row in context_rows]
+        rows = [row for _, (_, context_rows) in kept for row in context_rows]
     else:
         from pathlib import Path
 
@@ -68,11 +74,10 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         for row in rows:
             output.out(row["name"])
     elif args.format == "json":
-        from cai import all_contexts
-
         document: dict[str, Any] = {"containers": [listing.as_json(row) for row in rows]}
         if args.all_contexts:
             document["unreachable"] = all_contexts.json_unreachable(unreachable)
+            document["same_engine"] = same
         output.emit_json(document, schema_version=JSON_SCHEMA_VERSION)
     elif template is not None:
         for row in rows:

@@ -33,7 +33,11 @@ def _taken_elsewhere(new_name: str) -> list[str]:
     """Contexts whose engine has a container named `new_name`; unreachable ones are warned about."""
     from cai import all_contexts
 
-    answered, unreachable = all_contexts.fan_out(lambda eng: eng.inspect_raw(new_name) is not None)
+    def taken(eng: Any) -> bool:  # inspect also takes an id's prefix: only the very name counts
+        found = eng.inspect_raw(new_name)
+        return found is not None and found.get("Name") == f"/{new_name}"
+
+    answered, unreachable = all_contexts.fan_out(taken)
     all_contexts.warn_unreachable(unreachable)
     return [context for context, taken in answered if taken]
 

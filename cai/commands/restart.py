@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     if container.status == "paused":
         raise CaiError(ExitCode.ERROR, f"Container {container.name} is paused", f"Thaw it first: cai unpause --container {container.name}")
     verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="restart",
-                               command="restart")
+                               gerund="restarting", command="restart")
     if verdict is not None:
         return verdict
     if container.running:

@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--container", metavar="NAME", help="show this container")
     parser.add_argument("-w", "--workspace", metavar="PATH", help="show this workspace's container (default: current directory)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document (schema_version 1)")
+    parser.add_argument("--json", action="store_true", help=f"print one JSON document (schema_version {JSON_SCHEMA_VERSION})")
     parser.add_argument("--all-contexts", action="store_true",
                         help="list the cai containers of every Docker context, side by side (5 s each); "
                         "unreachable contexts are reported, not fatal")
@@ -102,13 +102,7 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
         "workspace": containers.workspace_report(container.labels, container.workspace_mount),
     }
     if found is not None:
-        report["sessions"] = {
-            "state": found.state.value,
-            "ssh_connections": found.ssh_connections,
-            "active_terminals": found.active_terminals,
-            "exec_sessions": found.exec_sessions,
-            "reason": found.reason or None,
-        }
+        report["sessions"] = found.as_json()
     if resources:
         report["resources"] = {key: resources.get(key) for key in RESOURCE_KEYS}
     return _without_none(report)

@@ -15,7 +15,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "wait", help="wait until the container stops, then exit with its exit code",
         description="Block until the workspace container stops (at once when it is not running), print its "
-        "exit code and exit with it, so that `cai wait && echo ok` works. Ctrl-C is 130.",
+        "exit code and exit with it, so that `cai wait && echo ok` works (the printed code is exact: 10-15 "
+        "may be the container's own, and one outside 0-255 exits 1). Ctrl-C is 130.",
     )
     add_container_flags(parser)
     return parser
@@ -27,4 +28,4 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     eng, container = existing_container(args, ctx)
     code = engine.wait_container(eng, container.id)
     output.out(str(code))
-    return code
+    return code if 0 <= code <= 255 else ExitCode.ERROR  # an exit status cannot hold more; stdout has it

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 import unicodedata
 
@@ -142,3 +144,95 @@ def _one_file(name, data):
         info.size, info.uid, info.gid, info.mode = len(data), 1000, 1000, 0o644
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+# --- NAME:PATH, tar streams, and stopped containers ---------------------------------------------
+
+
+def test_name_colon_path_and_tar_streams_both_ways(box, tmp_path):
+    home, workspace, name, container = box
+    (tmp_path / "by-name.txt").write_text("named\n")
+    sent = run_cai(home, "cp", str(tmp_path / "by-name.txt"), f"{name}:by-name.txt")  # from anywhere: no -w
+    assert sent.returncode == 0, sent.stderr
+    assert sh(container, "cat ~/workspace/by-name.txt")[1] == "named\n"
+    stream = subprocess.run([sys.executable, "-m", "cai", "cp", f"{name}:by-name.txt", "-"], capture_output=True,
+                            timeout=60, env=user_env(home))
+    assert stream.returncode == 0, stream.stderr
+    with tarfile.open(fileobj=io.BytesIO(stream.stdout)) as tar:
+        assert tar.extractfile("by-name.txt").read() == b"named\n"
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin/ünï.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"stdin\n"))
+    loaded = subprocess.run([sys.executable, "-m", "cai", "cp", "-", f"{name}:"], input=packed.getvalue(),
+                            capture_output=True, timeout=60, env=user_env(home))
+    assert loaded.returncode == 0, loaded.stderr
+    assert sh(container, "stat -c %U ~/workspace/from-stdin/ünï.txt && cat ~/workspace/from-stdin/ünï.txt")[1] == \
+        "agent\nstdin\n"
+    both = run_cai(home, "cp", "--container", "someone-else", str(tmp_path / "by-name.txt"), f"{name}:x")
+    assert both.returncode == 1 and "name two containers" in both.stderr
+
+
+def user_env(home):
+    return {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+
+
+@pytest.fixture()
+def stopped_box(tmp_path_factory, docker_client, agent_image):
+    """A container of the test's own, stopped after `cai run`: cp must not start it."""
+    home = tmp_path_factory.mktemp("cp-stopped-home")
+    workspace = agent_workspace(tmp_path_factory, "cp-stopped-ws")
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    container = docker_client.containers.get(name)
+    yield home, workspace, name, container
+    docker_client.api.remove_container(name, force=True, v=True)
+
+
+def test_a_stopped_container_is_copied_both_ways_without_starting_it(stopped_box, tmp_path, docker_client):
+    home, workspace, name, container = stopped_box
+    source = tmp_path / "tree"
+    nfd = make_tree(source)
+    container.stop(timeout=1)
+    sent = run_cai(home, "cp", str(source), f"{name}:inbox")
+    assert sent.returncode == 0, sent.stderr
+    back = tmp_path / "back"
+    back.mkdir()
+    got = run_cai(home, "cp", f"{name}:inbox", str(back))
+    assert got.returncode == 0, got.stderr
+    container.reload()
+    assert container.status == "exited"  # never started
+    assert (back / "inbox" / "with space" / f"{nfd}.txt").read_text() == "accents\n"
+    assert os.readlink(back / "inbox" / "link") == "run.sh"
+    assert os.stat(back / "inbox" / "hard").st_ino == os.stat(back / "inbox" / "run.sh").st_ino
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in (workspace / "inbox").rglob("*") if not p.is_symlink()}
+    assert owners == {(1000, 1000)}  # the bind shows what went in: the agent's
+    kept = tmp_path / "kept.txt"
+    kept.write_text("mine\n")
+    os.chown(kept, 1234, 4321)
+    assert run_cai(home, "cp", "-a", str(kept), f"{name}:kept.txt").returncode == 0
+    assert ((workspace / "kept.txt").stat().st_uid, (workspace / "kept.txt").stat().st_gid) == (1234, 4321)
+    refused = run_cai(home, "cp", "-", f"{name}:")
+    assert refused.returncode == 1 and "running container only" in refused.stderr
+
+
+def test_a_link_planted_before_the_stop_is_refused_as_root(stopped_box, tmp_path):
+    home, workspace, name, container = stopped_box
+    assert sh(container, "ln -sfn /etc ~/workspace/drop")[0] == 0
+    container.stop(timeout=1)
+    (tmp_path / "passwd").write_text("owned\n")
+    for dest in (f"{name}:drop/passwd", f"{name}:drop"):
+        done = run_cai(home, "cp", str(tmp_path / "passwd"), dest)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"[ERROR] Refused: {name}:/home/agent/workspace/drop is a link (to /etc)"), done.stderr
+    container.start()
+    assert sh(container, "head -c 5 /etc/passwd")[1] == "root:"
+
+
+def test_minus_a_into_a_running_container_is_refused(box, tmp_path):
+    home, workspace, _, _ = box
+    (tmp_path / "f").write_text("x")
+    done = run_cai(home, "cp", "-a", str(tmp_path / "f"), ":f", cwd=str(workspace))
+    assert done.returncode == 1 and done.stderr.startswith("[ERROR] -a needs a stopped container"), done.stderr

@@ -182,6 +182,24 @@ def test_an_invalid_signal_is_refused_before_the_engine(word, home):
     assert (done.returncode, done.stderr.splitlines()[0]) == (1, f"[ERROR] Invalid signal: {word}")
 
 
+def test_a_signal_that_ends_the_init_follows_the_session_rules_too(fresh, home, docker_client):
+    workspace, name = fresh()
+    login = subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sleep", "120"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**user_env(home), "CAI_SSH_MULTIPLEX": "0"})
+    try:
+        wait_for(lambda: json.loads(run_cai(home, "status", "--container", name, "--json").stdout)
+                 ["sessions"]["state"] == "has", timeout=30)
+        done = run_cai(home, "kill", "-s", "INT", "--container", name)  # containai-init ends on INT
+        assert done.returncode == 1 and "has active sessions" in done.stderr, done.stderr
+        assert state(docker_client, name) == "running"
+        harmless = run_cai(home, "kill", "-s", "WINCH", "--container", name)
+        assert harmless.returncode == 0, harmless.stderr
+    finally:
+        login.kill()
+        login.wait()
+
+
 def test_a_gentle_signal_goes_straight_through(home, make_container, docker_client):
     trapper = make_container(labels={"containai.managed": "true"}, command=[
         "sh", "-c", "trap 'echo got-usr1' USR1; while :; do sleep 0.1; done"])
@@ -238,7 +256,7 @@ def test_pause_shows_in_status_and_ps_and_unpause_thaws(fresh, home, docker_clie
     try:
         assert state(docker_client, name) == "paused"
         assert json.loads(run_cai(home, "status", "--container", name, "--json").stdout)["status"] == "paused"
-        listed = run_cai(home, "ps", "--filter", "status=paused", "--format", "{{.Name}} {{.State}}")
+        listed = run_cai(home, "ps", "--format", "{{.Name}} {{.State}}")  # not stopped: listed by default
         assert f"{name} paused" in listed.stdout.splitlines(), listed.stdout
         refused = run_cai(home, "exec", "-w", str(workspace), "--", "true", env={"CAI_SSH_MULTIPLEX": "0"})
         assert (refused.returncode, refused.stderr.splitlines()[0]) == (11, f"[ERROR] Container {name} is paused")
@@ -384,5 +402,8 @@ def test_exec_user_env_and_workdir(ws, home):
     root = run_cai(home, "exec", "-w", str(workspace), "-u", "root", "-e", "A=1", "--workdir", "/tmp", "--",
                    "sh", "-c", 'echo "$A"; pwd; id -un; exit 7')
     assert (root.returncode, root.stdout) == (7, "1\n/tmp\nroot\n"), root.stderr
+    # Root does not start in the agent's workspace, where the agent could have planted what it runs.
+    planted = run_cai(home, "exec", "-w", str(workspace), "-u", "root", "--", "pwd")
+    assert (planted.returncode, planted.stdout) == (0, "/\n"), planted.stderr
     missing = run_cai(home, "exec", "-w", str(workspace), "--workdir", "no-such-dir", "--", "true")
     assert missing.returncode == 1 and "no-such-dir" in missing.stderr

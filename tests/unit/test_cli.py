@@ -126,15 +126,17 @@ def test_no_traceback_for_any_argv(unreachable_engine, capsys, argv):
 # --- the lifecycle verbs' pure parts ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("word", "name"), [("KILL", "SIGKILL"), ("term", "SIGTERM"), ("SIGHUP", "SIGHUP"), ("15", "SIGTERM"),
-                                            ("usr1", "SIGUSR1")])
-def test_signals_by_name_or_number(word, name):
+@pytest.mark.parametrize(("word", "name"), [("KILL", ("KILL", 9)), ("term", ("TERM", 15)), ("SIGHUP", ("HUP", 1)),
+                                            ("15", ("TERM", 15)), ("usr1", ("USR1", 10)), ("10", ("USR1", 10)),
+                                            ("SIGRTMIN+3", ("RTMIN+3", 37)), ("rtmax-1", ("RTMAX-1", 63)), ("64", ("RTMAX-0", 64))])
+def test_signals_by_linux_name_or_number(word, name):
+    """Linux's table, whatever the client's OS numbers its own (10 is USR1, not macOS's BUS)."""
     from cai.commands.kill import signal_name
 
     assert signal_name(word) == name
 
 
-@pytest.mark.parametrize("word", ["NOPE", "0", "99999", "-9", "１５", ""])
+@pytest.mark.parametrize("word", ["NOPE", "0", "99999", "-9", "１５", "", "32", "RTMIN-1", "RTMAX+1"])
 def test_unknown_signals_are_refused(word):
     from cai.commands.kill import signal_name
     from cai.errors import CaiError
@@ -185,9 +187,11 @@ def test_run_options_parse_and_refuse():
 
     assert run_options.parse_restart("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
     assert run_options.parse_restart("no") == {"Name": "", "MaximumRetryCount": 0}
-    assert run_options.parse_labels(["team=", "x=y=z"]) == {"team": "", "x": "y=z"}
+    assert run_options.parse_labels(["team=", "x=y=z", "containai.keep=true"]) == {"team": "", "x": "y=z",
+                                                                                    "containai.keep": "true"}
     assert run_options.parse_environment(["A=", "B=c=d"]) == {"A": "", "B": "c=d"}
     for bad in (lambda: run_options.parse_labels(["ai.containai.template=x"]),
+                lambda: run_options.parse_environment(["A=\udcff"]),  # a non-UTF-8 argv byte
                 lambda: run_options.parse_environment(["NOEQUALS"]),
                 lambda: run_options.parse_restart("unless-stopped:2")):
         with pytest.raises(CaiError):
@@ -202,14 +206,37 @@ def test_the_profile_script_exports_each_value_as_given(tmp_path):
     from cai import run_options
 
     values = {"A": "it's $HOME `x`", "B": "two\nlines"}
+    # For the agent (uid 1000) only; anyone else's login shell returns at once.
     with tarfile.open(fileobj=io.BytesIO(run_options.profile_archive(values))) as tar:
         script = tar.extractfile("profile.d/containai-env.sh").read().decode()
         assert tar.getmember("profile.d/containai-env.sh").mode == 0o644
-    done = subprocess.run(["sh", "-c", script + 'printf "%s|%s" "$A" "$B"'], capture_output=True, text=True, timeout=10)
+    as_agent = script.replace('[ "$(id -u)" = 1000 ]', "true")
+    done = subprocess.run(["sh", "-c", as_agent + 'printf "%s|%s" "$A" "$B"'], capture_output=True, text=True, timeout=10)
     assert done.stdout == "it's $HOME `x`|two\nlines"
+    as_root = subprocess.run(["sh", "-c", f'f() {{ {script} }}; f; printf "%s" "${{A-unset}}"'], capture_output=True,
+                             text=True, timeout=10)
+    assert as_root.stdout == "unset"  # this test runs as root
 
 
 def test_an_empty_ps_table_is_its_header():
     from cai import listing
 
     assert listing.table([], with_context=False) == ["NAME  STATE  WORKSPACE  IMAGE  SSH PORT  UP / AGE  SESSIONS"]
+
+
+@pytest.mark.parametrize("text", ["3000w", "1970-01-01T00:00:00Z", "yesterday", "10x"])
+def test_since_before_1970_or_unreadable_is_refused(text):
+    from cai import clock
+    from cai.errors import CaiError
+
+    with pytest.raises(CaiError) as refused:
+        clock.parse_since(text, 1_800_000_000)
+    assert refused.value.message.startswith("Invalid --since value")
+
+
+def test_since_is_a_time_or_a_duration_back_from_now():
+    from cai import clock
+
+    assert clock.parse_since("90s", 1_800_000_000) == 1_800_000_000 - 90
+    assert clock.parse_since("1d12h", 1_800_000_000) == 1_800_000_000 - 36 * 3600
+    assert clock.parse_since("2026-12-01T10:00:00Z", 0) == 1_796_119_200
