@@ -166,14 +166,11 @@ def _walk(eng: engine.Engine, container: engine.Container, path: str) -> int:
         stat = engine.path_stat(eng, container.id, current)
         if stat is None:
             return _MISSING if index == len(parts) - 1 else _NO_PARENT
-        if stat["mode"] & engine.GO_MODE_SYMLINK and index < len(parts) - 1:
+        if stat["mode"] & engine.GO_MODE_SYMLINK:
             raise CaiError(ExitCode.ERROR, f"Refused: {container.name}:{output.shown(current)} is a link "
                            f"(to {output.shown(stat['link_target'])}), and cai writes through none",
                            "Remove the link in the container, or name the real directory")
         if index == len(parts) - 1:
-            if stat["mode"] & engine.GO_MODE_SYMLINK:
-                raise CaiError(ExitCode.ERROR, f"Refused: {container.name}:{output.shown(current)} is a link "
-                               f"(to {output.shown(stat['link_target'])}), and cai writes through none")
             return _IS_DIR if stat["mode"] & engine.GO_MODE_DIR else _IS_OTHER
     return _IS_DIR  # "/" itself
 
@@ -187,6 +184,14 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
     kind = _walk(eng, container, absolute)
     named = absolute + "/" if path.endswith("/") and absolute != "/" else absolute  # a trailing / names a directory
     directory, name = _destination(container, named, kind, source.is_dir(), os.path.basename(os.path.abspath(local)))
+    # The engine extracts as root and follows what is already there: so only a new entry, or a
+    # plain file over a plain file, never into a tree the agent may have filled with links.
+    final = posixpath.join(directory, name)
+    there = _walk(eng, container, final) if kind == _IS_DIR else kind
+    if there == _IS_DIR or (there == _IS_OTHER and source.is_dir()):
+        raise CaiError(ExitCode.ERROR, f"{container.name}:{output.shown(final)} exists, and {container.name} is stopped",
+                       "Into a stopped container cai copies only what is new there (root would write below what "
+                       "the agent left); start it, or remove that path first")
     owner = None if keep_owners else AGENT_OWNER
     if source.is_dir():
         tree = archives.Source(source)

@@ -216,17 +216,28 @@ def test_a_stopped_container_is_copied_both_ways_without_starting_it(stopped_box
     assert ((workspace / "kept.txt").stat().st_uid, (workspace / "kept.txt").stat().st_gid) == (1234, 4321)
     refused = run_cai(home, "cp", "-", f"{name}:")
     assert refused.returncode == 1 and "running container only" in refused.stderr
+    inside = run_cai(home, "cp", str(source), f"{name}:inbox")  # inbox exists: the copy is a new inbox/tree
+    assert inside.returncode == 0, inside.stderr
+    again = run_cai(home, "cp", str(source), f"{name}:inbox")  # inbox/tree now exists, the agent's maybe: not as root
+    assert again.returncode == 1 and "exists, and" in again.stderr, again.stderr
 
 
 def test_a_link_planted_before_the_stop_is_refused_as_root(stopped_box, tmp_path):
     home, workspace, name, container = stopped_box
     assert sh(container, "ln -sfn /etc ~/workspace/drop")[0] == 0
-    container.stop(timeout=1)
     (tmp_path / "passwd").write_text("owned\n")
-    for dest in (f"{name}:drop/passwd", f"{name}:drop"):
+    assert sh(container, "mkdir -p ~/workspace/tree && ln -sfn /etc ~/workspace/tree/etc")[0] == 0
+    container.stop(timeout=1)
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "passwd").write_text("owned\n")
+    into_tree = run_cai(home, "cp", str(tree), f"{name}:")  # would be tree/etc/passwd through the agent's link
+    assert into_tree.returncode == 1 and "exists, and" in into_tree.stderr, into_tree.stderr
+    for dest in (f"{name}:drop/passwd", f"{name}:drop", f"{name}:tree/etc"):
         done = run_cai(home, "cp", str(tmp_path / "passwd"), dest)
         assert done.returncode == 1, done.stderr
-        assert done.stderr.startswith(f"[ERROR] Refused: {name}:/home/agent/workspace/drop is a link (to /etc)"), done.stderr
+        assert done.stderr.startswith(f"[ERROR] Refused: {name}:/home/agent/workspace/") and "is a link (to /etc)" \
+            in done.stderr, done.stderr
     container.start()
     assert sh(container, "head -c 5 /etc/passwd")[1] == "root:"
 
