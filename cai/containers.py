@@ -193,7 +193,12 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
             restart_policy=options.restart_policy,
         )
         profile = run_options.profile_archive(options.environment) if options.environment else None
-        engine.create_container(eng, spec)
+        try:
+            engine.create_container(eng, spec)
+        except CaiError as exc:
+            if remote_path is not None and engine.MISSING_BIND_SOURCE in exc.message:  # gone since the check
+                raise _not_an_engine_host_directory(eng, remote_path) from exc
+            raise
     if profile is not None:  # the agent's logins; root's `docker exec` (cai exec -u root) does not get it
         engine.put_archive(eng, target.name, "/etc", profile)
     if workspace_volume is not None:
@@ -201,6 +206,10 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
 
         volumes.upload_workspace(eng, target.name, target.workspace)
     return ensure_running(eng, target.name)
+
+
+def paused_error(name: str, code: int = ExitCode.ERROR) -> CaiError:
+    return CaiError(code, f"Container {name} is paused", f"Thaw it first: cai unpause --container {name}")
 
 
 def workspace_volume_name(name: str) -> str:
@@ -240,8 +249,12 @@ def require_engine_host_directory(eng: engine.Engine, image: str, path: str) -> 
     """Before anything is removed or made: --fresh must not lose a container to a typo."""
     require_image(eng, image)
     if not engine.engine_host_directory(eng, image, path, {labels.HELPER: "true", labels.HELPER_ROLE: "bind-check"}):
-        raise CaiError(ExitCode.ERROR, f"Not a directory on the engine host of context {eng.context}: {output.shown(path)}",
-                       "[HINT] --remote-path names a directory that already exists there")
+        raise _not_an_engine_host_directory(eng, path)
+
+
+def _not_an_engine_host_directory(eng: engine.Engine, path: str) -> CaiError:
+    return CaiError(ExitCode.ERROR, f"Not a directory on the engine host of context {eng.context}: {output.shown(path)}",
+                    "[HINT] --remote-path names a directory that already exists there")
 
 
 def workspace_report(container_labels: Mapping[str, str], mount: Mapping[str, str]) -> dict[str, Any]:
@@ -275,8 +288,7 @@ def ensure_running(eng: engine.Engine, name: str, known: engine.Container | None
     if found.running:
         return found
     if found.status == "paused":  # the engine would say only "cannot start a paused container"
-        raise CaiError(ExitCode.CONTAINER_START_FAILED, f"Container {name} is paused",
-                       f"Thaw it first: cai unpause --container {name}")
+        raise paused_error(name, ExitCode.CONTAINER_START_FAILED)
     output.info(f"Starting container {name}...")
     engine.start_container(eng, name)
     for _ in range(START_POLLS):

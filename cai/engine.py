@@ -617,10 +617,8 @@ def sshd_bridge_argv(context: str, container_id: str, host: str | None) -> list[
     DOCKER_HOST in the CLI."""
     if not needs_bridge(host):
         return None
-    argv = ["docker", "--config", str(docker_config_dir().absolute()),
+    return [os.path.abspath(require_docker_cli()), "--config", str(docker_config_dir().absolute()),
             *docker_argv(context, "exec", "-i", "-u", ROOT, "-w", "/", container_id, *SSHD_INETD)[1:]]
-    argv[0] = os.path.abspath(require_docker_cli())
-    return argv
 
 
 def docker_exec_argv(context: str, container_id: str, *, user: str, workdir: str, environment: Mapping[str, str],
@@ -796,14 +794,7 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
         )
         return created["Id"]
 
-    try:
-        return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
-    except CaiError as exc:
-        if spec.workspace_must_exist and "bind source path does not exist" in exc.message:  # gone since the check
-            raise CaiError(ExitCode.ERROR, f"Not a directory on the engine host of context {engine.context}: "
-                           f"{output.shown(spec.workspace)}",
-                           "[HINT] --remote-path names a directory that already exists there") from exc
-        raise
+    return _with_engine_errors(engine, f"Failed to create container {spec.name}", create)
 
 
 def start_container(engine: "Engine", name: str) -> None:
@@ -1004,6 +995,7 @@ def create_volume_helper(engine: "Engine", image: str, volume: str, mount: str, 
     return _with_engine_errors(engine, "Failed to create helper container", create)
 
 
+MISSING_BIND_SOURCE = "bind source path does not exist"  # the engine's refusal of a Mount
 GO_MODE_DIR, GO_MODE_SYMLINK = 1 << 31, 1 << 27  # os.ModeDir and os.ModeSymlink in the archive API's stat
 
 
@@ -1039,7 +1031,7 @@ def engine_host_directory(engine: "Engine", image: str, path: str, labels: Mappi
             created = api.create_container(image, entrypoint=["true"], labels=dict(labels), host_config=host_config,
                                            network_disabled=True)["Id"]
         except docker.errors.APIError as exc:
-            if "bind source path does not exist" in _api_message(exc):
+            if MISSING_BIND_SOURCE in _api_message(exc):
                 return False
             raise
         try:

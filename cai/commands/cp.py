@@ -65,7 +65,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     args.container = name or args.container
     eng, container = existing_container(args, ctx)
     if container.status == "paused":
-        raise CaiError(ExitCode.ERROR, f"Container {container.name} is paused", f"Thaw it first: cai unpause --container {container.name}")
+        from cai import containers
+
+        raise containers.paused_error(container.name)
     if into is not None:
         count = copying.copy_in(eng, container, args.source, path, keep_owners=args.archive)
     else:

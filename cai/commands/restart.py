@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from cai.commands._target import add_container_flags, existing_container
-from cai.errors import CaiError, ExitCode
+from cai.errors import ExitCode
 
 if TYPE_CHECKING:
     from cai.main import Ctx
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
     eng, container = existing_container(args, ctx)
     if container.status == "paused":
-        raise CaiError(ExitCode.ERROR, f"Container {container.name} is paused", f"Thaw it first: cai unpause --container {container.name}")
+        raise containers.paused_error(container.name)
     verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="restart",
                                gerund="restarting", command="restart")
     if verdict is not None:

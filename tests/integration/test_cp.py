@@ -14,16 +14,22 @@ import pytest
 from conftest import agent_workspace, run_cai
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory, docker_client, agent_image):
-    """A container of the module's own: tests here plant things in the agent's home."""
-    home = tmp_path_factory.mktemp("cp-home")
-    workspace = agent_workspace(tmp_path_factory, "cp-ws")
+def made_box(tmp_path_factory, docker_client, prefix):
+    """(home, workspace, name, container) of a container `cai run` made, with a HOME of its own."""
+    home = tmp_path_factory.mktemp(f"{prefix}-home")
+    workspace = agent_workspace(tmp_path_factory, f"{prefix}-ws")
     done = run_cai(home, "run", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
-    yield home, workspace, name, docker_client.containers.get(name)
-    docker_client.api.remove_container(name, force=True, v=True)
+    return home, workspace, name, docker_client.containers.get(name)
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, docker_client, agent_image):
+    """A container of the module's own: tests here plant things in the agent's home."""
+    made = made_box(tmp_path_factory, docker_client, "cp")
+    yield made
+    docker_client.api.remove_container(made[2], force=True, v=True)
 
 
 def sh(container, script, user="agent"):
@@ -180,15 +186,10 @@ def user_env(home):
 
 @pytest.fixture()
 def stopped_box(tmp_path_factory, docker_client, agent_image):
-    """A container of the test's own, stopped after `cai run`: cp must not start it."""
-    home = tmp_path_factory.mktemp("cp-stopped-home")
-    workspace = agent_workspace(tmp_path_factory, "cp-stopped-ws")
-    done = run_cai(home, "run", str(workspace))
-    assert done.returncode == 0, done.stderr
-    name = done.stdout.strip()
-    container = docker_client.containers.get(name)
-    yield home, workspace, name, container
-    docker_client.api.remove_container(name, force=True, v=True)
+    """A container of the test's own, to stop after `cai run`: cp must not start it."""
+    made = made_box(tmp_path_factory, docker_client, "cp-stopped")
+    yield made
+    docker_client.api.remove_container(made[2], force=True, v=True)
 
 
 def test_a_stopped_container_is_copied_both_ways_without_starting_it(stopped_box, tmp_path, docker_client):

@@ -3,6 +3,7 @@ engine, with cai's resolution and exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,21 @@ def state(docker_client, name):
 
 def user_env(home):
     return {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+
+
+@contextlib.contextmanager
+def logged_in(home, workspace, name):
+    """Someone inside: a `cai exec -- sleep` on a connection of its own, until the block ends."""
+    login = subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sleep", "120"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**user_env(home), "CAI_SSH_MULTIPLEX": "0"})
+    try:
+        wait_for(lambda: json.loads(run_cai(home, "status", "--container", name, "--json").stdout)
+                 ["sessions"]["state"] == "has", timeout=30)
+        yield
+    finally:
+        login.kill()
+        login.wait()
 
 
 # --- the target, and the codes every verb shares ------------------------------------------------
@@ -184,20 +200,12 @@ def test_an_invalid_signal_is_refused_before_the_engine(word, home):
 
 def test_a_signal_that_ends_the_init_follows_the_session_rules_too(fresh, home, docker_client):
     workspace, name = fresh()
-    login = subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sleep", "120"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env={**user_env(home), "CAI_SSH_MULTIPLEX": "0"})
-    try:
-        wait_for(lambda: json.loads(run_cai(home, "status", "--container", name, "--json").stdout)
-                 ["sessions"]["state"] == "has", timeout=30)
+    with logged_in(home, workspace, name):
         done = run_cai(home, "kill", "-s", "INT", "--container", name)  # containai-init ends on INT
         assert done.returncode == 1 and "has active sessions" in done.stderr, done.stderr
         assert state(docker_client, name) == "running"
         harmless = run_cai(home, "kill", "-s", "WINCH", "--container", name)
         assert harmless.returncode == 0, harmless.stderr
-    finally:
-        login.kill()
-        login.wait()
 
 
 def test_a_gentle_signal_goes_straight_through(home, make_container, docker_client):
@@ -212,12 +220,7 @@ def test_a_gentle_signal_goes_straight_through(home, make_container, docker_clie
 
 def test_kill_and_restart_follow_the_session_rules(fresh, home, docker_client):
     workspace, name = fresh()
-    login = subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sleep", "120"],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env={**user_env(home), "CAI_SSH_MULTIPLEX": "0"})
-    try:
-        wait_for(lambda: json.loads(run_cai(home, "status", "--container", name, "--json").stdout)
-                 ["sessions"]["state"] == "has", timeout=30)
+    with logged_in(home, workspace, name):
         for argv, hint in ((["kill", "-s", "TERM"], "kill -s TERM"), (["restart"], "restart")):
             done = run_cai(home, *argv, "--container", name)
             assert done.returncode == 1, done.stderr
@@ -228,9 +231,6 @@ def test_kill_and_restart_follow_the_session_rules(fresh, home, docker_client):
         forced = run_cai(home, "kill", "--force", "--container", name)
         assert forced.returncode == 0, forced.stderr
         assert state(docker_client, name) == "exited"
-    finally:
-        login.kill()
-        login.wait()
 
 
 # --- restart, pause, rename ---------------------------------------------------------------------
