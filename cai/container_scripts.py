@@ -53,7 +53,8 @@ def inject_key(public_key: str, key_material: str) -> list[str]:
     return _sh(INJECT_KEY_SCRIPT, public_key, key_material)
 
 
-# Run as root: it reads /proc and /dev/pts of every user. Only fixed, root-owned programs.
+# Run as root: it reads /proc and /dev/pts of every user. Only fixed, root-owned programs. The
+# @sessions lines are the argv (tab-joined) of the processes of cai's session wrapper.
 PROBE_SCRIPT = r"""
 echo @ss
 ss=
@@ -63,6 +64,8 @@ echo @proc
 /bin/cat /proc/net/tcp /proc/net/tcp6 2>/dev/null
 echo @pts
 /bin/ls /dev/pts 2>/dev/null
+echo @sessions
+for c in $(grep -alF /usr/local/lib/containai/cai-session /proc/[0-9]*/cmdline 2>/dev/null); do tr '\000' '\011' <"$c" 2>/dev/null; echo; done
 echo @end
 """
 

@@ -133,7 +133,7 @@ def add_sessions(row: dict[str, Any], found: Any, wanted: bool) -> None:
         return
     if found is None:
         row["sessions"] = {"state": "unknown", "ssh_connections": None, "active_terminals": None, "exec_sessions": None,
-                           "reason": f"no answer within {SESSIONS_BUDGET_S:g} s"}
+                           "detached_sessions": None, "reason": f"no answer within {SESSIONS_BUDGET_S:g} s"}
     else:
         row["sessions"] = found.as_json()
     row["sessions_summary"] = row["sessions"]["state"].upper()

@@ -13,8 +13,9 @@ from cai.argparsing import CaiParser, add_global_flags
 from cai.errors import CaiError, ExitCode
 
 # Literal, ordered: `cai --help` lists them in this order. Each module has add_parser() and run().
-COMMANDS = ("run", "exec", "shell", "cp", "stop", "status", "ps", "logs", "kill", "restart", "wait", "port", "inspect",
-            "top", "pause", "unpause", "rename", "gc", "export", "import", "ssh", "image", "doctor", "docker", "completion")
+COMMANDS = ("run", "exec", "shell", "session", "attach", "cp", "stop", "status", "ps", "logs", "kill", "restart", "wait",
+            "port", "inspect", "top", "pause", "unpause", "rename", "gc", "export", "import", "ssh", "image", "doctor",
+            "docker", "completion")
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 

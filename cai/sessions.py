@@ -8,8 +8,9 @@ the probe's own exec.
 On a tcp:// engine an SSH connection is an `sshd -i` exec (engine.sshd_bridge_argv), counted as
 an SSH connection and not as an exec session.
 
-A container HAS sessions when any SSH connection or exec session is running, or when more than
-PTY_THRESHOLD terminals are open. One terminal alone is not enough, as in the original: a login
+A container HAS sessions when any SSH connection, exec session or detached agent session (`cai
+session`, counted by its wrapper's processes) is running, or when more than PTY_THRESHOLD
+terminals are open. One terminal alone is not enough, as in the original: a login
 over SSH or `docker exec -t` is already counted by its connection or its exec, and a lone pty is
 usually something left behind in the background (a detached `script` or tmux server).
 """
@@ -40,25 +41,28 @@ class Sessions:
     active_terminals: int | None = None
     exec_sessions: int | None = None
     reason: str = ""  # why the state is unknown
+    detached: tuple[str, ...] | None = None  # running `cai session` names
 
     def as_json(self) -> dict[str, object]:
         """As every JSON document shows it (cai status, ps, inspect)."""
         return {"state": self.state.value, "ssh_connections": self.ssh_connections,
                 "active_terminals": self.active_terminals, "exec_sessions": self.exec_sessions,
+                "detached_sessions": None if self.detached is None else list(self.detached),
                 "reason": self.reason or None}
 
     def summary(self) -> str:
         def shown(value: int | None) -> str:
             return "?" if value is None else str(value)
 
-        return f"ssh: {shown(self.ssh_connections)}, terminals: {shown(self.active_terminals)}, exec: {shown(self.exec_sessions)}"
+        text = f"ssh: {shown(self.ssh_connections)}, terminals: {shown(self.active_terminals)}, exec: {shown(self.exec_sessions)}"
+        return text + (f", detached sessions: {' '.join(self.detached)}" if self.detached else "")
 
 
 def _sections(output: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in output.splitlines():
-        if line in ("@ss", "@proc", "@pts", "@end"):
+        if line in ("@ss", "@proc", "@pts", "@sessions", "@end"):
             current = sections.setdefault(line[1:], [])
         elif current is not None:
             current.append(line)
@@ -90,19 +94,25 @@ def _count_proc(lines: list[str]) -> int | None:
     return count
 
 
-def parse_probe(output: str) -> tuple[int | None, int | None]:
-    """(ssh connections, numbered ptys) from the probe's output; None where it says nothing."""
+def parse_probe(output: str) -> tuple[int | None, int | None, tuple[str, ...] | None]:
+    """(ssh connections, numbered ptys, detached session names) from the probe's output; None
+    where it says nothing."""
+    from cai import agent_sessions
+
     sections = _sections(output)
     if "end" not in sections:
-        return None, None
+        return None, None, None
     ssh = _count_ss(sections.get("ss", []))
     if ssh is None:
         ssh = _count_proc(sections.get("proc", []))
     ptys = sum(1 for name in sections.get("pts", []) if name[:1].isdigit())
-    return ssh, ptys
+    detached = tuple(agent_sessions.probe_names(sections["sessions"])) if "sessions" in sections else None
+    return ssh, ptys, detached
 
 
-def classify(ssh: int | None, ptys: int | None, execs: int | None) -> State:
+def classify(ssh: int | None, ptys: int | None, execs: int | None, detached: int = 0) -> State:
+    if detached:
+        return State.HAS
     if ssh is None or ptys is None or execs is None:
         known_busy = (ssh or 0) > 0 or (execs or 0) > 0 or (ptys or 0) > PTY_THRESHOLD
         return State.HAS if known_busy else State.UNKNOWN
@@ -126,7 +136,7 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         return Sessions(State.UNKNOWN, reason=exc.message)
     if rc != 0:
         return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
-    connections, ptys = parse_probe(output)
+    connections, ptys, detached = parse_probe(output)
     try:
         execs, bridged = _exec_sessions(eng, container.name, probe_id, settle=released > 0)
     except Exception as exc:  # noqa: BLE001 - a missing count makes the answer UNKNOWN, not an error
@@ -136,8 +146,8 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         reason = "" if connections is not None else "neither ss nor /proc/net/tcp could be read"
         if bridged:  # each one a login, whatever the TCP count says
             connections = (connections or 0) + bridged
-    state = classify(connections, ptys, execs)
-    return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "")
+    state = classify(connections, ptys, execs, len(detached or ()))
+    return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "", detached)
 
 
 _BRIDGE_SETTLE_S = 1.0

@@ -12,7 +12,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # What the agent image needs from its base. The tag carries a hash of the list, so that a reused
 # machine builds a new base (and cache) when the list changes.
-base_packages=openssh-server,iproute2,procps,bash,tar,gzip,python3-venv
+base_packages=openssh-server,iproute2,procps,bash,tar,gzip,python3-venv,tmux
 base_image=${CAI_BASE_IMAGE:-cai-base:bookworm-$(printf '%s' "$base_packages" | sha256sum | cut -c1-8)}
 cache_dir=${CAI_CACHE_DIR:-/var/cache/cai}
 dockerd_log=${CAI_DOCKERD_LOG:-/var/log/cai-dockerd.log}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import TYPE_CHECKING, Any
 
 from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
@@ -22,7 +21,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "how to reach it (`cai shell`, `ssh NAME`).",
     )
     add_target_flags(parser)
-    parser.add_argument("-d", "--detached", action="store_true", help="start CMD in the background and report its PID")
+    parser.add_argument("-d", "--detached", action="store_true", help="start CMD in a detached session (cai session) and print its name")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
     created = parser.add_argument_group("a new container")
     created.add_argument("--label", metavar="KEY=VALUE", action="append", default=[],
@@ -76,13 +75,11 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         output.info(f"Container {container.name} is running. Reach it with: cai shell, or ssh {container.name}")
         return 0
     if args.detached:
-        background = shlex.quote(ssh.login_command(command))
-        started = ssh.run_captured(containers.endpoint(container), f"cd {ssh.WORKDIR} && nohup bash -lc {background} </dev/null >/dev/null 2>&1 & echo $!")
-        pid = started.out.strip()
-        if started.rc != 0 or not pid.isdigit():
-            raise CaiError(ExitCode.ERROR, "Background command failed: could not get PID", *(f"  {l}" for l in started.err.splitlines()[-3:]))
-        output.out(pid)
-        output.info(f"Command started in background (PID: {pid})")
+        from cai import agent_sessions
+
+        name = agent_sessions.start(target.engine, container, command, name=None, workdir=None, environment={}, log=False)
+        output.out(name)
+        output.info(f"Command started in session {name}: cai attach {name}, cai session wait {name}")
         return 0
     tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals
     return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)

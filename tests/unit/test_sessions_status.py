@@ -36,28 +36,28 @@ ptmx
 
 
 def test_ss_rows_on_port_22_are_counted():
-    assert sessions.parse_probe(SS_TWO_SSH) == (2, 2)
+    assert sessions.parse_probe(SS_TWO_SSH) == (2, 2, None)
 
 
 def test_proc_net_tcp_is_read_when_ss_is_missing():
     # only row 1 is ESTABLISHED (01) on local port 0x0016; row 3 is TIME_WAIT (06)
-    assert sessions.parse_probe(PROC_ONE_SSH) == (1, 0)
+    assert sessions.parse_probe(PROC_ONE_SSH) == (1, 0, None)
 
 
 def test_ss_failure_falls_back_to_proc():
     text = PROC_ONE_SSH.replace("@missing", "Recv-Q Send-Q\n@failed")
-    assert sessions.parse_probe(text) == (1, 0)
+    assert sessions.parse_probe(text) == (1, 0, None)
 
 
 def test_neither_source_is_unknown():
-    assert sessions.parse_probe("@ss\n@missing\n@proc\n@pts\n@end\n") == (None, 0)
+    assert sessions.parse_probe("@ss\n@missing\n@proc\n@pts\n@end\n") == (None, 0, None)
     assert sessions.classify(None, 0, 0) is sessions.State.UNKNOWN
 
 
 def test_extra_lines_and_truncated_output_are_tolerated():
     # the bash probe printed "0 0\n0\n"; junk before the markers is ignored, a cut-off probe is unknown
-    assert sessions.parse_probe("0 0\n0\n" + SS_TWO_SSH) == (2, 2)
-    assert sessions.parse_probe(SS_TWO_SSH.split("@pts")[0]) == (None, None)
+    assert sessions.parse_probe("0 0\n0\n" + SS_TWO_SSH) == (2, 2, None)
+    assert sessions.parse_probe(SS_TWO_SSH.split("@pts")[0]) == (None, None, None)
 
 
 @pytest.mark.parametrize(
