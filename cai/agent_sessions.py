@@ -100,14 +100,16 @@ remove)  # NAME ... : ended or lost records only
         rm -f -- "$n.json" "$n.cmd" "$n.log" "$n.screen" "$n.exit" "$n.lost" && printf 'removed\t%s\n' "$n"
     done
     ;;
-logs)  # LINES FOLLOW
+logs)  # LINES FOLLOW (a log is a terminal's output: its CR before each LF goes)
     known
     if [ -f "$name.log" ]; then
         if [ "$2" = 1 ] && running; then
-            exec tail -n "$1" -f --pid="$(t display-message -p -t "$pane" '#{pane_pid}')" -- "$name.log"
+            tail -n "$1" -f --pid="$(t display-message -p -t "$pane" '#{pane_pid}')" -- "$name.log" | sed -u 's/\r$//'
+            exit 0
         fi
         echo @log
-        exec tail -n "$1" -- "$name.log"
+        tail -n "$1" -- "$name.log" | sed 's/\r$//'
+        exit 0
     fi
     [ "$2" = 1 ] && exit 24
     echo @screen
@@ -499,7 +501,7 @@ def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None) -> 
             handle = tar.extractfile(member) if member is not None and member.isreg() else None
             if handle is None:
                 return
-            lines: Any = iter(handle)
+            lines: Any = (line[:-2] + b"\n" if line.endswith(b"\r\n") else line for line in handle)
             if ext == "screen":
                 lines = [line.rstrip(b"\n") for line in lines]
                 while lines and not lines[-1].strip():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -220,13 +221,16 @@ def test_dry_run_changes_nothing(tmp_path, docker_client):
     assert {c.name for c in docker_client.containers.list(all=True)} == before
 
 
-def test_run_detached_reports_pid_and_runs(ws, home):
+def test_run_detached_prints_a_session_name_and_runs(ws, home):
     workspace, _ = ws
     marker = f"bg-{unique()}"
     done = run_cai(home, "run", str(workspace), "-d", "--", "sh", "-c", f"sleep 0.5; echo done > {marker}")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().isdigit()
-    wait_for(lambda: (workspace / marker).exists() and (workspace / marker).read_text() == "done\n", timeout=10)
+    session = done.stdout.strip()
+    assert re.fullmatch(r"[a-z]+-[0-9]{2}", session), session  # not a PID: the original's was the wrong one
+    waited = run_cai(home, "session", "wait", "-w", str(workspace), session, timeout=30)
+    assert (waited.returncode, waited.stdout) == (0, "0\n"), waited.stderr
+    assert (workspace / marker).read_text() == "done\n"
 
 
 class RotatingKeyServer:

@@ -450,3 +450,19 @@ def test_dry_run_names_the_workspace_copy_on_a_remote_engine(remote, tmp_path_fa
     assert plan["MOUNT_WORKSPACE"] == f"{plan['CONTAINER_NAME']}-workspace:/home/agent/workspace"
     bound = cai("run", "--dry-run", "--remote-path", "/tmp/x", str(workspace))
     assert dict(line.split("=", 1) for line in bound.stdout.splitlines())["MOUNT_WORKSPACE"] == "/tmp/x:/home/agent/workspace"
+
+
+def test_agent_sessions_through_the_jump(remote, remote_host):
+    cai, name, _, _, _ = remote
+    started = cai("session", "new", "--container", name, "--log", "--",
+                  "sh", "-c", "trap 'exit 4' TERM; echo via-jump; sleep 300 & wait")
+    assert started.returncode == 0, started.stderr
+    session = started.stdout.strip()
+    done = cai("stop", "--container", name)
+    assert done.returncode == 1 and f"detached sessions: {session})" in done.stderr, done.stderr
+    assert remote_host.client.containers.get(name).status == "running"
+    assert cai("session", "kill", "--container", name, session).returncode == 0
+    waited = cai("session", "wait", "--container", name, session, timeout=60)
+    assert (waited.returncode, waited.stdout) == (4, "4\n"), waited.stderr
+    assert cai("session", "logs", "--container", name, session).stdout == "via-jump\n"
+    assert session in json.loads(cai("session", "prune", "--container", name, "--json").stdout)["removed"]

@@ -1,0 +1,296 @@
+"""Agent sessions (`cai session`, `cai attach`, `cai run -d`) against the real engine, sshd and
+tmux in the agent image: exit codes kept, logs, a REPL driven by send, several clients, a killed
+client, stop refused while one runs, lost after a stop, and records an agent tampered with."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import CAI, Tmux, agent_workspace, run_cai, unique, wait_for
+
+RECORDS = "/mnt/agent-data/sessions"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, home, docker_client, agent_image):
+    """A container of its own: these tests stop it and fill its session records."""
+    workspace = agent_workspace(tmp_path_factory, "sessions-ws")
+    done = run_cai(home, "run", str(workspace))
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip()
+    yield workspace, name
+    docker_client.api.remove_container(name, force=True)
+
+
+def cai(home, box, *argv, **kwargs):
+    _, name = box
+    return run_cai(home, *argv[:2], "--container", name, *argv[2:], **kwargs) if argv[0] == "session" \
+        else run_cai(home, argv[0], "--container", name, *argv[1:], **kwargs)
+
+
+def new(home, box, *argv):
+    done = cai(home, box, "session", "new", *argv)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def listed(home, box, *flags):
+    done = cai(home, box, "session", "ls", "--json", *flags)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["schema_version"] == 1
+    return {s["name"]: s for s in document["sessions"]}
+
+
+def records_dir(docker_client, name):
+    return f"{RECORDS}/{docker_client.containers.get(name).id[:12]}"
+
+
+def as_agent(docker_client, name, script):
+    done = docker_client.containers.get(name).exec_run(["sh", "-c", script], user="agent")
+    assert done.exit_code == 0, done.output
+    return done.output.decode()
+
+
+@pytest.mark.parametrize(("command", "signal", "code"), [
+    ("true", None, 0),
+    ("exit 7", None, 7),
+    ("sleep 300", "TERM", 143),
+    ("sleep 300", "9", 137),
+    ("trap 'exit 5' USR1; sleep 300 & wait", "SIGUSR1", 5),
+    ("kill -STOP $$; echo resumed; exit 3", None, 3),  # a stopped command is resumed, not ended
+])
+def test_wait_exits_with_the_commands_code(home, box, command, signal, code):
+    session = new(home, box, "--", "bash", "-c", command)
+    assert re.fullmatch(r"[a-z]+-[0-9]{2}", session), session
+    if signal is not None:
+        done = cai(home, box, "session", "kill", "-s", signal, session)
+        assert done.returncode == 0, done.stderr
+    done = cai(home, box, "session", "wait", session, timeout=30)
+    assert (done.returncode, done.stdout) == (code, f"{code}\n"), done.stderr
+    again = cai(home, box, "session", "wait", session)  # kept after the end
+    assert (again.returncode, again.stdout) == (code, f"{code}\n")
+    record = listed(home, box, "-a")[session]
+    assert (record["state"], record["exit_code"], record["command"]) == ("exited", code, ["bash", "-c", command])
+
+
+def test_a_taken_name_and_bad_names_are_refused(home, box, docker_client):
+    name = unique("taken")
+    assert new(home, box, name, "--", "sleep", "60") == name
+    done = cai(home, box, "session", "new", name, "--", "true")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == f"[ERROR] Session name {name} is taken"
+    for bad in ("../a", "a b", "a.b", "a:b", "x" * 41, "é", "a\nb"):
+        done = cai(home, box, "session", "new", bad, "--", "true")
+        assert done.returncode == 1 and "Invalid session name" in done.stderr, (bad, done.stderr)
+    assert cai(home, box, "session", "new", "-x", "--", "true").returncode == 1
+    files = as_agent(docker_client, box[1], f"ls {records_dir(docker_client, box[1])}")
+    assert not any(part in files for part in ("a b", "a.b", "../a", "é")), files
+    assert cai(home, box, "session", "kill", "-s", "KILL", name).returncode == 0
+    assert cai(home, box, "session", "kill", "-s", "STOP", name).returncode == 1  # refused before anything
+
+
+def test_send_drives_a_repl_whose_log_is_in_the_data_volume(home, box, docker_client):
+    session = new(home, box, "--log", "--", "python3", "-q")
+    done = cai(home, box, "session", "send", session, "--", "print(6*7, 'x' * 3)")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: "42 xxx" in cai(home, box, "session", "logs", session).stdout, timeout=15)
+    log = f"{records_dir(docker_client, box[1])}/{session}.log"
+    assert listed(home, box)[session]["log"] == log
+    owner = docker_client.containers.get(box[1]).exec_run(["stat", "-c", "%U", log]).output.decode().strip()
+    assert owner == "agent"
+    assert cai(home, box, "session", "send", session, "exit()").returncode == 0
+    assert cai(home, box, "session", "wait", session, timeout=30).returncode == 0
+    assert "42 xxx" in cai(home, box, "session", "logs", session, "--tail", "5").stdout
+    done = cai(home, box, "session", "send", session, "print(1)")
+    assert (done.returncode, done.stderr.splitlines()[0]) == (1, f"[ERROR] Session {session} is not running")
+
+
+def test_logs_without_a_log_show_the_screen_and_follow_needs_a_log(home, box):
+    session = new(home, box, "--", "bash", "-c", "echo one; echo two; sleep 300")
+    wait_for(lambda: "two" in cai(home, box, "session", "logs", session).stdout, timeout=15)
+    assert cai(home, box, "session", "logs", session).stdout == "one\ntwo\n"  # no blank rows below
+    assert cai(home, box, "session", "logs", session, "--tail", "1").stdout == "two\n"
+    done = cai(home, box, "session", "logs", session, "-f")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"[ERROR] Session {session} has no log to follow (it was started without --log)",
+                                        f"Watch it read-only instead: cai attach -r {session}"]
+    assert cai(home, box, "session", "kill", session).returncode == 0
+    assert cai(home, box, "session", "wait", session).returncode == 143
+    assert "two" in cai(home, box, "session", "logs", session).stdout  # the final screen
+
+
+def test_follow_ends_with_the_session(home, box):
+    session = new(home, box, "--log", "--", "bash", "-c", "for i in 1 2 3; do echo n$i; sleep 0.5; done")
+    started = time.monotonic()
+    done = cai(home, box, "session", "logs", session, "-f", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["n1", "n2", "n3"]
+    assert time.monotonic() - started < 15
+
+
+def test_workdir_and_environment(home, box):
+    workspace, _ = box
+    (workspace / "sub").mkdir(exist_ok=True)
+    (workspace / "sub").chmod(0o777)
+    session = new(home, box, "--log", "--workdir", "sub", "-e", "GREETING=a b 'c'", "--",
+                  "sh", "-c", 'pwd; printf "%s\\n" "$GREETING"')
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    wait_for(lambda: cai(home, box, "session", "logs", session).stdout.endswith("a b 'c'\n"), timeout=10)
+    assert cai(home, box, "session", "logs", session).stdout.splitlines()[-2:] == ["/home/agent/workspace/sub", "a b 'c'"]
+
+
+def test_ls_prune_and_the_name_is_free_again(home, box):
+    running = new(home, box, "--", "sleep", "300")
+    ended = new(home, box, "--", "true")
+    assert cai(home, box, "session", "wait", ended).returncode == 0
+    default = listed(home, box)
+    assert running in default and ended not in default
+    everything = listed(home, box, "-a")
+    assert everything[running]["state"] == "running" and everything[ended]["state"] == "exited"
+    text = cai(home, box, "session", "ls", "-a").stdout.splitlines()
+    assert text[0].split() == ["NAME", "STATE", "STARTED", "ATTACHED", "COMMAND", "LOG"]
+    assert any(line.split()[:3] == [ended, "exited", "(0)"] for line in text), text
+    dry = cai(home, box, "session", "prune", "--dry-run")
+    assert f"Would remove: {ended}" in dry.stdout.splitlines() and running not in dry.stdout
+    assert ended in listed(home, box, "-a")
+    kept = json.loads(cai(home, box, "session", "prune", "--age", "1d", "--json").stdout)
+    assert ended in kept["kept"] and kept["removed"] == []
+    pruned = json.loads(cai(home, box, "session", "prune", "--json").stdout)
+    assert ended in pruned["removed"] and running not in pruned["removed"]
+    after = listed(home, box, "-a")
+    assert ended not in after and after[running]["state"] == "running"
+    assert new(home, box, ended, "--", "true") == ended  # the name is free again
+    assert cai(home, box, "session", "kill", running).returncode == 0
+
+
+def test_attach_needs_a_terminal(home, box):
+    session = new(home, box, "--", "sleep", "300")
+    done = cai(home, box, "attach", session)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == "[ERROR] cai attach needs a terminal (stdin and stdout)"
+    assert cai(home, box, "session", "kill", session).returncode == 0
+
+
+def test_two_clients_detach_and_a_killed_client(home, box):
+    session = new(home, box, "--log", "--", "python3", "-q")
+    writer, watcher = Tmux(home, 100, 30), Tmux(home, 100, 30)
+    try:
+        writer.type(f"{CAI} attach --container {box[1]} {session}; echo attach-rc=$?")
+        watcher.type(f"{CAI} attach -r --container {box[1]} {session}; echo watch-rc=$?")
+        wait_for(lambda: listed(home, box)[session]["attached_clients"] == 2, timeout=30, interval=0.3)
+        writer.type("print('from', 'writer')")
+        watcher.wait_for_text(r"^from writer$")  # the watcher sees it
+        watcher.type("print('from watcher')")  # read-only: never reaches python
+        writer.key("C-b")
+        writer.key("d")
+        writer.wait_for_text(r"^attach-rc=0$")
+        assert "[detached" in writer.screen()
+        victims = subprocess.run(["pgrep", "-f", f"cai attach -r --container {box[1]} {session}"],
+                                 capture_output=True, text=True).stdout.split()
+        assert victims
+        subprocess.run(["kill", "-KILL", *victims], check=True)
+        # and then its ssh, as a dropped connection would end it
+        subprocess.run(["pkill", "-KILL", "-f", f"cai-session attach {RECORDS}/[0-9a-f]+ {session} 1"], check=True)
+        wait_for(lambda: listed(home, box)[session]["attached_clients"] == 0, timeout=30, interval=0.3)
+        assert listed(home, box)[session]["state"] == "running"
+        writer.type(f"{CAI} attach --container {box[1]} {session}; echo attach-rc=$?")
+        wait_for(lambda: listed(home, box)[session]["attached_clients"] == 1, timeout=30, interval=0.3)
+        writer.type("exit()")
+        writer.wait_for_text(r"^attach-rc=0$")
+    finally:
+        writer.close()
+        watcher.close()
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    log = cai(home, box, "session", "logs", session).stdout
+    assert "from writer" in log and "from watcher" not in log
+
+
+def test_run_detached_is_a_session(home, box, docker_client):
+    workspace, name = box
+    marker = unique("bg")
+    done = run_cai(home, "run", str(workspace), "-d", "--", "sh", "-c", f"echo done > {marker}; exit 4")
+    assert done.returncode == 0, done.stderr
+    session = done.stdout.strip()
+    assert re.fullmatch(r"[a-z]+-[0-9]{2}", session), session
+    assert cai(home, box, "session", "wait", session).returncode == 4
+    assert (workspace / marker).read_text() == "done\n"
+
+
+def test_tampered_records_are_data_not_a_crash(home, box, docker_client):
+    _, name = box
+    directory = records_dir(docker_client, name)
+    as_agent(docker_client, name, f"""
+        mkdir -p {directory} && cd {directory}
+        python3 -c 'print("[" * 60000 + "]" * 60000)' > deep.json
+        printf '99999999999999999999999 x\\n' > deep.exit
+        printf '{{"command": ["\\u001b[31mred"]}}' > ansi.json
+        printf '\\331\\243 1\\n' > ansi.exit
+        printf '{{"command": ["ok", 3]}}' > mixed.json
+        printf '{{}}' > 'new
+line.json'
+        printf 'not json' > broken.json
+        printf '%s' 12 > broken.lost
+    """)
+    done = cai(home, box, "session", "ls", "-a", "--json")
+    assert done.returncode == 0, done.stderr
+    found = {s["name"]: s for s in json.loads(done.stdout)["sessions"]}
+    assert found["deep"]["exit_code"] is None and found["deep"]["command"] is None
+    assert found["ansi"]["exit_code"] is None  # Unicode digits are no code
+    assert found["ansi"]["command"] == ["\x1b[31mred"] and found["mixed"]["command"] is None
+    assert found["broken"]["state"] == "lost" and found["broken"]["lost_at"] == "1970-01-01T00:00:12Z"
+    assert not any("\n" in key for key in found)
+    text = cai(home, box, "session", "ls", "-a")
+    assert text.returncode == 0 and "\x1b" not in text.stdout
+    assert cai(home, box, "session", "wait", "deep").returncode == 1  # lost, not a code out of range
+    as_agent(docker_client, name, f"cd {directory} && rm -f deep.* ansi.* mixed.* 'new\nline.json' broken.*")
+
+
+def test_home_with_a_space(tmp_path, box, docker_client):
+    home = tmp_path / "a home"
+    home.mkdir()
+    session = new(home, box, "--log", "--", "sh", "-c", "echo spaced")
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    wait_for(lambda: cai(home, box, "session", "logs", session).stdout == "spaced\n", timeout=10)
+
+
+def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, box, docker_client):
+    _, name = box
+    finished = new(home, box, "--", "bash", "-c", "exit 9")
+    assert cai(home, box, "session", "wait", finished).returncode == 9
+    session = new(home, box, "--log", "--", "bash", "-c", "echo started; sleep 600")
+    wait_for(lambda: "started" in cai(home, box, "session", "logs", session).stdout, timeout=15)
+    done = cai(home, box, "stop")
+    assert done.returncode == 1
+    assert re.search(rf"has active sessions \(.*detached sessions: {session}\)", done.stderr), done.stderr
+    assert docker_client.containers.get(name).status == "running"
+    status = json.loads(cai(home, box, "status", "--json").stdout)
+    assert status["sessions"]["state"] == "has" and session in status["sessions"]["detached_sessions"]
+    assert f"Detached sessions: {session}" in cai(home, box, "status").stdout
+    ps = json.loads(run_cai(home, "ps", "--format", "json", "--filter", f"name={name}").stdout)
+    assert session in ps["containers"][0]["sessions"]["detached_sessions"]
+
+    assert cai(home, box, "stop", "--force").returncode == 0
+    container = docker_client.containers.get(name)
+    assert container.status == "exited"
+    stopped_at = container.attrs["State"]["FinishedAt"][:19] + "Z"
+    found = listed(home, box, "-a")
+    assert found[session]["state"] == "lost" and found[session]["lost_at"] == stopped_at
+    assert found[finished]["state"] == "exited"
+    assert docker_client.containers.get(name).status == "exited"  # read without starting it
+    assert cai(home, box, "session", "logs", session).stdout == "started\n"
+    assert cai(home, box, "session", "wait", finished).returncode == 9
+    lost = cai(home, box, "session", "wait", session)
+    assert lost.returncode == 1 and "was lost" in lost.stderr
+
+    assert run_cai(home, "run", "--container", name).returncode == 0
+    time.sleep(1.5)
+    again = listed(home, box, "-a")
+    assert again[session]["state"] == "lost" and again[session]["lost_at"] == stopped_at
+    assert cai(home, box, "session", "wait", finished).returncode == 9
+    assert cai(home, box, "stop").returncode == 0  # nothing runs any more
