@@ -4,16 +4,20 @@ A session is a tmux session on the agent's private server (socket under /run/use
 /dev/null) whose first process is the image's wrapper (cai/image/cai-session): it runs the
 command as the terminal's foreground job and records its end. Every step runs as the agent over
 cai's ssh path (so it works wherever `cai exec` does, remote contexts included), through one
-script, CONTROL_SCRIPT, with arguments as argv words.
+script, CONTROL_SCRIPT, with arguments as argv words and the command's script on stdin.
 
-Records live in the data volume, so export carries them and a restart keeps them, in a directory
-per container id (containers may share a data volume, and names and hostnames can be reused):
-NAME.json (what was started; its mtime is the start, on the container's clock), NAME.cmd (the
-script the wrapper runs), NAME.log (with --log), NAME.screen and NAME.exit ("CODE EPOCH") once it
+What a session leaves lives in the data volume, so export carries it and a restart keeps it, in
+a directory per container id (containers may share a data volume, and names and hostnames can
+be reused): NAME.log (with --log) and NAME.screen (the final screen), and in `.records/` small
+files only, which a stopped container's listing reads through the engine: NAME.json (what was
+started; its mtime is the start, on the container's clock), NAME.exit ("CODE EPOCH") once it
 ended, NAME.lost (when cai first saw it gone without an end: a container stop kills tmux).
 
-The agent can write all of it, so everything read back is parsed as untrusted text; it can only
-mislead itself, since no root action ever touches these files.
+Other containers on the same data volume can write all of that, as the agent itself can. So
+what is read back is parsed as untrusted text, nothing is read through a link or from a
+non-file, every file is created anew with noclobber (never written through something planted),
+and what a session runs (NAME.cmd, NAME.pid) lives in the container's own /run/user/1000. No
+root action touches any of it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from cai.errors import CaiError, ExitCode
 WRAPPER = "/usr/local/lib/containai/cai-session"
 RECORDS_ROOT = "/mnt/agent-data/sessions"
 RUNTIME_DIR = "/run/user/1000"
+PRIVATE_DIR = f"{RUNTIME_DIR}/cai-sessions"  # this container's own: the scripts the wrappers run
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")  # no '.' or ':': tmux reads them in targets
 START_GRACE_S = 30  # a record this young without its tmux session is still being started
@@ -39,37 +44,50 @@ _RECORD_LIMIT = 1 << 16
 _ARCHIVE_MEMBERS = 20000
 
 # The control script's own exit codes (the commands it runs use 0-2).
-RC_NO_TMUX, RC_TAKEN, RC_NO_SESSION, RC_NOT_RUNNING, RC_NEEDS_LOG = 20, 21, 22, 23, 24
+RC_NO_TMUX, RC_TAKEN, RC_NO_SESSION, RC_NOT_RUNNING, RC_NEEDS_LOG, RC_NO_WORKDIR = 20, 21, 22, 23, 24, 25
 
 CONTROL_SCRIPT = r"""
 set -u
-verb=$1 dir=$2 name=${3-}
+verb=$1 base=$2 name=${3-}
 shift 3
 export TMUX_TMPDIR=/run/user/1000
 unset TMUX
 t() { tmux -L cai -f /dev/null "$@"; }
 pane="=$name:0.0"
+rec=$base/.records private=$TMUX_TMPDIR/cai-sessions
 if ! command -v tmux >/dev/null 2>&1 || [ ! -x /usr/local/lib/containai/cai-session ] || [ ! -d "$TMUX_TMPDIR" ]; then
     exit 20
 fi
-case $verb in new|mark) mkdir -p -- "$dir" || exit 1 ;; esac
-cd -- "$dir" 2>/dev/null || { [ "$verb" = list ] && exit 0; exit 22; }
+# Other containers may share the data volume and write here: nothing is read through a link or
+# from a non-file, and every file is written anew (noclobber: never through what is there).
+rd() { [ -f "$1" ] && [ ! -L "$1" ] && timeout 5 head -c "$2" -- "$1"; }
+put() { rm -f -- "$1.new" && (set -C; printf '%s\n' "$2" >"$1.new") && mv -fT -- "$1.new" "$1"; }
+if [ "$verb" = new ]; then
+    for d in "${base%/*}" "$base" "$rec"; do
+        [ -L "$d" ] && { echo "$d is a symbolic link" >&2; exit 1; }
+        mkdir -p -- "$d" || exit 1
+    done
+fi
+if ! cd -- "$rec" 2>/dev/null; then
+    case $verb in list) printf 'now\t%s\n' "$(date +%s)"; exit 0 ;; orphans) ;; *) exit 22 ;; esac
+fi
 running() { [ ! -e "$name.exit" ] && t has-session -t "=$name" 2>/dev/null; }
 known() { [ -f "$name.json" ] || exit 22; }
 case $verb in
-new)  # LOG META SCRIPT
+new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
+    if [ -n "$2" ] && ! (cd /home/agent/workspace && cd -- "$2") 2>/dev/null; then exit 25; fi
     t has-session -t "=$name" 2>/dev/null && exit 21
-    (set -C; : >"$name.json") 2>/dev/null || exit 21
-    rm -f -- "$name.exit" "$name.lost" "$name.screen" "$name.log" "$name.cmd"
-    if ! { printf '%s\n' "$3" >"$name.cmd" && printf '%s\n' "$2" >"$name.json"; }; then
-        rm -f -- "$name.json" "$name.cmd"; exit 1
-    fi
-    if ! t set-option -g history-limit 50000 \; new-session -d -s "$name" -x 200 -y 50 -c "$dir" \
-            /usr/local/lib/containai/cai-session "$dir" "$name"; then
-        rm -f -- "$name.json" "$name.cmd"; exit 1
+    IFS= read -r meta || exit 1
+    (set -C; printf '%s\n' "$meta" >"$name.json") 2>/dev/null || exit 21
+    rm -f -- "$name.exit" "$name.lost" "$base/$name.screen" "$base/$name.log" "$private/$name.cmd" "$private/$name.pid"
+    if ! { mkdir -p -m 700 -- "$private" && (set -C; cat >"$private/$name.cmd"); } ||
+        ! t set-option -g history-limit 50000 \; new-session -d -s "$name" -x 200 -y 50 -c "$base" \
+            /usr/local/lib/containai/cai-session "$base" "$name"; then
+        rm -f -- "$name.json" "$private/$name.cmd"
+        exit 1
     fi
     if [ "$1" = 1 ]; then
-        : >"$name.log" && t pipe-pane -o -t "$pane" "exec cat >>'$dir/$name.log'"
+        t pipe-pane -o -t "$pane" "set -C; exec cat >'$base/$name.log'"
     fi
     t wait-for -S "cai-go-$name"
     ;;
@@ -79,66 +97,76 @@ list)
         [ -f "$f" ] || continue
         n=${f%.json}
         case $n in ''|*[!A-Za-z0-9_-]*) continue ;; esac
-        log=0; [ -f "$n.log" ] && log=1
+        log=0; [ -f "$base/$n.log" ] && log=1
         printf 'rec\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$(stat -c %Y -- "$f")" "$log" \
-            "$(head -c 64 -- "$n.exit" 2>/dev/null | tr -d '\t\n')" "$(head -c 64 -- "$n.lost" 2>/dev/null | tr -d '\t\n')" \
-            "$(head -c 65536 -- "$f" | base64 -w0)"
+            "$(rd "$n.exit" 64 | tr -d '\t\n')" "$(rd "$n.lost" 64 | tr -d '\t\n')" "$(rd "$f" 65536 | base64 -w0)"
     done
     t list-sessions -F 'tmux	#{session_name}	#{session_attached}' 2>/dev/null || :
     ;;
 mark)  # NAME EPOCH ... : lost at EPOCH, unless it ended or was marked before
     set -- "$name" "$@"
     while [ $# -ge 2 ]; do
-        [ -e "$1.json" ] && [ ! -e "$1.exit" ] && [ ! -e "$1.lost" ] && printf '%s\n' "$2" >"$1.lost"
+        [ -f "$1.json" ] && [ ! -e "$1.exit" ] && [ ! -e "$1.lost" ] && put "$1.lost" "$2"
         shift 2
     done
     ;;
-remove)  # NAME ... : ended or lost records only
+remove)  # NAME ... : ended or lost sessions only
     for n in "$name" "$@"; do
         name=$n
         running && continue
-        rm -f -- "$n.json" "$n.cmd" "$n.log" "$n.screen" "$n.exit" "$n.lost" && printf 'removed\t%s\n' "$n"
+        rm -f -- "$n.json" "$n.exit" "$n.lost" "$base/$n.log" "$base/$n.screen" && printf 'removed\t%s\n' "$n"
+    done
+    ;;
+orphans)  # DRY-RUN ID ... : the records of containers that are gone (made over an hour ago)
+    cd -- "${base%/*}" 2>/dev/null || exit 0
+    for d in [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
+        [ -d "$d" ] && [ ! -L "$d" ] || continue
+        case " $* " in *" $d "*) continue ;; esac
+        [ -n "$(find "$d" -maxdepth 0 -mmin +60)" ] || continue
+        if [ "$name" = 1 ] || rm -rf -- "$d"; then printf 'orphan\t%s\n' "$d"; fi
     done
     ;;
 logs)  # LINES FOLLOW (a log is a terminal's output: its CR before each LF goes)
     known
-    if [ -f "$name.log" ]; then
+    log=$base/$name.log
+    if [ -f "$log" ] && [ ! -L "$log" ]; then
         if [ "$2" = 1 ] && running; then
-            tail -n "$1" -f --pid="$(t display-message -p -t "$pane" '#{pane_pid}')" -- "$name.log" | sed -u 's/\r$//'
-            exit 0
+            tail -n "$1" -f --pid="$(t display-message -p -t "$pane" '#{pane_pid}')" -- "$log" | sed -u 's/\r$//'
+        else
+            tail -n "$1" -- "$log" | sed 's/\r$//'
         fi
-        echo @log
-        tail -n "$1" -- "$name.log" | sed 's/\r$//'
         exit 0
     fi
-    [ "$2" = 1 ] && exit 24
-    echo @screen
-    if running; then t capture-pane -p -J -S - -E - -t "$pane"; else cat -- "$name.screen" 2>/dev/null; fi
-    exit 0
+    [ "$2" = 1 ] && running && exit 24
+    # a screen: without the blank rows below its text
+    { if running; then t capture-pane -p -J -S - -E - -t "$pane"; else rd "$base/$name.screen" 67108864; fi; } |
+        awk '/^[[:space:]]*$/ { n++; next } { for (; n > 0; n--) print ""; print }' | tail -n "$1"
     ;;
-send)  # TEXT
+send)  # TEXT (tmux reads a final ';' as a separator unless escaped)
     known; running || exit 23
-    t send-keys -t "$pane" -l -- "$1" \; send-keys -t "$pane" Enter
+    text=$1
+    case $text in *\;) text="${text%;}\\;" ;; esac
+    t send-keys -t "$pane" -l -- "$text" \; send-keys -t "$pane" Enter
     ;;
 wait)
     known
     while :; do
-        if [ -f "$name.exit" ]; then printf 'exit\t%s\n' "$(head -c 64 -- "$name.exit")"; exit 0; fi
+        if [ -e "$name.exit" ]; then printf 'exit\t%s\n' "$(rd "$name.exit" 64)"; exit 0; fi
         if ! t has-session -t "=$name" 2>/dev/null; then
             sleep 0.5
-            [ -f "$name.exit" ] && continue
+            [ -e "$name.exit" ] && continue
             echo lost; exit 0
         fi
         sleep 0.2
     done
     ;;
-kill)  # SIGNAL-NUMBER
+kill)  # SIGNAL-NUMBER: the command's process group (its first process leads it), never the wrapper's
     known; running || exit 23
-    pid=$(t display-message -p -t "$pane" '#{pane_pid}') || exit 23
-    job=$(ps -o tpgid= -p "$pid" | tr -d ' ') own=$(ps -o pgid= -p "$pid" | tr -d ' ')
-    case $job in ''|*[!0-9]*|0) exit 23 ;; esac
-    [ "$job" = "$own" ] && exit 23  # between the command's end and the wrapper's
-    kill -n "$1" -- "-$job"
+    pid=$(rd "$private/$name.pid" 16) || exit 23
+    case $pid in ''|*[!0-9]*) exit 23 ;; esac
+    pane_pid=$(t display-message -p -t "$pane" '#{pane_pid}') || exit 23
+    [ "$(ps -o ppid= -p "$pid" | tr -d ' ')" = "$pane_pid" ] && [ "$(ps -o pgid= -p "$pid" | tr -d ' ')" = "$pid" ] || exit 23
+    kill -n "$1" -- "-$pid"
     ;;
 attach)  # READ-ONLY
     known; running || exit 23
@@ -232,23 +260,25 @@ def _number(text: str, low: int = 0, high: int = 1 << 40) -> int | None:
     return value if low <= value <= high else None
 
 
-def _meta(raw: bytes) -> tuple[list[str] | None, str | None]:
+def _meta(raw: bytes) -> tuple[list[str] | None, str | None, bool]:
+    """(command, workdir, started with --log) from NAME.json."""
     try:
         data = json.loads(raw[:_RECORD_LIMIT].decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError):
-        return None, None
+        return None, None, False
     if not isinstance(data, dict):
-        return None, None
+        return None, None, False
     command = data.get("command")
     if not (isinstance(command, list) and all(isinstance(word, str) for word in command)):
         command = None
     workdir = data.get("workdir") if isinstance(data.get("workdir"), str) else None
-    return command, workdir
+    return command, workdir, data.get("log") is True
 
 
-def make_session(name: str, mtime: str, has_log: bool, exit_text: str, lost_text: str, meta: bytes) -> Session:
-    command, workdir = _meta(meta)
-    session = Session(name, _number(mtime), command, workdir, has_log)
+def make_session(name: str, mtime: str, has_log: bool | None, exit_text: str, lost_text: str, meta: bytes) -> Session:
+    """`has_log` None: as the record says (a stopped container's logs are not looked at)."""
+    command, workdir, logged = _meta(meta)
+    session = Session(name, _number(mtime), command, workdir, logged if has_log is None else has_log)
     code, _, when = exit_text.strip().partition(" ")
     session.exit_code = _number(code, 0, 255)
     if session.exit_code is not None:
@@ -320,9 +350,9 @@ def from_archive(chunks: Any) -> Listing:
                     break
                 base = member.name.rsplit("/", 1)[-1]
                 stem, dot, ext = base.rpartition(".")
-                if not dot or ext not in ("json", "exit", "lost", "log") or not NAME_RE.match(stem) or not member.isreg():
+                if not dot or ext not in ("json", "exit", "lost") or not NAME_RE.match(stem) or not member.isreg():
                     continue
-                handle = tar.extractfile(member) if ext != "log" and member.size <= _RECORD_LIMIT else None
+                handle = tar.extractfile(member) if member.size <= _RECORD_LIMIT else None
                 files[base] = (int(member.mtime), handle.read() if handle is not None else b"")
     except (tarfile.TarError, OSError, EOFError):
         pass
@@ -333,7 +363,7 @@ def from_archive(chunks: Any) -> Listing:
         name = base[:-5]
         exit_text = files.get(f"{name}.exit", (0, b""))[1].decode(errors="replace")[:64]
         lost_text = files.get(f"{name}.lost", (0, b""))[1].decode(errors="replace")[:64]
-        session = make_session(name, str(mtime), f"{name}.log" in files, exit_text, lost_text, raw)
+        session = make_session(name, str(mtime), None, exit_text, lost_text, raw)
         if session.state != "exited":
             session.state = "lost"
             session.newly_lost = session.lost_at is None
@@ -353,16 +383,18 @@ def probe_names(lines: Sequence[str]) -> list[str]:
     return sorted(names)
 
 
-def session_script(command: Sequence[str], workdir: str | None, environment: dict[str, str]) -> str:
-    """NAME.cmd: the session's command under the agent's login shell, as `cai exec` runs it."""
+def session_script(name: str, command: Sequence[str], workdir: str | None, environment: dict[str, str]) -> str:
+    """NAME.cmd: the session's command under the agent's login shell, as `cai exec` runs it. Its
+    pid (which leads the command's process group) goes where `session kill` finds it."""
     from cai import ssh
 
     into = f" && cd -- {shlex.quote(workdir)}" if workdir else ""
     login = ssh.login_command([*(f"{key}={value}" for key, value in environment.items()), *command])
-    return f"cd {ssh.WORKDIR}{into} && exec {login}"
+    return f"printf '%s\\n' \"$$\" >{PRIVATE_DIR}/{name}.pid && cd {ssh.WORKDIR}{into} && exec {login}\n"
 
 
 def meta_json(name: str, command: Sequence[str], workdir: str | None, has_log: bool) -> str:
+    """NAME.json, one line (json.dumps escapes every newline)."""
     return json.dumps({"name": name, "command": list(command), "workdir": workdir, "log": has_log}, ensure_ascii=False)
 
 
@@ -377,21 +409,35 @@ def _endpoint(eng: Any, container: Any) -> Any:
     return containers.endpoint(container)
 
 
-def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, timeout: float | None = 60.0) -> Any:
+def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, timeout: float | None = 60.0,
+            input: str | None = None) -> Any:
     """Run one verb of the control script as the agent, output captured. An ssh failure is 13."""
     from cai import ssh
 
-    result = ssh.run_captured(_endpoint(eng, container), control_command(verb, container.id, name, *args), timeout=timeout)
+    result = ssh.run_captured(_endpoint(eng, container), control_command(verb, container.id, name, *args),
+                              timeout=timeout, input=input)
     if result.rc == RC_NO_TMUX:
         raise no_tmux(container.name)
     if result.rc == 255:
-        fresh = eng.inspect_container(container.id)
-        if fresh is None or not fresh.running:
-            raise CaiError(ExitCode.ERROR, f"Container {container.name} stopped: its sessions were lost")
+        gone_away(eng, container)
         raise CaiError(ExitCode.SSH_CONNECT_FAILED, "SSH connection failed", *ssh.error_lines(result.err))
     if result.rc == 124 and timeout is not None:
-        raise CaiError(ExitCode.SSH_CONNECT_FAILED, f"No answer from {container.name} within {timeout:g} s")
+        raise CaiError(ExitCode.ERROR, f"{container.name} did not answer within {timeout:g} s")
     return result
+
+
+def gone_away(eng: Any, container: Any) -> None:
+    """After ssh's 255: a container that stopped or froze under a session step is said so (rc 1)."""
+    fresh = eng.inspect_container(container.id)
+    if fresh is None or not fresh.running:
+        state = "was removed" if fresh is None else "was paused (the sessions go on after cai unpause)" \
+            if fresh.status == "paused" else "stopped: its sessions were lost"
+        raise CaiError(ExitCode.ERROR, f"Container {container.name} {state}")
+
+
+def said(err: str) -> list[str]:
+    """The last lines of what the container said, escaped: the agent's shell writes there too."""
+    return [f"  {output.shown(line)}" for line in err.splitlines()[-3:]]
 
 
 def no_tmux(name: str) -> CaiError:
@@ -414,14 +460,16 @@ def not_running(name: str) -> CaiError:
 def start(eng: Any, container: Any, command: Sequence[str], *, name: str | None, workdir: str | None,
           environment: dict[str, str], log: bool) -> str:
     """Start COMMAND detached; returns the session's name once the command runs."""
-    script = session_script(command, workdir, environment)
     for _ in range(1 if name is not None else 5):
         chosen = name or default_name()
-        result = control(eng, container, "new", chosen, "1" if log else "0", meta_json(chosen, command, workdir, log), script)
+        stdin = meta_json(chosen, command, workdir, log) + "\n" + session_script(chosen, command, workdir, environment)
+        result = control(eng, container, "new", chosen, "1" if log else "0", workdir or "", input=stdin)
         if result.rc == 0:
             return chosen
+        if result.rc == RC_NO_WORKDIR:
+            raise CaiError(ExitCode.ERROR, f"No such directory in the workspace: {output.shown(workdir or '')}")
         if result.rc != RC_TAKEN:
-            raise CaiError(ExitCode.ERROR, "Could not start the session", *(f"  {line}" for line in result.err.splitlines()[-3:]))
+            raise CaiError(ExitCode.ERROR, "Could not start the session", *said(result.err))
     raise CaiError(ExitCode.ERROR, f"Session name {chosen} is taken" if name else "Could not find a free session name",
                    f"Pick another name, or remove ended sessions: cai session prune --container {container.name}")
 
@@ -433,7 +481,7 @@ def listing(eng: Any, container: Any) -> Listing:
     if not container.running:
         last_stop = _epoch(container.finished_at)
         try:
-            found = from_archive(engine.get_archive(eng, container.id, records_dir(container.id)))
+            found = from_archive(engine.get_archive(eng, container.id, f"{records_dir(container.id)}/.records"))
         except CaiError as exc:
             if _missing(exc):  # no session was ever started there
                 return Listing()
@@ -444,7 +492,7 @@ def listing(eng: Any, container: Any) -> Listing:
         return found
     result = control(eng, container, "list")
     if result.rc != 0:
-        raise CaiError(ExitCode.ERROR, "Could not list the sessions", *(f"  {line}" for line in result.err.splitlines()[-3:]))
+        raise CaiError(ExitCode.ERROR, "Could not list the sessions", *said(result.err))
     found = parse_listing(result.out, _epoch(container.started_at))
     if any(s.newly_lost for s in found.sessions):
         words = settle_lost(found, _epoch(container.finished_at))
@@ -515,18 +563,6 @@ def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None) -> 
         return
 
 
-def log_text(raw: str, tail: int | None) -> str:
-    """The `logs` verb's output for printing: a log as it is (tail ran in the container); a screen
-    without the blank rows below its text, then its last `tail` lines."""
-    kind, _, text = raw.partition("\n")
-    if kind == "@log":
-        return text
-    lines = text.rstrip().split("\n") if text.strip() else []
-    if tail is not None:
-        lines = lines[len(lines) - tail:] if tail else []
-    return "".join(f"{line}\n" for line in lines)
-
-
 def wait_for(eng: Any, container: Any, name: str) -> int:
     """The command's exit code (0-255; 128+n for signal n), once it ends."""
     result = control(eng, container, "wait", name, timeout=None)
@@ -539,7 +575,7 @@ def wait_for(eng: Any, container: Any, name: str) -> int:
             return code
     if line[0] == "lost" or result.rc == 0:
         raise lost(name)
-    raise CaiError(ExitCode.ERROR, f"Could not wait for session {name}", *(f"  {l}" for l in result.err.splitlines()[-3:]))
+    raise CaiError(ExitCode.ERROR, f"Could not wait for session {name}", *said(result.err))
 
 
 def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str | None = None) -> int:
@@ -547,4 +583,11 @@ def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str 
     the usual retries. The control script's own codes come back as they are."""
     from cai import containers
 
-    return containers.connect(eng, container, control_command(verb, container.id, name, *args), tty=tty)
+    rc = containers.connect(eng, container, control_command(verb, container.id, name, *args), tty=tty)
+    if rc == 255:
+        gone_away(eng, container)
+    if rc == RC_NO_SESSION:
+        raise not_found(name, container.name)
+    if rc == RC_NO_TMUX:
+        raise no_tmux(container.name)
+    return rc

@@ -54,7 +54,8 @@ def inject_key(public_key: str, key_material: str) -> list[str]:
 
 
 # Run as root: it reads /proc and /dev/pts of every user. Only fixed, root-owned programs. The
-# @sessions lines are the argv (tab-joined) of the processes of cai's session wrapper.
+# @sessions lines are the argv (tab-joined, a newline in a word made a space) of the processes
+# of cai's session wrapper.
 PROBE_SCRIPT = r"""
 echo @ss
 ss=
@@ -65,7 +66,7 @@ echo @proc
 echo @pts
 /bin/ls /dev/pts 2>/dev/null
 echo @sessions
-for c in $(grep -alF /usr/local/lib/containai/cai-session /proc/[0-9]*/cmdline 2>/dev/null); do tr '\000' '\011' <"$c" 2>/dev/null; echo; done
+for c in $(grep -alF /usr/local/lib/containai/cai-session /proc/[0-9]*/cmdline 2>/dev/null); do tr '\000\n' '\011 ' <"$c" 2>/dev/null; echo; done
 echo @end
 """
 

@@ -37,7 +37,7 @@ def child_env(overrides: Mapping[str, str | None] | None = None) -> dict[str, st
 def run(
     argv: Sequence[str],
     *,
-    timeout: float,
+    timeout: float | None,
     env: Mapping[str, str | None] | None = None,
     input: str | bytes | None = None,
 ) -> Result:

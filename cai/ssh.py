@@ -687,10 +687,11 @@ def session_env(endpoint: Endpoint) -> dict[str, str] | None:
     return proc.child_env(overrides) if overrides else None
 
 
-def run_captured(endpoint: Endpoint, remote: str, timeout: float = 60.0) -> proc.Result:
-    """A short non-interactive session with output captured (detached starts, probes)."""
-    return proc.run([*base_argv(endpoint), "-n", "-o", "BatchMode=yes", HOST, remote], timeout=timeout,
-                    env=_jump_shell(endpoint))
+def run_captured(endpoint: Endpoint, remote: str, timeout: float | None = 60.0, input: str | None = None) -> proc.Result:
+    """A short non-interactive session with output captured (detached starts, probes). `input`
+    goes to the remote command's stdin (none without it); None as `timeout` waits as long as it takes."""
+    return proc.run([*base_argv(endpoint), *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
+                    timeout=timeout, env=_jump_shell(endpoint), input=input)
 
 
 def failure_kind(outcome: Outcome) -> str:

@@ -35,10 +35,6 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     eng, container = existing_container(args, ctx)
     agent_sessions.running_container(eng, container)
     rc = agent_sessions.stream(eng, container, "attach", name, "1" if args.read_only else "0", tty="-t")
-    if rc == agent_sessions.RC_NO_SESSION:
-        raise agent_sessions.not_found(name, container.name)
     if rc == agent_sessions.RC_NOT_RUNNING:
         raise agent_sessions.not_running(name)
-    if rc == agent_sessions.RC_NO_TMUX:
-        raise agent_sessions.no_tmux(container.name)
     return rc

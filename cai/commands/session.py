@@ -147,8 +147,7 @@ def _check(result: Any, name: str, container: Any) -> None:
     if result.rc == agent_sessions.RC_NOT_RUNNING:
         raise agent_sessions.not_running(name)
     if result.rc != 0:
-        raise CaiError(ExitCode.ERROR, f"Session {name}: the step failed ({result.rc})",
-                       *(f"  {line}" for line in result.err.splitlines()[-3:]))
+        raise CaiError(ExitCode.ERROR, f"Session {name}: the step failed ({result.rc})", *agent_sessions.said(result.err))
 
 
 def _ls(args: argparse.Namespace, ctx: "Ctx") -> int:
@@ -186,39 +185,24 @@ def _joined(command: list[str] | None) -> str:
 
 
 def _logs(args: argparse.Namespace, ctx: "Ctx") -> int:
-    import sys
-
-    from cai import agent_sessions
-
-    from cai import containers
+    from cai import agent_sessions, containers
     from cai.commands._target import existing_container
 
     name = agent_sessions.check_name(args.name)
     eng, container = existing_container(args, ctx)
     if container.status == "paused":
         raise containers.paused_error(container.name)
-    if not container.running:
-        if args.follow:
-            agent_sessions.running_container(eng, container)
+    if not container.running:  # nothing more will come: -f prints what there is
         if name not in {s.name for s in agent_sessions.listing(eng, container).sessions}:
             raise agent_sessions.not_found(name, container.name)
         agent_sessions.print_stopped_log(eng, container, name, args.tail)
         return ExitCode.OK
     lines = "+1" if args.tail is None else str(args.tail)
-    if args.follow:
-        rc = agent_sessions.stream(eng, container, "logs", name, lines, "1")
-        if rc == agent_sessions.RC_NEEDS_LOG:
-            raise CaiError(ExitCode.ERROR, f"Session {name} has no log to follow (it was started without --log)",
-                           f"Watch it read-only instead: cai attach -r {name}")
-        if rc in (agent_sessions.RC_NO_SESSION, agent_sessions.RC_NO_TMUX):
-            raise agent_sessions.not_found(name, container.name) if rc == agent_sessions.RC_NO_SESSION \
-                else agent_sessions.no_tmux(container.name)
-        return rc
-    result = agent_sessions.control(eng, container, "logs", name, lines, "0")
-    _check(result, name, container)
-    text = agent_sessions.log_text(result.out, args.tail)
-    sys.stdout.write(text)
-    return ExitCode.OK
+    rc = agent_sessions.stream(eng, container, "logs", name, lines, "1" if args.follow else "0")
+    if rc == agent_sessions.RC_NEEDS_LOG:
+        raise CaiError(ExitCode.ERROR, f"Session {name} has no log to follow (it was started without --log)",
+                       f"Watch it read-only instead: cai attach -r {name}")
+    return rc
 
 
 def _send(args: argparse.Namespace, ctx: "Ctx") -> int:
@@ -285,13 +269,33 @@ def _prune(args: argparse.Namespace, ctx: "Ctx") -> int:
     removed: list[str] = []
     if chosen and not args.dry_run:
         result = agent_sessions.control(eng, container, "remove", *chosen)
-        removed = [line.split("\t", 1)[1] for line in result.out.splitlines() if line.startswith("removed\t")]
+        said = {line.split("\t", 1)[1] for line in result.out.splitlines() if line.startswith("removed\t")}
+        removed = [name for name in chosen if name in said]  # the agent's shell may print anything there
+    orphans = _orphans(eng, container, args.dry_run)
     if args.json:
         output.emit_json({"container": container.name, "dry_run": args.dry_run, "age_seconds": age,
-                          "removed": chosen if args.dry_run else removed, "kept": kept}, agent_sessions.SCHEMA_VERSION)
+                          "removed": chosen if args.dry_run else removed, "kept": kept, "orphans": orphans},
+                         agent_sessions.SCHEMA_VERSION)
         return ExitCode.OK
+    verb = "Would remove" if args.dry_run else "Removed"
     for name in chosen if args.dry_run else removed:
-        output.out(f"{'Would remove' if args.dry_run else 'Removed'}: {name}")
-    if not chosen:
+        output.out(f"{verb}: {name}")
+    for orphan in orphans:
+        output.out(f"{verb} the records of a removed container: {orphan}")
+    if not chosen and not orphans:
         output.info("No ended sessions to remove")
     return ExitCode.OK
+
+
+def _orphans(eng: Any, container: Any, dry_run: bool) -> list[str]:
+    """Record directories in the data volume of containers this engine no longer has (gone with
+    `--fresh`, `stop --remove` or gc). Made over an hour ago only: a container created meanwhile
+    is not in the list yet."""
+    import re
+
+    from cai import agent_sessions, engine
+
+    known = sorted({str(c.get("Id", ""))[:12] for c in engine.list_containers(eng, [])})
+    result = agent_sessions.control(eng, container, "orphans", "1" if dry_run else "0", *known)
+    said = [line.split("\t", 1)[1] for line in result.out.splitlines() if line.startswith("orphan\t")]
+    return [d for d in said if re.fullmatch(r"[0-9a-f]{12}", d) and d not in known]

@@ -131,8 +131,8 @@ def render_text(report: Mapping[str, Any], remote: bool = False) -> list[str]:
                            ("exec_sessions", "Exec sessions")):
             if key in found:
                 lines.append(f"    {title}: {found[key]}")
-        if "detached_sessions" in found:
-            lines.append(f"    Detached sessions: {' '.join(found['detached_sessions']) or 0}")
+        if found.get("detached_sessions"):  # only then: scripts read the original's three lines
+            lines.append(f"    Detached sessions: {' '.join(found['detached_sessions'])}")
     res = report.get("resources") or {}
     if res:
         lines += ["", "  Resource Usage:"]

@@ -224,7 +224,7 @@ def test_run_detached_is_a_session(home, box, docker_client):
 
 def test_tampered_records_are_data_not_a_crash(home, box, docker_client):
     _, name = box
-    directory = records_dir(docker_client, name)
+    directory = records_dir(docker_client, name) + "/.records"
     as_agent(docker_client, name, f"""
         mkdir -p {directory} && cd {directory}
         python3 -c 'print("[" * 60000 + "]" * 60000)' > deep.json
@@ -249,6 +249,69 @@ line.json'
     assert text.returncode == 0 and "\x1b" not in text.stdout
     assert cai(home, box, "session", "wait", "deep").returncode == 1  # lost, not a code out of range
     as_agent(docker_client, name, f"cd {directory} && rm -f deep.* ansi.* mixed.* 'new\nline.json' broken.*")
+
+
+def test_links_and_fifos_planted_by_another_container_are_never_followed(home, box, docker_client, make_container):
+    """Containers share the default data volume, so another one's agent can write this one's
+    session directory: what it plants is neither written through nor read from."""
+    _, name = box
+    directory = records_dir(docker_client, name)
+    neighbour = make_container(volumes={"containai-data": {"bind": "/mnt/agent-data", "mode": "rw"}},
+                               command=["sleep", "600"], entrypoint=[], user="1000:1000")
+    victim = unique("victim")
+    done = neighbour.exec_run(["sh", "-c", f"""
+        set -e
+        mkdir -p {directory}/.records && cd {directory}
+        ln -s /home/agent/workspace/important.txt {victim}.screen.new
+        ln -s /home/agent/workspace/important.txt .records/{victim}.exit.new
+        ln -s /home/agent/workspace/important.txt {victim}.log
+        echo '{{}}' > .records/fifo.json && mkfifo .records/fifo.exit
+    """])
+    assert done.exit_code == 0, done.output
+    as_agent(docker_client, name, "echo precious > /home/agent/workspace/important.txt")
+    assert new(home, box, victim, "--log", "--", "sh", "-c", "echo out; exit 6") == victim
+    assert cai(home, box, "session", "wait", victim, timeout=30).returncode == 6
+    assert as_agent(docker_client, name, "cat /home/agent/workspace/important.txt") == "precious\n"
+    wait_for(lambda: cai(home, box, "session", "logs", victim).stdout == "out\n", timeout=10)
+    started = time.monotonic()
+    listing = cai(home, box, "session", "ls", "-a", "--json", timeout=30)
+    assert listing.returncode == 0 and time.monotonic() - started < 10, listing.stderr
+    assert json.loads(listing.stdout)["sessions"]
+    as_agent(docker_client, name, f"rm -f {directory}/.records/fifo.* /home/agent/workspace/important.txt")
+
+
+def test_send_keeps_a_final_semicolon_and_long_commands_start(home, box):
+    session = new(home, box, "--log", "--", "cat")
+    for text in ("SELECT 1;", "a\\;", ";"):
+        assert cai(home, box, "session", "send", session, "--", text).returncode == 0
+    wait_for(lambda: cai(home, box, "session", "logs", session).stdout.count(";") >= 6, timeout=10)
+    echoed = cai(home, box, "session", "logs", session).stdout.splitlines()
+    assert echoed == ["SELECT 1;", "SELECT 1;", "a\\;", "a\\;", ";", ";"], echoed  # typed, then cat's copy
+    assert cai(home, box, "session", "kill", session).returncode == 0
+    long = "x" * 120_000  # one argv word may hold 128 KiB; cai sends it on stdin, not in ssh's argv
+    session = new(home, box, "--", "python3", "-c", f"import sys; sys.exit(len('{long}') % 256)")
+    assert cai(home, box, "session", "wait", session, timeout=30).returncode == 120_000 % 256
+
+
+def test_a_missing_workdir_is_refused_before_anything_runs(home, box):
+    done = cai(home, box, "session", "new", unique("nowhere"), "--workdir", "no/such/dir", "--", "true")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.splitlines()[0] == "[ERROR] No such directory in the workspace: no/such/dir"
+
+
+def test_prune_removes_the_records_of_containers_that_are_gone(home, box, docker_client):
+    _, name = box
+    root = records_dir(docker_client, name).rsplit("/", 1)[0]
+    as_agent(docker_client, name, f"mkdir -p {root}/aaaaaaaaaaaa/.records {root}/bbbbbbbbbbbb "
+                                  f"&& touch -d '2 hours ago' {root}/aaaaaaaaaaaa")
+    dry = json.loads(cai(home, box, "session", "prune", "--dry-run", "--json").stdout)
+    assert dry["orphans"] == ["aaaaaaaaaaaa"]  # bbbb… was made just now: it may be a new container's
+    assert as_agent(docker_client, name, f"ls {root}").split().count("aaaaaaaaaaaa") == 1
+    done = cai(home, box, "session", "prune")
+    assert "Removed the records of a removed container: aaaaaaaaaaaa" in done.stdout.splitlines()
+    left = as_agent(docker_client, name, f"ls {root}").split()
+    assert "aaaaaaaaaaaa" not in left and "bbbbbbbbbbbb" in left and records_dir(docker_client, name)[-12:] in left
+    as_agent(docker_client, name, f"rm -rf {root}/bbbbbbbbbbbb")
 
 
 def test_home_with_a_space(tmp_path, box, docker_client):
@@ -284,6 +347,7 @@ def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, bo
     assert found[finished]["state"] == "exited"
     assert docker_client.containers.get(name).status == "exited"  # read without starting it
     assert cai(home, box, "session", "logs", session).stdout == "started\n"
+    assert cai(home, box, "session", "logs", "-f", session).stdout == "started\n"  # nothing more will come
     assert cai(home, box, "session", "wait", finished).returncode == 9
     lost = cai(home, box, "session", "wait", session)
     assert lost.returncode == 1 and "was lost" in lost.stderr

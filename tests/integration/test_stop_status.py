@@ -59,7 +59,8 @@ def end_sleeps(docker_client, name):
 
 def test_session_counts_follow_real_sessions(ws, home, docker_client):
     _, name = ws
-    assert sessions_of(home, name) == {"state": "none", "ssh_connections": 0, "active_terminals": 0, "exec_sessions": 0}
+    assert sessions_of(home, name) == {"state": "none", "ssh_connections": 0, "active_terminals": 0, "exec_sessions": 0,
+                                         "detached_sessions": []}
 
     login = SshLogin(home, name)
     try:
@@ -71,10 +72,12 @@ def test_session_counts_follow_real_sessions(ws, home, docker_client):
 
     exec_tty(docker_client, name)
     got = sessions_once(home, name, "exec_sessions", 1)
-    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 1, "exec_sessions": 1}
+    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 1, "exec_sessions": 1,
+                   "detached_sessions": []}
     exec_tty(docker_client, name)
     got = sessions_once(home, name, "exec_sessions", 2)
-    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 2, "exec_sessions": 2}
+    assert got == {"state": "has", "ssh_connections": 0, "active_terminals": 2, "exec_sessions": 2,
+                   "detached_sessions": []}
     end_sleeps(docker_client, name)
     sessions_once(home, name, "state", "none")
 

@@ -47,8 +47,9 @@ def test_control_command_keeps_every_word():
 
 
 def test_session_script_quotes_command_workdir_and_environment():
-    script = s.session_script(["printf", "%s\n", "a b", "$HOME"], "sub dir", {"K": "v w"})
-    assert script.startswith("cd /home/agent/workspace && cd -- 'sub dir' && exec bash -lc ")
+    script = s.session_script("n1", ["printf", "%s\n", "a b", "$HOME"], "sub dir", {"K": "v w"})
+    assert script.startswith("printf '%s\\n' \"$$\" >/run/user/1000/cai-sessions/n1.pid && "
+                             "cd /home/agent/workspace && cd -- 'sub dir' && exec bash -lc ")
     inner = shlex.split(script.split("exec ", 1)[1])[2]
     assert shlex.split(inner) == ["K=v w", "printf", "%s\n", "a b", "$HOME"]
 
@@ -104,14 +105,6 @@ def test_malformed_lines_are_dropped(line):
     assert s.parse_listing(line).sessions == []
 
 
-def test_log_text():
-    assert s.log_text("@log\na\r\nb\n", None) == "a\r\nb\n"
-    assert s.log_text("@screen\none\ntwo\n\n\n\n", None) == "one\ntwo\n"
-    assert s.log_text("@screen\none\ntwo\n\n", 1) == "two\n"
-    assert s.log_text("@screen\none\n", 0) == ""
-    assert s.log_text("@screen\n\n\n", None) == ""
-
-
 def tar_of(files):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -127,13 +120,15 @@ def tar_of(files):
 
 def test_records_of_a_stopped_container():
     meta = json.dumps({"command": ["make"]}).encode()
-    chunks = tar_of([("a.json", meta, 100), ("a.exit", b"3 150\n", 150), ("b.json", meta, 200),
-                     ("b.log", b"x" * 100000, 300), ("c.json", meta, 250), ("c.lost", b"260\n", 260),
+    logged = json.dumps({"command": ["make"], "log": True}).encode()
+    chunks = tar_of([("a.json", meta, 100), ("a.exit", b"3 150\n", 150), ("b.json", logged, 200),
+                     ("b.exit", b"x" * 100000, 300), ("c.json", meta, 250), ("c.lost", b"260\n", 260),
                      ("bad name.json", meta, 1)])
     found = {x.name: x for x in s.from_archive(iter(chunks)).sessions}
     assert set(found) == {"a", "b", "c"}  # not the link, not the bad name
     assert (found["a"].state, found["a"].exit_code, found["a"].started) == ("exited", 3, 100)
-    assert (found["b"].state, found["b"].newly_lost, found["b"].has_log) == ("lost", True, True)
+    assert (found["b"].state, found["b"].newly_lost, found["b"].has_log) == ("lost", True, True)  # a huge .exit is no end
+    assert found["a"].has_log is False
     assert (found["c"].state, found["c"].lost_at, found["c"].newly_lost) == ("lost", 260, False)
 
 
