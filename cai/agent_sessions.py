@@ -28,7 +28,9 @@ import re
 import secrets
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 from cai import output
 from cai.errors import CaiError, ExitCode

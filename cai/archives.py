@@ -17,7 +17,9 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Iterable, Iterator, Sequence
 
 from cai import output
 from cai.errors import CaiError, ExitCode

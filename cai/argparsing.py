@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, NoReturn
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 from cai.errors import CaiError, ExitCode
 from cai.output import shown
@@ -43,7 +45,28 @@ _PATTERNS: list[tuple[re.Pattern[str], Any]] = [
 ]
 
 
+def _terminal_width() -> int:
+    """shutil.get_terminal_size().columns - 2, as HelpFormatter computes it, without importing shutil."""
+    import os
+    import sys
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns - 2
+
+
 class CaiParser(argparse.ArgumentParser):
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        return self.formatter_class(prog=self.prog, width=_terminal_width())
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)

@@ -9,7 +9,7 @@ completing commands and flags runs shell code only. `--container` values come fr
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import os
 
 SHELLS = ("bash", "zsh")
 DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
@@ -199,36 +199,55 @@ def generate(shell: str) -> str:
 
 
 def _fingerprint() -> str:
-    """Changes whenever cai's code or shtab changes: the size and mtime of each of their files."""
-    import importlib.util
+    """Changes whenever cai's code or shtab changes: the size and mtime of each of their files.
+    (os and sys only: pathlib and importlib.util would cost more than the cache saves.)"""
+    import sys
     import zlib
 
-    package = Path(__file__).resolve().parent
-    files = sorted(package.rglob("*.py"))
-    spec = importlib.util.find_spec("shtab")
-    if spec is not None and spec.origin:
-        files.append(Path(spec.origin))
+    package = os.path.dirname(os.path.realpath(__file__))
+    files = sorted(os.path.join(root, name) for root, dirs, names in os.walk(package) for name in names
+                   if name.endswith(".py"))
+    for entry in sys.path:
+        candidate = os.path.join(entry or ".", "shtab", "__init__.py")
+        if os.path.isfile(candidate):
+            files.append(os.path.realpath(candidate))
+            break
     versions = []
     for path in files:
-        info = path.stat()
+        info = os.stat(path)
         versions.append(f"{path}:{info.st_size}:{info.st_mtime_ns};")
     return f"{zlib.crc32(''.join(versions).encode()):08x}"
+
+
+def _cache_file(shell: str) -> str:
+    """config.cache_dir() / "completion" / NAME, without pathlib."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME") or os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "containai", "completion", f"{shell}-{_fingerprint()}")
 
 
 def script(shell: str) -> str:
     """The generated script, from a cache that any change to cai or shtab invalidates (making it
     costs the whole parser tree and shtab, about 50 ms)."""
-    from cai import config
-
-    cached = config.cache_dir() / "completion" / f"{shell}-{_fingerprint()}"
+    cached_name = _cache_file(shell)
     try:
-        return cached.read_text()
+        with open(cached_name, encoding="utf-8") as fh:
+            return fh.read()
     except OSError:
         pass
+    from pathlib import Path
+
+    from cai import config
+
+    cached = Path(cached_name)
     text = generate(shell)
     try:
+        import time
+
+        # Another install of cai (a checkout beside a venv) has its own entry: only old ones go,
+        # or two installs used in turn would keep deleting each other's.
         for stale in cached.parent.glob(f"{shell}-*"):
-            stale.unlink()
+            if stale.stat().st_mtime < time.time() - 86400:
+                stale.unlink()
         config.atomic_write(cached, text, mode=0o644)
     except OSError:
         pass  # only speed is lost

@@ -12,7 +12,9 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 from cai.errors import CaiError, ExitCode
 from cai import output

@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Sequence
 
 from cai import config, engine, labels, output, run_options, ssh
 from cai import container_scripts as scripts

@@ -23,7 +23,9 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 from cai import archives, containers, engine, output, ssh
 from cai.errors import CaiError, ExitCode

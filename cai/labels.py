@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-from typing import Callable, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Callable, Mapping
 
 from cai import output
 from cai.errors import CaiError, ExitCode
@@ -125,6 +127,8 @@ def resolve_workspace(path: str | None) -> Path:
     normalized = normalize_path(raw)
     if "\x00" in raw or not os.path.isdir(normalized):
         raise CaiError(ExitCode.ERROR, f"Workspace path does not exist: {output.shown(raw)}")
+    from pathlib import Path
+
     return Path(normalized)
 
 
@@ -177,6 +181,8 @@ def git_branch(workspace: Path) -> str | None:
 
 
 def container_name_for(workspace: Path) -> str:
+    from pathlib import Path
+
     return container_name(Path(str(workspace).rstrip("/") or "/").name, git_branch(workspace))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
 
 from cai import engine, labels, output
 from cai.errors import CaiError, ExitCode

@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
-import importlib
-import keyword
 import sys
-from types import ModuleType
-from typing import Sequence
 
-from cai import __version__, output
-from cai.argparsing import CaiParser, add_global_flags
-from cai.errors import CaiError, ExitCode
+from cai import __version__
 
-# Literal, ordered: `cai --help` lists them in this order. Each module has add_parser() and run().
-COMMANDS = ("run", "exec", "shell", "session", "attach", "cp", "stop", "status", "ps", "logs", "kill", "restart", "wait",
-            "port", "inspect", "top", "pause", "unpause", "rename", "gc", "export", "import", "ssh", "image", "doctor",
-            "docker", "completion")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Sequence
+
+    from cai.argparsing import CaiParser
+
+# Each command, in the order `cai --help` lists it, with its one-line summary: the top-level help
+# shows them without importing a command module (tests/unit/test_cli.py checks them against each
+# module's own). Each module has add_parser() and run().
+SUMMARIES = {
+    "run": "create or start the workspace container, then run a command in it",
+    "exec": "run a command in the workspace container",
+    "shell": "open a login shell in the workspace container",
+    "session": "agent sessions that outlive the client: new, ls, logs, send, wait, kill, prune",
+    "attach": "attach this terminal to a session (detach: Ctrl-b d)",
+    "cp": "copy files between here and a container",
+    "stop": "stop workspace containers (checks for active sessions first)",
+    "status": "show a container's state, uptime, sessions and resource use",
+    "ps": "list cai's containers (running ones unless -a)",
+    "logs": "show the container's log",
+    "kill": "send a signal to the container (KILL by default)",
+    "restart": "stop and start the container again",
+    "wait": "wait until the container stops, then exit with its exit code",
+    "port": "show the container's published ports",
+    "inspect": "show the engine's inspect document and cai's own view",
+    "top": "list the container's processes",
+    "pause": "freeze the container's processes",
+    "unpause": "thaw a paused container",
+    "rename": "rename the container (ssh NAME, state and caches follow)",
+    "gc": "remove stale cai containers (and unused cai images)",
+    "export": "export the data volume to a .tgz file",
+    "import": "restore the data volume from an export",
+    "ssh": "manage SSH client state",
+    "image": "build the agent image",
+    "doctor": "check the engine, the SSH tools and the agent image",
+    "docker": "run docker against cai's engine context",
+    "completion": "print the bash or zsh completion script",
+}
+COMMANDS = tuple(SUMMARIES)
 _GLOBAL_VALUE_FLAGS = ("--context",)
 
 
@@ -29,15 +59,17 @@ class Ctx:
 
 
 def _command_module(name: str) -> ModuleType:
-    module = name.replace("-", "_")
-    if keyword.iskeyword(module):  # `import` lives in import_.py
-        module += "_"
-    return importlib.import_module(f"cai.commands.{module}")
+    module = "import_" if name == "import" else name.replace("-", "_")  # `import` lives in import_.py
+    full = f"cai.commands.{module}"
+    __import__(full)
+    return sys.modules[full]
 
 
-def build_parser(only: str | None = None) -> CaiParser:
+def build_parser(only: str | None = None, *, full: bool = True) -> CaiParser:
     """The whole tree, or (`only`) the tree with one command built and the others as bare names:
     a call then imports one command module, not all of them."""
+    from cai.argparsing import CaiParser, add_global_flags
+
     parser = CaiParser(
         prog="cai",
         description="Give every workspace its own Docker container for an AI agent, reached over SSH.",
@@ -47,7 +79,9 @@ def build_parser(only: str | None = None) -> CaiParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", parser_class=CaiParser)
     for name in COMMANDS:
         if only is not None and name != only:
-            subparsers.add_parser(name)
+            continue  # the command word was `only`: no other subparser is ever reached
+        if only is None and not full:  # top-level help or an error: names and summaries only
+            subparsers.add_parser(name, help=SUMMARIES[name], add_help=False)
             continue
         module = _command_module(name)
         sub = module.add_parser(subparsers)
@@ -83,6 +117,8 @@ def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _print_error(exc: CaiError) -> None:
+    from cai import output
+
     output.error(exc.message)
     for line in exc.extra:
         output.plain_err(line)
@@ -90,6 +126,12 @@ def _print_error(exc: CaiError) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list == ["--version"]:
+        sys.stdout.write(f"cai {__version__}\n")
+        return 0
+    from cai import output
+    from cai.errors import CaiError, ExitCode
+
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -98,7 +140,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     try:
         head, rest = _split_passthrough(args_list)
         word = _command_word(head)
-        parser = build_parser(only=head[word] if word is not None else None)
+        parser = build_parser(only=head[word] if word is not None else None, full=False)
         args = parser.parse_args(head)
         output.configure(verbose=args.verbose, quiet=args.quiet)
         if args.command is None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 JSON_SCHEMA_VERSION = 1
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")

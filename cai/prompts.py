@@ -7,7 +7,9 @@ KeyboardInterrupt, which `main` turns into 130.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 
 def _with_eof_cancel(question: Any) -> Any:

@@ -10,7 +10,9 @@ a plain `docker rm` (no force), so one that started meanwhile is kept and report
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 from cai import all_contexts, clock, engine, labels, output, ssh
 from cai.errors import CaiError, ExitCode

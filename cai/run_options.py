@@ -7,7 +7,9 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from cai import output
 from cai.errors import CaiError, ExitCode

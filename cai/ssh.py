@@ -16,7 +16,9 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence
 
 from cai import config, output, proc
 from cai.errors import CaiError, ExitCode
@@ -454,9 +456,10 @@ def control_dir() -> Path | None:
 def control_path(directory: Path, endpoint: Endpoint) -> Path:
     """One socket per endpoint, short whatever the context's name (a hash of the alias), and named
     with its port, so that every master to a port can be found (two contexts may reach one engine)."""
-    import hashlib
+    import zlib
 
-    return directory / f"{hashlib.sha256(endpoint.alias.encode()).hexdigest()[:16]}-{endpoint.port}"
+    data = endpoint.alias.encode()
+    return directory / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}-{endpoint.port}"
 
 
 def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:

@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Iterator, Sequence
 
 from cai import archives, config, engine, labels, output
 from cai import container_scripts as scripts

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode

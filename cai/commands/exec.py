@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from cai.commands._target import add_target_flags, creation_flags_given, resolve_and_prepare
 from cai.errors import CaiError, ExitCode
@@ -42,9 +44,11 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         command = command[1:]
     if not command:
         raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai exec [options] [--] <command> [args...]")
-    from cai import run_options
+    environment: dict[str, str] = {}
+    if args.env:  # run_options costs dataclasses (inspect, ast, dis) at import
+        from cai import run_options
 
-    environment = run_options.parse_environment(args.env)
+        environment = run_options.parse_environment(args.env)
     if args.workdir is not None and (not args.workdir or not args.workdir.isprintable()):
         raise CaiError(ExitCode.ERROR, f"Invalid --workdir value: {output.shown(args.workdir)}")
     tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals

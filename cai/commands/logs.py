@@ -7,7 +7,9 @@ engine keeps them apart; one merged stream could not be split again).
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
 from cai.errors import CaiError, ExitCode

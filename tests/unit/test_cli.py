@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cai import __version__
-from cai.main import COMMANDS, cli
+from cai.main import COMMANDS, build_parser, cli
 
 
 def run_cli(capsys, *argv):
@@ -240,3 +240,15 @@ def test_since_is_a_time_or_a_duration_back_from_now():
     assert clock.parse_since("90s", 1_800_000_000) == 1_800_000_000 - 90
     assert clock.parse_since("1d12h", 1_800_000_000) == 1_800_000_000 - 36 * 3600
     assert clock.parse_since("2026-12-01T10:00:00Z", 0) == 1_796_119_200
+
+
+def test_the_top_level_summaries_are_each_commands_own():
+    """`cai --help` shows main.SUMMARIES without importing the commands: they must say what each
+    command's own parser says."""
+    import argparse
+
+    from cai.main import SUMMARIES
+
+    full = build_parser()
+    action = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert {choice.dest: choice.help for choice in action._choices_actions} == SUMMARIES
