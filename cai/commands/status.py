@@ -225,7 +225,7 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
 
     from cai import cgroups
 
-    # A local engine's container: its own cgroup, sampled for 0.1 s before the probe runs (the
+    # A local engine's container: its own cgroup, sampled for 50 ms before the probe runs (the
     # probe's CPU would count). Otherwise the stats API, which answers at the daemon's next
     # one-second ticks, side by side with the probe (each with its own client).
     on_this_host = container.pid and not engine.is_remote(engine.Engine(container.context))
