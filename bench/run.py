@@ -1,80 +1,347 @@
 """Every benchmark, side by side with the raw tool that does the same job, measured in this run on
-this machine; writes docs/benchmarks.md.
+this machine; writes docs/benchmarks.md and its scaling chart.
 
-    python bench/run.py [--runs N] [--containers N] [--output docs/benchmarks.md]
+    python bench/run.py [--runs N] [--sizes 50,200,500,1000] [--output docs/benchmarks.md]
 
-Each measure runs N times (default 20) after one warm-up that is dropped, and reports medians and
-the ratio cai / baseline. It is a report, not a test: nothing here fails on a time.
+cai is measured as a user has it: this checkout installed into a fresh, non-editable venv of the
+bench's own, bytecode compiled; Python baselines run that venv's interpreter. Each measure runs cai
+and its baseline interleaved pair by pair (A B A B ...) after one dropped warm-up pair, and reports
+min / median / max of each side and the median of the per-pair ratios. It is a report, not a test:
+nothing here fails on a time.
 
-Fixtures: a temporary HOME with one workspace container made by `cai run` (removed at the end),
-and a spare dockerd of its own with N stopped cai containers for gc (tests/integration/
-spare_engine.py), so the shared engine's containers are never touched.
+Fixtures, all built (and left to settle) before anything is timed, all removed at the end: a
+temporary HOME with one workspace container made by `cai run`; a second host with its own sshd and
+dockerd (tests/integration/remote_host.py) reached as ssh:// and as tcp:// with TLS; a spare dockerd
+of the bench's own (tests/integration/spare_engine.py) grown batch by batch to each --sizes count of
+exited cai containers, so the shared engine's containers are never touched. matplotlib (the `bench`
+extra) draws the chart; without it the report says so instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
+import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]  # the checkout's cai, the tests' fixtures
 
+from cai import ssh  # noqa: E402
+from remote_host import RemoteHost, cleanup_leftovers  # noqa: E402
 from spare_engine import SpareEngine  # noqa: E402
 
 SPARE_INDEX = 9
+SCALING_TARGETS_MS = {200: 500.0, 1000: 2000.0}
+SETTLE_S = 2.0
+# Variables that would point cai or ssh at the user's own state instead of the bench's HOME.
+PRIVATE_VARS = ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "CAI_SSH_MULTIPLEX",
+                "CONTAINAI_SECURE_ENGINE_CONTEXT", "DOCKER_HOST", "DOCKER_CONTEXT")
 BASH_PROBE = r"""
 source "$1"
 _cai_bench_empty() { COMPREPLY=(); }
 comp() { COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); COMPREPLY=(); "$FN"; }
 """
+Sample = Callable[[], float]  # one timed run, in milliseconds
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    kind: str | None = None  # what it judges: "ratio", "ms" (cai's median) or "forks"; None: for reference
+    limit: float = 0.0
+
+    def measured(self, row: "Row") -> float | None:
+        if self.kind == "ratio":
+            return row.ratio
+        if self.kind == "ms":
+            return row.median
+        return row.forks if self.kind == "forks" else None
+
+    def met(self, row: "Row") -> bool | None:
+        value = self.measured(row)
+        return None if value is None else value <= self.limit
+
+    def shown(self, row: "Row") -> str:
+        value = self.measured(row)
+        if self.kind == "ratio":
+            return f"{value:.2f}×"
+        return f"{value:.0f} ms" if self.kind == "ms" else f"{value} processes per call"
+
+
+REFERENCE = Target("(for reference)")
+NO_FORK = Target("no fork", "forks", 0)
+
+
+def ratio_at_most(limit: float) -> Target:
+    return Target(f"≤ {limit:g}×", "ratio", limit)
+
+
+def ms_at_most(limit: float) -> Target:
+    return Target(f"≤ {limit:g} ms" if limit < 1000 else f"≤ {limit / 1000:g} s", "ms", limit)
 
 
 @dataclass
-class Measure:
+class Row:
     key: str
     what: str
     baseline_what: str
     ours: list[float]
     theirs: list[float]
-    target: str
-    unit: str = "ms"
+    target: Target
     note: str = ""
+    forks: int | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ours)
 
     @property
     def ratio(self) -> float:
-        return statistics.median(self.ours) / statistics.median(self.theirs)
+        """Median of the per-pair ratios: a pair shares the machine's state of that moment."""
+        return statistics.median(o / t if t else float("inf") for o, t in zip(self.ours, self.theirs))
 
 
-def timed(argv: list[str], env: dict[str, str], *, check: bool = True) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - started
-    if check and done.returncode != 0:
+    if done.returncode != 0:
         raise RuntimeError(f"{argv} failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
     return elapsed * 1000
 
 
-def repeat(fn, runs: int) -> list[float]:
-    return [fn() for _ in range(runs + 1)][1:]  # the first is a warm-up
+def paired(ours: Sample, theirs: Sample, runs: int) -> tuple[list[float], list[float]]:
+    """A B A B ...: both sides see the same drift of the machine. The first pair warms caches and is dropped."""
+    ours(), theirs()
+    samples = [(ours(), theirs()) for _ in range(runs)]
+    return [a for a, _ in samples], [b for _, b in samples]
 
 
-def cai_argv() -> list[str]:
-    entry = Path(sys.executable).parent / "cai"
-    return [str(entry)] if entry.exists() else [sys.executable, "-m", "cai"]
+def measure(key: str, what: str, ours: Sample, baseline_what: str, theirs: Sample, target: Target, runs: int,
+            **extra) -> Row:
+    row = Row(key, what, baseline_what, *paired(ours, theirs, runs), target, **extra)
+    print(f"{key:4} {row.median:8.1f} ms  {row.ratio:6.2f}×  {what}", file=sys.stderr, flush=True)
+    return row
 
 
-def bash_completion_ms(script: Path, env: dict[str, str], function: str, words: list[str], calls: int) -> float:
+def run_checked(argv: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(argv)} failed ({done.returncode}): {(done.stderr or done.stdout)[-800:]}")
+    return done.stdout
+
+
+def clone_calls(argv: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """(clone/fork calls, processes among them) one run of `argv` makes, counted by strace; the
+    rest are threads. A call interrupted by another traced one prints a second, "resumed", line."""
+    with tempfile.NamedTemporaryFile(mode="r") as trace:
+        subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", trace.name, *argv],
+                       env=env, capture_output=True, check=True, timeout=600)
+        calls = [line for line in trace if "resumed>" not in line]
+    return len(calls), sum(1 for line in calls if "CLONE_THREAD" not in line)
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+def cai_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), **extra}
+    for var in PRIVATE_VARS:
+        env.pop(var, None)
+    return env
+
+
+def install(tmp: Path) -> tuple[str, str]:
+    """(cai, python) of a fresh venv with this checkout installed as a user installs it: not
+    editable, bytecode compiled. pip builds from a copy: it builds in its source tree, and a stale
+    build/lib in the checkout would go into the wheel."""
+    source, venv = tmp / "source", tmp / "venv"
+    listed = run_checked(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    for relative in filter(None, listed.split("\0")):
+        if (REPO / relative).is_file():  # a tracked file deleted in the checkout is not part of it
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / relative, source / relative)
+    run_checked([sys.executable, "-m", "venv", str(venv)])
+    run_checked([str(venv / "bin" / "pip"), "install", "-q", str(source)])
+    run_checked([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")])
+    return str(venv / "bin" / "cai"), str(venv / "bin" / "python")
+
+
+class Workspace:
+    """One container made by `cai run`, and the ways to reach it: cai's exec, cai's shared
+    connection (its control socket, named by cai's own code), and raw ssh."""
+
+    def __init__(self, stack: contextlib.ExitStack, cai: str, env: dict[str, str], home: Path, directory: Path,
+                 context: str | None = None, jump: str | None = None) -> None:
+        self.env, self.home = env, home
+        self.cai = [cai, *(["--context", context] if context else [])]
+        directory.mkdir()
+        directory.chmod(0o777)
+        self.name = run_checked([*self.cai, "run", str(directory)], env).strip()
+        self.docker = ["docker", "--context", context or "default"]
+        stack.callback(subprocess.run, [*self.docker, "rm", "-f", self.name], env=env, capture_output=True)
+        port, container_id = run_checked([*self.docker, "inspect", "--format",
+                                          '{{index .Config.Labels "containai.ssh-port"}} {{.Id}}', self.name], env).split()
+        self.endpoint = ssh.Endpoint(self.name, int(port), ssh.host_key_alias(context or "default", container_id), jump)
+        self.socket = ssh.control_path(ssh.control_dir(), self.endpoint)
+        stack.callback(self.close_master)  # runs before the removal above
+        self.exec_true = [*self.cai, "exec", "--container", self.name, "--", "true"]
+
+    def run(self, *words: str) -> float:
+        return timed([*self.cai, *words], self.env)
+
+    def warm_exec(self) -> float:
+        return timed(self.exec_true, self.env)
+
+    def cold_exec(self) -> float:
+        self.close_master()  # untimed: the target stays cached, the connection is gone
+        return timed(self.exec_true, self.env)
+
+    def close_master(self) -> None:
+        subprocess.run(["ssh", "-F", "none", "-o", f"ControlPath={self.socket}", "-O", "exit", ssh.HOST],
+                       capture_output=True, timeout=30)
+        deadline = time.monotonic() + 2
+        while self.socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def open_master(self) -> None:
+        self.warm_exec()
+        if not self.socket.exists():
+            raise RuntimeError(f"cai left no control socket at {self.socket}: is CAI_SSH_MULTIPLEX off?")
+
+    def raw_ssh(self, *options: str) -> list[str]:
+        """`ssh … true` to the container's sshd with cai's key and pins, as a user would type it
+        (through the engine's host with -J for an ssh:// engine)."""
+        keys = self.home / ".config" / "containai"
+        route = ["-F", str(self.home / ".ssh" / "config"), "-J", self.endpoint.jump] if self.endpoint.jump else ["-F", "none"]
+        return [shutil.which("ssh"), *route, "-i", str(keys / "id_containai"), "-o", "IdentitiesOnly=yes",
+                "-o", f"UserKnownHostsFile={keys / 'known_hosts'}", "-o", f"HostKeyAlias={self.endpoint.alias}",
+                "-o", "StrictHostKeyChecking=yes", *options, "-p", str(self.endpoint.port), f"{ssh.USER}@{ssh.HOST}", "true"]
+
+    def raw(self, *options: str) -> Sample:
+        argv = self.raw_ssh(*options)
+        return lambda: timed(argv, self.env)
+
+
+@dataclass
+class Fixtures:
+    cai: str
+    python: str
+    home: Path
+    env: dict[str, str]
+    local: Workspace
+    host: RemoteHost
+    remote: Workspace
+    tls: Workspace
+    engine: SpareEngine
+    spare_context: str
+    made: int = 0  # exited containers on the spare engine
+
+    def grow(self, count: int) -> None:
+        """Exited cai containers on the spare engine, up to `count` (8 at a time)."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: self.engine.make("exited", name=f"bench-{i:04d}"), range(self.made, count)))
+        self.made = max(self.made, count)
+
+    def settle(self, timeout: float = 120) -> None:
+        """Until each engine lists what the bench made, in the state it made it, twice in a row;
+        then idle a little: nothing of the bench's own may still run when the clock starts."""
+        probes = [
+            ([*self.local.docker, "ps", "-a", "--filter", f"name=^{self.local.name}$"], self.env, Counter(running=1)),
+            (["docker", "-H", self.host.unix_host, "ps", "-a"], None, Counter(running=2)),
+            (["docker", "-H", self.engine.host, "ps", "-a"], None, Counter(exited=self.made)),
+        ]
+        deadline, steady = time.monotonic() + timeout, 0
+        while steady < 2:
+            seen = [Counter(run_checked([*argv, "--format", "{{.State}}"], env).split()) for argv, env, _ in probes]
+            steady = steady + 1 if seen == [want for *_, want in probes] else 0
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"fixtures did not settle: {seen}")
+            time.sleep(0.5)
+        time.sleep(SETTLE_S)
+
+
+def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
+    cai, python = install(tmp)
+    home = tmp / "home"
+    home.mkdir()
+    env = cai_env(home)
+    local = Workspace(stack, cai, env, home, tmp / "ws")
+
+    cleanup_leftovers()  # an interrupted run's remote host
+    host = RemoteHost(basetemp=tmp).start()
+    stack.callback(host.stop, check=False)
+    remote_home = tmp / "remote-home"
+    remote_home.mkdir()
+    remote_env = cai_env(remote_home, **host.env(remote_home))
+    remote = Workspace(stack, cai, remote_env, remote_home, tmp / "remote-ws", host.add_context(remote_home),
+                       jump=host.destination)
+    tls = Workspace(stack, cai, remote_env, remote_home, tmp / "tls-ws", host.add_tls_context(remote_home))
+
+    engine = SpareEngine(SPARE_INDEX, tmp).start()
+    stack.callback(engine.stop)
+    fixtures = Fixtures(cai, python, home, env, local, host, remote, tls, engine, engine.add_context(home))
+    fixtures.grow(first_size)
+    return fixtures
+
+
+# --- the measures ----------------------------------------------------------------------------
+
+
+def startup_rows(f: Fixtures, runs: int) -> list[Row]:
+    python_pass = [f.python, "-c", "pass"]
+    f.local.run("completion", "bash")  # its cache, as every later shell finds it
+    cases = ((("--help",), 2.5), (("exec", "--help"), 2.5), (("completion", "bash"), 2.5), (("--version",), 1.5))
+    return [measure("P1", f"`cai {' '.join(words)}`", lambda words=words: timed([f.cai, *words], f.env),
+                    "`python -c pass`", lambda: timed(python_pass, f.env), ratio_at_most(limit), runs)
+            for words, limit in cases]
+
+
+def exec_rows(ws: Workspace, key: str, label: str, baseline_what: str, baseline: Sample,
+              cold: Target, warm: Target, runs: int) -> list[Row]:
+    """Cold exec (target cached, no live connection) and warm exec (shared connection too)
+    against one baseline."""
+    rows = [measure(key, f"{label}`cai exec -- true`, cold (target cached, no live connection)", ws.cold_exec,
+                    baseline_what, baseline, cold, runs)]
+    ws.open_master()
+    rows.append(measure(key, f"{label}`cai exec -- true`, warm (shared connection, cached target)", ws.warm_exec,
+                        baseline_what, baseline, warm, runs))
+    return rows
+
+
+def local_rows(f: Fixtures, runs: int) -> list[Row]:
+    ws = f.local
+    rows = exec_rows(ws, "P2", "", "raw `ssh … true` (cold)", ws.raw(), ratio_at_most(1.2), ratio_at_most(0.3), runs)
+    ws.open_master()
+    rows.append(measure("P2", "`cai exec -- true`, warm", ws.warm_exec,
+                        "raw `ssh … true` over cai's own ControlMaster socket",
+                        ws.raw("-o", "ControlMaster=no", "-o", f"ControlPath={ws.socket}"), ratio_at_most(4), runs))
+    rows.append(measure("P4", "`cai status --container X`", lambda: ws.run("status", "--container", ws.name),
+                        "`docker inspect X`", lambda: timed(["docker", "inspect", ws.name], f.env), ms_at_most(300), runs))
+    rows.append(measure("P7", "`cai session ls --container X`", lambda: ws.run("session", "ls", "--container", ws.name),
+                        "raw `ssh … true` (cold)", ws.raw(), REFERENCE, runs))
+    return rows
+
+
+def bash_completion_ms(env: dict[str, str], function: str, words: list[str], calls: int) -> float:
     """Milliseconds per completion call, from one bash that calls it `calls` times."""
     loop = BASH_PROBE + f"""
 start=$EPOCHREALTIME
@@ -82,278 +349,246 @@ for ((i = 0; i < {calls}; i++)); do comp {' '.join(words)}; done
 end=$EPOCHREALTIME
 echo "$start $end"
 """
-    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", loop, "bench", str(script)], env={**env, "FN": function},
-                          capture_output=True, text=True, check=True, timeout=300)
-    start, end = (float(x.replace(",", ".")) for x in done.stdout.split()[-2:])
+    out = run_checked(["bash", "--norc", "--noprofile", "-c", loop, "bench", str(REPO / "completions" / "cai.bash")],
+                      {**env, "FN": function}, timeout=300)
+    start, end = (float(x.replace(",", ".")) for x in out.split()[-2:])
     return (end - start) * 1000 / calls
 
 
-def forks_per_call(script: Path, env: dict[str, str], function: str, words: list[str]) -> int | None:
-    """Processes one completion call starts (strace's count of clone/fork), or None without strace."""
-    if shutil.which("strace") is None:
-        return None
+def processes_per_tab(env: dict[str, str], words: list[str]) -> int:
+    """Processes one TAB starts: strace's count over 11 calls less that over 1, over 10."""
+    def processes(calls: int) -> int:
+        body = BASH_PROBE + f"for ((i = 0; i < {calls}; i++)); do comp {' '.join(words)}; done"
+        argv = ["bash", "--norc", "--noprofile", "-c", body, "bench", str(REPO / "completions" / "cai.bash")]
+        return clone_calls(argv, {**env, "FN": "_shtab_cai"})[1]
 
-    def count(calls: int) -> int:
-        with tempfile.NamedTemporaryFile(mode="r") as trace:
-            body = BASH_PROBE + f"for ((i = 0; i < {calls}; i++)); do comp {' '.join(words)}; done"
-            subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", trace.name,
-                            "bash", "--norc", "--noprofile", "-c", body, "bench", str(script)],
-                           env={**env, "FN": function}, capture_output=True, check=True, timeout=300)
-            return sum(1 for line in open(trace.name) if "clone" in line or "fork" in line)
-
-    return (count(11) - count(1)) // 10
+    return (processes(11) - processes(1)) // 10
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--containers", type=int, default=200)
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
-    args = parser.parse_args()
-    cai = cai_argv()
-    # An installed package has its bytecode compiled; a checkout run with PYTHONDONTWRITEBYTECODE
-    # would otherwise compile every module on every call and measure that instead.
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "cai")], check=True, capture_output=True)
-    measures: list[Measure] = []
-    notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="cai-bench-") as tmp:
-        home, workspace = Path(tmp) / "home", Path(tmp) / "ws"
-        home.mkdir()
-        workspace.mkdir()
-        workspace.chmod(0o777)
-        env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
-        for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "CAI_SSH_MULTIPLEX", "CONTAINAI_SECURE_ENGINE_CONTEXT"):
-            env.pop(var, None)
-        name = subprocess.run([*cai, "run", str(workspace)], env=env, capture_output=True, text=True, check=True).stdout.strip()
-        try:
-            port = int(subprocess.run(["docker", "inspect", "--format", '{{index .Config.Labels "containai.ssh-port"}}', name],
-                                      capture_output=True, text=True, check=True).stdout)
-            container_id = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", name],
-                                          capture_output=True, text=True, check=True).stdout.strip()
-            from cai import ssh
-
-            endpoint = ssh.Endpoint(name, port, ssh.host_key_alias("default", container_id))
-            key = home / ".config" / "containai" / "id_containai"
-            known = home / ".config" / "containai" / "known_hosts"
-            raw_ssh = ["ssh", "-F", "none", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
-                       "-o", f"HostKeyAlias={endpoint.alias}",  # where cai pins the container's keys
-                       "-o", "StrictHostKeyChecking=yes", "-p", str(port), "agent@127.0.0.1", "true"]
-            python_pass = [sys.executable, "-c", "pass"]
-
-            # P1: start-up
-            baseline = repeat(lambda: timed(python_pass, env), args.runs)
-            measures.append(Measure("P1", "`cai --help`", "`python -c pass`", repeat(lambda: timed([*cai, "--help"], env), args.runs),
-                                    baseline, "≤ 2.5×"))
-            measures.append(Measure("P1", "`cai completion bash`", "`python -c pass`",
-                                    repeat(lambda: timed([*cai, "completion", "bash"], env), args.runs), baseline, "≤ 2.5×"))
-
-            # P2: one command in the container
-            cold_ssh = repeat(lambda: timed(raw_ssh, env), args.runs)
-            unshared = {**env, "CAI_SSH_MULTIPLEX": "0"}
-            exec_true = [*cai, "exec", "--container", name, "--", "true"]
-            control_dir = ssh.control_dir()
-            close_master = raw_ssh[:-2] + ["-o", f"ControlPath={ssh.control_path(control_dir, endpoint)}", "-O", "exit",
-                                           "agent@127.0.0.1"]
-
-            def cold_exec() -> float:
-                subprocess.run(close_master, env=env, capture_output=True)  # untimed: no live connection
-                return timed(exec_true, env)
-
-            measures.append(Measure("P2", "`cai exec -- true`, cold (target cached, no live connection)", "raw `ssh … true`",
-                                    repeat(cold_exec, args.runs), cold_ssh, "≤ 1.3×"))
-            measures.append(Measure("P2", "`cai exec -- true`, fast path off (`CAI_SSH_MULTIPLEX=0`: engine look-ups, new connection)",
-                                    "raw `ssh … true`", repeat(lambda: timed(exec_true, unshared), args.runs), cold_ssh,
-                                    "(for reference)"))
-            timed(exec_true, env)  # opens the shared connection for the warm rows
-            warm = repeat(lambda: timed(exec_true, env), args.runs)
-            measures.append(Measure("P2", "`cai exec -- true`, warm (shared connection, cached target)", "raw `ssh … true` (cold)",
-                                    warm, cold_ssh, "≤ 0.3×"))
-            control = Path(tempfile.gettempdir()) / f"cai-bench-{os.getpid()}"
-            mux_ssh = raw_ssh[:-2] + ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60",
-                                      "agent@127.0.0.1", "true"]
-            measures.append(Measure("P2", "`cai exec -- true`, warm", "raw `ssh … true` over a ControlMaster",
-                                    warm, repeat(lambda: timed(mux_ssh, env), args.runs), "(for reference)"))
-            subprocess.run(mux_ssh[:-2] + ["-O", "exit", "agent@127.0.0.1"], env=env, capture_output=True)
-
-            # P4: status
-            measures.append(Measure("P4", "`cai status --container X`", "`docker inspect X`",
-                                    repeat(lambda: timed([*cai, "status", "--container", name], env), args.runs),
-                                    repeat(lambda: timed(["docker", "inspect", name], env), args.runs), "≤ 500 ms"))
-
-            # P5: completion (bash, in-process: a TAB is a function call in the user's shell)
-            script = REPO / "completions" / "cai.bash"
-            calls = 200
-            empty = [bash_completion_ms(script, env, "_cai_bench_empty", ["cai", "st"], calls) for _ in range(args.runs + 1)][1:]
-            subcommands = [bash_completion_ms(script, env, "_shtab_cai", ["cai", "st"], calls) for _ in range(args.runs + 1)][1:]
-            names = [bash_completion_ms(script, env, "_shtab_cai", ["cai", "--context", "default", "stop", "--container", "''"], 20)
-                     for _ in range(args.runs + 1)][1:]
-            sub_forks = forks_per_call(script, env, "_shtab_cai", ["cai", "st"])
-            name_forks = forks_per_call(script, env, "_shtab_cai", ["cai", "stop", "--container", "''"])
-            measures.append(Measure("P5", "bash: `cai st<TAB>`", "an empty completion function", subcommands, empty,
-                                    "no fork", note=f"{sub_forks} processes per TAB" if sub_forks is not None else ""))
-            measures.append(Measure("P5", "bash: `cai stop --container <TAB>`", "an empty completion function", names, empty,
-                                    "≤ 0.5 s", note=f"{name_forks} processes per TAB (docker, cached 5 s)" if name_forks is not None else ""))
-        finally:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-
-        # P2r: the same through an ssh:// context whose engine runs on another host (the tests' one)
-        measures += remote_exec_measures(Path(tmp), cai, args.runs, notes)
-
-        # P3: gc over many stopped containers, on an engine of its own
-        engine = SpareEngine(SPARE_INDEX, Path(tmp)).start()
-        try:
-            context = engine.add_context(home)
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(lambda i: engine.make("exited", name=f"bench-{i:03d}"), range(args.containers)))
-
-            def ps_and_inspect() -> float:
-                started = time.perf_counter()
-                ids = subprocess.run(["docker", "--context", context, "ps", "-aq", "--filter", "label=containai.managed=true"],
-                                     env=env, capture_output=True, text=True, check=True).stdout.split()
-                subprocess.run(["docker", "--context", context, "inspect", *ids], env=env, capture_output=True, check=True)
-                return (time.perf_counter() - started) * 1000
-
-            measures.append(Measure("P3", f"`cai gc --dry-run`, {args.containers} stopped containers",
-                                    "`docker ps -aq --filter label=…` + `docker inspect` of them",
-                                    repeat(lambda: timed([*cai, "gc", "--dry-run", "--age", "0m", "--context", context], env), args.runs),
-                                    repeat(ps_and_inspect, args.runs), "≤ 1 s"))
-            measures.append(Measure("P6", f"`cai ps -a --format json`, {args.containers} stopped containers",
-                                    "`docker ps -aq --filter label=…` + `docker inspect` of them",
-                                    repeat(lambda: timed([*cai, "--context", context, "ps", "-a", "--format", "json"], env),
-                                           args.runs),
-                                    repeat(ps_and_inspect, args.runs), "about 1 s"))
-        finally:
-            engine.stop()
-            notes.append(f"gc ran on a spare dockerd ({args.containers} exited containers, tests/integration/spare_engine.py).")
-
-    args.output.write_text(render(measures, args.runs, notes))
-    print(args.output.read_text())
-    return 0
+def completion_rows(f: Fixtures, runs: int) -> list[Row]:
+    """bash, in-process: a TAB is a function call in the user's shell."""
+    empty = lambda: bash_completion_ms(f.env, "_cai_bench_empty", ["cai", "st"], 200)  # noqa: E731
+    cases = (("bash: `cai st<TAB>`", ["cai", "st"], 200, NO_FORK, ""),
+             ("bash: `cai stop --container <TAB>`", ["cai", "--context", "default", "stop", "--container", "''"], 20,
+              ms_at_most(500), ", docker, cached 5 s"))
+    rows = []
+    for what, words, calls, target, why in cases:
+        forks = processes_per_tab(f.env, words)
+        rows.append(measure("P5", what, lambda words=words, calls=calls: bash_completion_ms(f.env, "_shtab_cai", words, calls),
+                            "an empty completion function", empty, target, runs,
+                            note=f"{forks} processes per TAB{why}", forks=forks))
+    return rows
 
 
-def remote_exec_measures(tmp: Path, cai: list[str], runs: int, notes: list[str]) -> list[Measure]:
-    """Exec and status through `ssh://root@ADDR` (tests/integration/remote_host.py), against raw
-    `ssh -J` to the same sshd and `docker --context … inspect`."""
-    from remote_host import RemoteHost, cleanup_leftovers
-
-    from cai import ssh
-
-    home, workspace = tmp / "remote-home", tmp / "remote-ws"
-    home.mkdir()
-    workspace.mkdir()
-    workspace.chmod(0o777)
-    cleanup_leftovers()
-    host = RemoteHost(basetemp=tmp).start()
-    try:
-        context = host.add_context(home)
-        env = {**os.environ, **host.env(home)}
-        for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "CAI_SSH_MULTIPLEX", "CONTAINAI_SECURE_ENGINE_CONTEXT"):
-            env.pop(var, None)
-        name = subprocess.run([*cai, "--context", context, "run", str(workspace)], env=env, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        found = host.client.containers.get(name)
-        endpoint = ssh.Endpoint(name, int(found.labels["containai.ssh-port"]), ssh.host_key_alias(context, found.id),
-                                host.destination)
-        key = home / ".config" / "containai" / "id_containai"
-        known = home / ".config" / "containai" / "known_hosts"
-        raw = ["/usr/bin/ssh", "-F", str(home / ".ssh" / "config"), "-J", host.destination, "-i", str(key),
-               "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}", "-o", f"HostKeyAlias={endpoint.alias}",
-               "-o", "StrictHostKeyChecking=yes", "-p", str(endpoint.port), "agent@127.0.0.1", "true"]
-        exec_true = [*cai, "--context", context, "exec", "--container", name, "--", "true"]
-        close_master = [*ssh.base_argv(endpoint), "-o", f"ControlPath={ssh.control_path(ssh.control_dir(), endpoint)}",
-                        "-O", "exit", ssh.HOST]
-
-        def cold_exec() -> float:
-            subprocess.run(close_master, env=env, capture_output=True)
-            return timed(exec_true, env)
-
-        cold_jump = repeat(lambda: timed(raw, env), runs)
-        measures = [Measure("P2r", "remote: `cai exec -- true`, cold (target cached, no live connection)",
-                            "raw `ssh -J host … true`", repeat(cold_exec, runs), cold_jump, "≤ 1.3×")]
-        timed(exec_true, env)
-        measures.append(Measure("P2r", "remote: `cai exec -- true`, warm (shared connection, cached target)",
-                                "raw `ssh -J host … true` (cold)", repeat(lambda: timed(exec_true, env), runs), cold_jump,
-                                "≤ 0.3×"))
-        measures.append(Measure("P4r", "remote: `cai status --container X`", "`docker --context … inspect X`",
-                                repeat(lambda: timed([*cai, "--context", context, "status", "--container", name], env), runs),
-                                repeat(lambda: timed(["docker", "--context", context, "inspect", name], env), runs),
-                                "(for reference)"))
-        subprocess.run(close_master, env=env, capture_output=True)
-        measures += tls_exec_measures(host, home, tmp, cai, env, runs)
-        notes.append(f"Remote rows (P2r, P4r): an engine reached as `{host.docker_host}`, a network namespace on this "
-                     "machine with its own sshd and dockerd (tests/integration/remote_host.py); no network latency. "
-                     f"P2t: the same engine as `{host.tls_host}` with TLS, where each ssh connection is "
-                     "`docker exec -i … sshd -i`.")
-        return measures
-    finally:
-        host.stop(check=False)
+def remote_rows(f: Fixtures, runs: int) -> list[Row]:
+    ws, tls = f.remote, f.tls
+    rows = exec_rows(ws, "P2r", "remote: ", "raw `ssh -J host … true` (cold)", ws.raw(), ratio_at_most(1.3),
+                     ratio_at_most(0.3), runs)
+    rows.append(measure("P4r", "remote: `cai status --container X`", lambda: ws.run("status", "--container", ws.name),
+                        "`docker --context … inspect X`", lambda: timed([*ws.docker, "inspect", ws.name], ws.env),
+                        ms_at_most(1000), runs))
+    docker_exec = lambda: timed([*tls.docker, "exec", tls.name, "true"], tls.env)  # noqa: E731
+    rows += exec_rows(tls, "P2t", "TLS: ", "`docker --context … exec X true`", docker_exec, REFERENCE, REFERENCE, runs)
+    return rows
 
 
-def tls_exec_measures(host, home: Path, tmp: Path, cai: list[str], env: dict[str, str], runs: int) -> list[Measure]:
-    """Exec through a tcp:// (TLS) context: ssh over the engine's exec, against `docker exec`."""
-    from cai import ssh
+@dataclass
+class Point:
+    size: int
+    gc: Row
+    ps: Row
 
-    context = host.add_tls_context(home)
-    workspace = tmp / "tls-ws"
-    workspace.mkdir()
-    workspace.chmod(0o777)
-    name = subprocess.run([*cai, "--context", context, "run", str(workspace)], env=env, capture_output=True,
-                          text=True, check=True).stdout.strip()
-    found = host.client.containers.get(name)
-    endpoint = ssh.Endpoint(name, int(found.labels["containai.ssh-port"]), ssh.host_key_alias(context, found.id),
-                            None, None)  # enough to find and close its master
-    exec_true = [*cai, "--context", context, "exec", "--container", name, "--", "true"]
-    close_master = [*ssh.base_argv(endpoint), "-o", f"ControlPath={ssh.control_path(ssh.control_dir(), endpoint)}",
-                    "-O", "exit", ssh.HOST]
-
-    def cold_exec() -> float:
-        subprocess.run(close_master, env=env, capture_output=True)
-        return timed(exec_true, env)
-
-    docker_exec = repeat(lambda: timed(["docker", "--context", context, "exec", name, "true"], env), runs)
-    measures = [Measure("P2t", "TLS: `cai exec -- true`, cold (a new `sshd -i` through the engine)",
-                        "`docker --context … exec X true`", repeat(cold_exec, runs), docker_exec, "(for reference)")]
-    timed(exec_true, env)
-    measures.append(Measure("P2t", "TLS: `cai exec -- true`, warm (shared connection, cached target)",
-                            "`docker --context … exec X true`", repeat(lambda: timed(exec_true, env), runs), docker_exec,
-                            "(for reference)"))
-    subprocess.run(close_master, env=env, capture_output=True)
-    return measures
+    @property
+    def baseline(self) -> float:
+        return statistics.median(self.gc.theirs + self.ps.theirs)
 
 
-def render(measures: list[Measure], runs: int, notes: list[str]) -> str:
-    docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True).stdout.strip()
-    ssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-    lines = [
+def scaling_points(f: Fixtures, sizes: list[int], runs: int) -> list[Point]:
+    """gc and ps over ever more exited containers: grow, settle, measure."""
+    context, points = f.spare_context, []
+
+    def docker_ps_and_inspect() -> float:
+        started = time.perf_counter()
+        ids = run_checked(["docker", "--context", context, "ps", "-aq", "--filter", "label=containai.managed=true"], f.env).split()
+        run_checked(["docker", "--context", context, "inspect", *ids], f.env)
+        return (time.perf_counter() - started) * 1000
+
+    baseline_what = "`docker ps -aq --filter label=…` + `docker inspect` of them"
+    for size in sizes:
+        if size > f.made:
+            f.grow(size)
+            f.settle()
+        target = ms_at_most(SCALING_TARGETS_MS[size]) if size in SCALING_TARGETS_MS else REFERENCE
+        gc = measure("P3", f"`cai gc --dry-run`, {size} exited containers",
+                     lambda: timed([f.cai, "gc", "--dry-run", "--age", "0m", "--context", context], f.env),
+                     baseline_what, docker_ps_and_inspect, target, runs)
+        ps = measure("P6", f"`cai ps -a --format json`, {size} exited containers",
+                     lambda: timed([f.cai, "--context", context, "ps", "-a", "--format", "json"], f.env),
+                     baseline_what, docker_ps_and_inspect, target, runs)
+        points.append(Point(size, gc, ps))
+    return points
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def ms(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
+def spread(samples: list[float]) -> str:
+    return f"{ms(min(samples))} / {ms(statistics.median(samples))} / {ms(max(samples))} ms"
+
+
+def header(argv: list[str], runs: int) -> list[str]:
+    docker = run_checked(["docker", "version", "--format", "client {{.Client.Version}}, engine {{.Server.Version}}"]).strip()
+    openssh = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    return [
         "# Benchmarks",
         "",
-        "Made by `python bench/run.py` (see its docstring); every row's baseline was measured in the same run.",
-        f"Medians of {runs} runs after one dropped warm-up. Machine: {os.cpu_count()} cores, {platform.platform()}, "
-        f"Python {platform.python_version()}, Docker engine {docker}, {ssh}. "
-        f"Date: {datetime.date.today().isoformat()}.",
+        f"Made by `python bench/run.py{''.join(' ' + shlex.quote(a) for a in argv)}` (see its docstring) on "
+        f"{datetime.date.today().isoformat()}. Machine: {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}, Docker {docker}, {openssh}.",
         "",
-        "| | cai | median | baseline | median | ratio | target |",
-        "|---|---|---|---|---|---|---|",
+        f"cai was this checkout installed into a fresh, non-editable venv with its bytecode compiled; the Python "
+        f"baselines ran that venv's interpreter. Each row is {runs} pairs, cai and its baseline interleaved "
+        "(A B A B …) after one dropped warm-up pair, every fixture built and idle before the clock started; "
+        "times are min / median / max, the ratio is the median of the per-pair ratios, and `met` judges the "
+        "target where it names a number.",
+        "",
     ]
-    for m in measures:
-        ours, theirs = statistics.median(m.ours), statistics.median(m.theirs)
-        extra = f" ({m.note})" if m.note else ""
-        lines.append(f"| {m.key} | {m.what}{extra} | {ours:.1f} ms | {m.baseline_what} | {theirs:.1f} ms | "
-                     f"{m.ratio:.2f}× | {m.target} |")
-    lines += ["", *[f"- {note}" for note in notes], *[f"- {note}" for note in FIXED_NOTES], ""]
+
+
+def main_table(rows: list[Row]) -> list[str]:
+    lines = ["| | cai | min / median / max | baseline | min / median / max | ratio (median of pairs) | target | met |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        met = {True: "yes", False: "no", None: "-"}[r.target.met(r)]
+        what = f"{r.what} ({r.note})" if r.note else r.what
+        lines.append(f"| {r.key} | {what} | {spread(r.ours)} | {r.baseline_what} | {spread(r.theirs)} | "
+                     f"{r.ratio:.2f}× | {r.target.text} | {met} |")
+    return lines + [""]
+
+
+def scaling_section(points: list[Point], chart: Path) -> tuple[list[str], list[str]]:
+    """The scaling table, its growth figures and the chart; and notes for the notes list."""
+    lines = ["## Scaling: gc and ps over exited containers", "",
+             "Medians, ms. Baseline: `docker --context C ps -aq --filter label=containai.managed=true` + "
+             "`docker --context C inspect <ids>`.", "",
+             "| containers | `cai gc --dry-run` | `cai ps -a --format json` | baseline |", "|---|---|---|---|"]
+    lines += [f"| {p.size} | {ms(p.gc.median)} | {ms(p.ps.median)} | {ms(p.baseline)} |" for p in points]
+    lines.append("")
+    if len(points) >= 2:
+        a, b = points[-2], points[-1]
+        per = lambda first, last: (last - first) / (b.size - a.size)  # noqa: E731
+        lines += [f"Growth between {a.size} and {b.size} containers, ms per container: "
+                  f"gc {per(a.gc.median, b.gc.median):.2f}, ps {per(a.ps.median, b.ps.median):.2f}, "
+                  f"baseline {per(a.baseline, b.baseline):.2f}.", ""]
+    if draw_chart(points, chart):
+        lines += [f"![time against containers: gc, ps and the baseline]({chart.name})", ""]
+        return lines, []
+    return lines, [f"No chart: matplotlib is not installed (`pip install '.[bench]'`); {chart.name} was not written."]
+
+
+def draw_chart(points: list[Point], path: Path) -> bool:
+    """The scaling chart as a PNG; False without matplotlib (the `bench` extra's alone)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")  # no display: a file
+    import matplotlib.pyplot as plt
+
+    sizes = [p.size for p in points]
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    for label, values in (("cai gc --dry-run", [p.gc.median for p in points]),
+                          ("cai ps -a --format json", [p.ps.median for p in points]),
+                          ("docker ps -aq + docker inspect", [p.baseline for p in points])):
+        axes.plot(sizes, values, marker="o", label=label)
+    axes.set_xlabel("exited cai containers")
+    axes.set_ylabel("median time (ms)")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def unmet_section(rows: list[Row]) -> list[str]:
+    lines = ["## Targets not met", ""]
+    for r in rows:
+        if r.target.met(r) is False:
+            lines += [f"- {r.key} {r.what}: {r.target.shown(r)} (target {r.target.text})",
+                      "  - (why, and what it would take: filled in by hand)"]
+    return lines + (["None."] if len(lines) == 2 else []) + [""]
+
+
+def render(argv: list[str], runs: int, rows: list[Row], points: list[Point], chart: Path, notes: list[str]) -> str:
+    scaling, chart_notes = scaling_section(points, chart)
+    lines = [*header(argv, runs), *main_table(rows), *scaling, "## Notes", "",
+             *[f"- {note}" for note in [*notes, *chart_notes, *FIXED_NOTES]], "", *unmet_section(rows)]
     return "\n".join(lines)
 
 
 FIXED_NOTES = (
-    "Cold P2 means the target is cached but no shared connection is open (as after ControlPersist's five "
-    "minutes); warm means both. With the fast path off, every call asks the engine and opens a connection.",
-    "bench/run.py compiles cai's bytecode first, as an installed package has it: with PYTHONDONTWRITEBYTECODE "
-    "set, a checkout would otherwise compile each module on every call.",
+    "Cold exec means the target is cached but no shared connection is open (as after ControlPersist's five "
+    "minutes): the bench closes cai's control master, untimed, before each run. Warm means both.",
     "The bash original, measured on this machine with the same fixtures (issue 9): `cai --help` 95–114 ms "
     "(5.5× `python -c pass`); `cai exec -- true` about 1.4 s (5.6–6.9× raw ssh, 15 docker and 20 python3 "
     "processes per call); gc over 200 containers 17 s (402 docker processes); status 2.2 s (1.7 s of it in "
     "`docker stats --no-stream`); a TAB 3–4 ms.",
 )
+
+
+def fixture_notes(f: Fixtures, sizes: list[int]) -> list[str]:
+    calls, processes = clone_calls([f.cai, "gc", "--dry-run", "--age", "0m", "--context", f.spare_context], f.env)
+    return [
+        f"Remote rows (P2r, P4r): an engine reached as `{f.host.docker_host}`, a network namespace on this machine "
+        "with its own sshd and dockerd (tests/integration/remote_host.py); no network latency. P2t: the same engine "
+        f"as `{f.host.tls_host}` with TLS, where each ssh connection is `docker exec -i … sshd -i`.",
+        f"gc and ps (P3, P6) ran on a spare dockerd of the bench's own (tests/integration/spare_engine.py), grown in "
+        f"batches to {', '.join(map(str, sizes))} exited containers; each batch settled before its timing.",
+        f"`cai gc --dry-run` over {sizes[-1]} containers made {calls} clone/fork calls (strace -f), {processes} of "
+        "them processes and the rest threads: no process per container.",
+        "P7: `cai session ls` on a running container asks the engine for it, then lists the records over an ssh "
+        "connection of its own (not the shared one): a cold raw ssh is its floor.",
+    ]
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def sizes_arg(text: str) -> list[int]:
+    sizes = sorted({int(word) for word in text.split(",") if word.strip()})
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive counts")
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="pairs per measure (default 15)")
+    parser.add_argument("--sizes", type=sizes_arg, default=sizes_arg("50,200,500,1000"),
+                        help="exited containers for the gc and ps series (default 50,200,500,1000)")
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    output = args.output.resolve()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cai-bench-")))
+        f = build(stack, tmp, args.sizes[0])
+        f.settle()
+        rows = [*startup_rows(f, args.runs), *local_rows(f, args.runs), *completion_rows(f, args.runs),
+                *remote_rows(f, args.runs)]
+        points = scaling_points(f, args.sizes, args.runs)
+        rows += [row for p in points for row in (p.gc, p.ps)]
+        notes = fixture_notes(f, args.sizes)
+        report = render(sys.argv[1:], args.runs, rows, points, output.with_name(f"{output.stem}-scaling.png"), notes)
+    output.write_text(report)
+    print(report)
+    return 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
 from cai.errors import CaiError, ExitCode
 from cai.output import shown
 
+# argparse looks up a translation for every title, usage and error it builds (gettext searches
+# the locale directories afresh each time, about 1 ms a call); cai's messages are English only.
+argparse._ = lambda message: message  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, count: singular if count == 1 else plural  # type: ignore[attr-defined]
+
 _SEEN = "_cai_seen_"
 
 
