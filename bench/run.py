@@ -149,9 +149,12 @@ def run_checked(argv: list[str], env: dict[str, str] | None = None, timeout: flo
     return done.stdout
 
 
-def clone_calls(argv: list[str], env: dict[str, str]) -> tuple[int, int]:
-    """(clone/fork calls, processes among them) one run of `argv` makes, counted by strace; the
-    rest are threads. A call interrupted by another traced one prints a second, "resumed", line."""
+def clone_calls(argv: list[str], env: dict[str, str]) -> tuple[int, int] | None:
+    """(clone/fork calls, processes among them) one run of `argv` makes, counted by strace (None
+    without it); the rest are threads. A call interrupted by another traced one prints a second,
+    "resumed", line."""
+    if shutil.which("strace") is None:
+        return None
     with tempfile.NamedTemporaryFile(mode="r") as trace:
         subprocess.run(["strace", "-f", "-qq", "-e", "trace=clone,clone3,fork,vfork", "-o", trace.name, *argv],
                        env=env, capture_output=True, check=True, timeout=600)
@@ -279,6 +282,14 @@ class Fixtures:
         time.sleep(SETTLE_S)
 
 
+def remove_unmounted(directories: list[Path]) -> None:
+    """Remove each directory, unless something is still mounted in it (a dockerd that did not stop)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for directory in directories:
+        if not any(m == str(directory) or m.startswith(f"{directory}/") for m in mounts):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
     cai, python = install(tmp)
     home = tmp / "home"
@@ -296,6 +307,9 @@ def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
                        jump=host.destination)
     tls = Workspace(stack, cai, remote_env, remote_home, tmp / "tls-ws", host.add_tls_context(remote_home))
 
+    # The spare dockerd's data and exec roots (spare_engine.py's names) outlive its stop: ours go too.
+    roots = [Path(f"/var/lib/cai-test-engine-{SPARE_INDEX}"), Path(f"/run/cai-test-engine-{SPARE_INDEX}")]
+    stack.callback(remove_unmounted, [root for root in roots if not root.exists()])
     engine = SpareEngine(SPARE_INDEX, tmp).start()
     stack.callback(engine.stop)
     fixtures = Fixtures(cai, python, home, env, local, host, remote, tls, engine, engine.add_context(home))
@@ -355,14 +369,16 @@ echo "$start $end"
     return (end - start) * 1000 / calls
 
 
-def processes_per_tab(env: dict[str, str], words: list[str]) -> int:
+def processes_per_tab(env: dict[str, str], words: list[str]) -> int | None:
     """Processes one TAB starts: strace's count over 11 calls less that over 1, over 10."""
-    def processes(calls: int) -> int:
+    def processes(calls: int) -> int | None:
         body = BASH_PROBE + f"for ((i = 0; i < {calls}; i++)); do comp {' '.join(words)}; done"
         argv = ["bash", "--norc", "--noprofile", "-c", body, "bench", str(REPO / "completions" / "cai.bash")]
-        return clone_calls(argv, {**env, "FN": "_shtab_cai"})[1]
+        counted = clone_calls(argv, {**env, "FN": "_shtab_cai"})
+        return None if counted is None else counted[1]
 
-    return (processes(11) - processes(1)) // 10
+    many, one = processes(11), processes(1)
+    return None if many is None else (many - one) // 10
 
 
 def completion_rows(f: Fixtures, runs: int) -> list[Row]:
@@ -376,7 +392,8 @@ def completion_rows(f: Fixtures, runs: int) -> list[Row]:
         forks = processes_per_tab(f.env, words)
         rows.append(measure("P5", what, lambda words=words, calls=calls: bash_completion_ms(f.env, "_shtab_cai", words, calls),
                             "an empty completion function", empty, target, runs,
-                            note=f"{forks} processes per TAB{why}", forks=forks))
+                            note=f"{forks} processes per TAB{why}" if forks is not None else "strace missing",
+                            forks=forks))
     return rows
 
 
@@ -543,15 +560,17 @@ FIXED_NOTES = (
 
 
 def fixture_notes(f: Fixtures, sizes: list[int]) -> list[str]:
-    calls, processes = clone_calls([f.cai, "gc", "--dry-run", "--age", "0m", "--context", f.spare_context], f.env)
+    counted = clone_calls([f.cai, "gc", "--dry-run", "--age", "0m", "--context", f.spare_context], f.env)
+    forks = "strace is not installed: the processes gc starts were not counted." if counted is None else (
+        f"`cai gc --dry-run` over {sizes[-1]} containers made {counted[0]} clone/fork calls (strace -f), {counted[1]} of "
+        "them processes and the rest threads: no process per container.")
     return [
         f"Remote rows (P2r, P4r): an engine reached as `{f.host.docker_host}`, a network namespace on this machine "
         "with its own sshd and dockerd (tests/integration/remote_host.py); no network latency. P2t: the same engine "
         f"as `{f.host.tls_host}` with TLS, where each ssh connection is `docker exec -i … sshd -i`.",
         f"gc and ps (P3, P6) ran on a spare dockerd of the bench's own (tests/integration/spare_engine.py), grown in "
         f"batches to {', '.join(map(str, sizes))} exited containers; each batch settled before its timing.",
-        f"`cai gc --dry-run` over {sizes[-1]} containers made {calls} clone/fork calls (strace -f), {processes} of "
-        "them processes and the rest threads: no process per container.",
+        forks,
         "P7: `cai session ls` on a running container asks the engine for it, then lists the records over an ssh "
         "connection of its own (not the shared one): a cold raw ssh is its floor.",
     ]

@@ -1,8 +1,9 @@
-"""A local container's CPU and memory, read from its cgroup on this host: the same files dockerd
-reads for `docker stats`, without waiting for the daemon's one-second sampling tick.
+"""A container's CPU and memory, read from its cgroup: the same files dockerd reads for `docker
+stats`, without waiting for the daemon's one-second sampling tick.
 
-Only for an engine on this machine (the container's main process is visible in /proc); anything
-else returns None and the caller asks the engine's stats API instead. Works for cgroup v1 and v2,
+`sample` reads them on this host, for an engine on this machine (the container's main process is
+visible in /proc). `from_inside` parses what a root exec read inside the container (a remote
+engine, cgroup v2); when neither works the caller asks the engine's stats API. Works for cgroup v1 and v2,
 with the cgroupfs and the systemd drivers, because the path comes from /proc/PID/cgroup.
 """
 
@@ -85,3 +86,20 @@ def sample(pid: int, container_id: str, interval: float = SAMPLE_INTERVAL_S) -> 
         return None
     return {"memory_usage": usage, "memory_limit": limit, "cpu_delta": cpu_after - cpu_before,
             "system_delta": system_after - system_before, "online_cpus": os.cpu_count() or 1}
+
+
+def from_inside(text: str) -> dict[str, int | None] | None:
+    """What container_scripts.RESOURCES_SCRIPT printed, as `sample` returns it (CPU against wall
+    time on one CPU, as `docker stats` counts it); None when it printed something else."""
+    fields = text.split()
+    if len(fields) != 7 or not all(f.isascii() and f.isdigit() for f in fields[:5]):
+        return None
+    before, after, start, end, usage = (int(f) for f in fields[:5])
+    inactive = int(fields[6]) if fields[6].isascii() and fields[6].isdigit() else 0
+    limit = int(fields[5]) if fields[5].isascii() and fields[5].isdigit() else None  # v2's "max": none set
+    if limit is not None and limit >= 1 << 62:  # v1's way of saying none
+        limit = None
+    if end <= start or after < before:
+        return None
+    return {"memory_usage": usage - inactive if inactive < usage else usage, "memory_limit": limit,
+            "cpu_delta": after - before, "system_delta": end - start, "online_cpus": 1}

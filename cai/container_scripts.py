@@ -75,6 +75,37 @@ def session_probe() -> list[str]:
     return _sh(PROBE_SCRIPT)
 
 
+# Run as root by bash: the container's own cgroup (the engine mounts it at /sys/fs/cgroup: v2
+# with a private cgroup namespace, or v1's per-controller directories), read twice 0.1 s apart
+# with builtins only (the wait is a read on a FIFO in root's /run), so that no process of the
+# script's own runs between the two readings and its CPU is not counted. One line, times in ns:
+# CPU_BEFORE CPU_AFTER WALL_BEFORE WALL_AFTER MEMORY LIMIT INACTIVE_FILE.
+RESOURCES_SCRIPT = r"""
+d=/sys/fs/cgroup
+if [ -r $d/cpu.stat ] && [ -r $d/memory.current ]; then
+    v=2 mem=$d/memory.current lim=$d/memory.max stat=$d/memory.stat key=inactive_file
+elif [ -r $d/cpuacct/cpuacct.usage ] && [ -r $d/memory/memory.usage_in_bytes ]; then
+    v=1 mem=$d/memory/memory.usage_in_bytes lim=$d/memory/memory.limit_in_bytes stat=$d/memory/memory.stat key=total_inactive_file
+else
+    exit 3
+fi
+f=/run/cai-resources-$$
+mkfifo -m 600 "$f" && exec 9<>"$f" && rm -f "$f" || exit 3
+cpu() { if [ $v = 2 ]; then read -r _ c <$d/cpu.stat; c=${c}000; else read -r c <$d/cpuacct/cpuacct.usage; fi; }
+cpu; a=$c s=${EPOCHREALTIME/./}000
+read -t 0.1 -u 9
+cpu; b=$c e=${EPOCHREALTIME/./}000
+read -r m <$mem
+read -r l <$lim
+i=$(grep "^$key " $stat)
+echo "$a $b $s $e $m $l ${i#"$key "}"
+"""
+
+
+def resources() -> list[str]:
+    return [*ENV, "/bin/bash", "-c", RESOURCES_SCRIPT, "bash"]
+
+
 # --- in an import helper (only the volume is mounted; the agent may have written all of it) ----
 #
 # An import runs only while no other running container mounts the volume, so the agent cannot act

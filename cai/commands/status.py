@@ -218,29 +218,35 @@ def _container_name(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | None", dict[str, str] | None]:
-    """The session probe and the stats read, side by side, each given what is left of the budget."""
+    """The session probe and the resources read, within one budget."""
     import concurrent.futures
 
-    from cai import engine, sessions
-
-    from cai import cgroups
+    from cai import cgroups, engine, sessions
 
     # A local engine's container: its own cgroup, sampled for 50 ms before the probe runs (the
-    # probe's CPU would count). Otherwise the stats API, which answers at the daemon's next
-    # one-second ticks, side by side with the probe (each with its own client).
-    on_this_host = container.pid and not engine.is_remote(engine.Engine(container.context))
+    # probe's CPU would count). A remote one's: its cgroup read by a root exec inside it, then
+    # the probe (one after the other, for the same reason); the stats API, which answers at the
+    # daemon's next one-second ticks, only when neither can be read.
+    eng = engine.Engine(container.context)
+    on_this_host = container.pid and not engine.is_remote(eng)
     local = cgroups.sample(container.pid, container.id) if on_this_host else None
 
     def read_stats() -> dict[str, str]:
-        if local is not None:
-            return format_resources(local["memory_usage"], local["memory_limit"], local["cpu_delta"],
-                                    local["system_delta"], local["online_cpus"])
-        return resources_from_stats(engine.container_stats(engine.Engine(container.context), container.name,
-                                                           timeout=BEST_EFFORT_BUDGET_S))
+        found = local
+        if found is None and not on_this_host:
+            from cai import container_scripts
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    probe = pool.submit(sessions.detect, engine.Engine(container.context), container)
+            _, rc, said = engine.exec_captured(eng, container.name, container_scripts.resources(),
+                                               timeout=BEST_EFFORT_BUDGET_S)
+            found = cgroups.from_inside(said) if rc == 0 else None
+        if found is not None:
+            return format_resources(found["memory_usage"], found["memory_limit"], found["cpu_delta"],
+                                    found["system_delta"], found["online_cpus"])
+        return resources_from_stats(engine.container_stats(eng, container.name, timeout=BEST_EFFORT_BUDGET_S))
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2 if local is not None else 1)
     stats = pool.submit(read_stats)
+    probe = pool.submit(sessions.detect, eng, container)
     concurrent.futures.wait([probe, stats], timeout=BEST_EFFORT_BUDGET_S)
     pool.shutdown(wait=False, cancel_futures=True)
 

@@ -191,3 +191,15 @@ def test_the_bridge_of_a_master_just_released_is_read_again_until_it_ends(monkey
 def test_a_bridge_that_stays_is_someone_inside(monkeypatch):
     found = _running(monkeypatch, [PROBE, BRIDGE], released=1)
     assert (found.state, found.ssh_connections) == (sessions.State.HAS, 1)
+
+
+def test_resources_read_inside_the_container():
+    from cai import cgroups
+
+    found = cgroups.from_inside("1000000 51000000 1000000000 1100000000 209715200 4294967296 10485760\n")
+    assert found == {"memory_usage": 199229440, "memory_limit": 4294967296, "cpu_delta": 50_000_000,
+                     "system_delta": 100_000_000, "online_cpus": 1}  # 50 ms of CPU in 100 ms: 50 %
+    assert cgroups.from_inside("1 2 3 4 5 max 0")["memory_limit"] is None
+    assert cgroups.from_inside("1 2 3 4 5 9223372036854771712 0")["memory_limit"] is None
+    for junk in ("", "1 2 3", "1 2 4 3 5 6 7", "2 1 3 4 5 6 7", "١ 2 3 4 5 6 7", "a b c d e f g"):
+        assert cgroups.from_inside(junk) is None, junk
