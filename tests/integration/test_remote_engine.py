@@ -466,3 +466,23 @@ def test_agent_sessions_through_the_jump(remote, remote_host):
     assert (waited.returncode, waited.stdout) == (4, "4\n"), waited.stderr
     assert cai("session", "logs", "--container", name, session).stdout == "via-jump\n"
     assert session in json.loads(cai("session", "prune", "--container", name, "--json").stdout)["removed"]
+
+
+def test_status_resources_of_a_remote_container(remote, remote_host):
+    """Read inside the container (its cgroup), not from this host: an idle container shows
+    little, a busy loop shows, and the reading's own work is not counted."""
+    cai, name, _, _, _ = remote
+
+    def resources():
+        done = cai("status", "--container", name, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)["resources"]
+
+    idle = resources()
+    assert idle["cpu_percent"] < 10 and idle["memory_limit"] == "4GiB", idle
+    container = remote_host.client.containers.get(name)
+    container.exec_run(["sh", "-c", "while :; do :; done"], detach=True)
+    try:
+        assert wait_for(lambda: resources()["cpu_percent"] > 50, timeout=30)
+    finally:
+        container.exec_run(["pkill", "-f", "while :; do :; done"])
