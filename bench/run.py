@@ -248,7 +248,6 @@ class Workspace:
 class Fixtures:
     cai: str
     python: str
-    home: Path
     env: dict[str, str]
     local: Workspace
     host: RemoteHost
@@ -312,7 +311,7 @@ def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
     stack.callback(remove_unmounted, [root for root in roots if not root.exists()])
     engine = SpareEngine(SPARE_INDEX, tmp).start()
     stack.callback(engine.stop)
-    fixtures = Fixtures(cai, python, home, env, local, host, remote, tls, engine, engine.add_context(home))
+    fixtures = Fixtures(cai, python, env, local, host, remote, tls, engine, engine.add_context(home))
     fixtures.grow(first_size)
     return fixtures
 
@@ -587,7 +586,7 @@ def sizes_arg(text: str) -> list[int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--runs", type=int, default=15, help="pairs per measure (default 15)")
     parser.add_argument("--sizes", type=sizes_arg, default=sizes_arg("50,200,500,1000"),
                         help="exited containers for the gc and ps series (default 50,200,500,1000)")
