@@ -784,9 +784,9 @@ def _pooled_inspect(engine: "Engine") -> Any:
     import json
     from urllib.parse import quote
 
+    api = engine.api()  # first: it imports docker-py without paramiko
     import docker.transport.unixconn as unixconn
 
-    api = engine.api()
     url = api._url("/containers/json")
     adapter = api.get_adapter(url)
     if not isinstance(adapter, unixconn.UnixHTTPAdapter):
@@ -803,7 +803,12 @@ def _pooled_inspect(engine: "Engine") -> Any:
         if response.status == 404:
             return None
         if response.status != 200:
-            raise CaiError(ExitCode.ERROR, f"Docker engine error: {response.status} {response.data[:200]!r}")
+            try:
+                message = json.loads(response.data).get("message")
+            except (ValueError, AttributeError):
+                message = None
+            said = message if isinstance(message, str) else response.data[:200].decode(errors="replace")
+            raise CaiError(ExitCode.ERROR, f"Docker engine error: {output.shown(said)}")
         return Container.from_inspect(json.loads(response.data), engine.context)
 
     return inspect

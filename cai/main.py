@@ -66,8 +66,9 @@ def _command_module(name: str) -> ModuleType:
 
 
 def build_parser(only: str | None = None, *, full: bool = True) -> CaiParser:
-    """The whole tree, or (`only`) the tree with one command built and the others as bare names:
-    a call then imports one command module, not all of them."""
+    """The whole tree (`full`, for completion and the docs' tests); or, for a call, `only` the
+    named command built (one command module imported), or with no command word every command as
+    a name and summary (none imported)."""
     from cai.argparsing import CaiParser, add_global_flags
 
     parser = CaiParser(
@@ -126,8 +127,12 @@ def _print_error(exc: CaiError) -> None:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list == ["--version"]:
-        sys.stdout.write(f"cai {__version__}\n")
+    if args_list == ["--version"] and sys.stdout is not None:  # nothing else to import or parse
+        try:
+            sys.stdout.write(f"cai {__version__}\n")
+            sys.stdout.flush()
+        except OSError:  # a closed pipe, as argparse's own --version path ends
+            pass
         return 0
     from cai import output
     from cai.errors import CaiError, ExitCode
@@ -170,7 +175,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
 def cli_exit() -> None:
     code = cli()
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when the caller closed it (`cai … >&-`)
+            sys.stdout.flush()
     except BrokenPipeError:
         pass
     sys.exit(code)

@@ -220,34 +220,32 @@ def _container_name(args: argparse.Namespace) -> tuple[str, str]:
 def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | None", dict[str, str] | None]:
     """The session probe and the resources read, within one budget."""
     import concurrent.futures
+    import time
 
     from cai import cgroups, engine, sessions
 
-    # A local engine's container: its own cgroup, sampled for 50 ms before the probe runs (the
-    # probe's CPU would count). A remote one's: its cgroup read by a root exec inside it, then
-    # the probe (one after the other, for the same reason); the stats API, which answers at the
-    # daemon's next one-second ticks, only when neither can be read.
-    eng = engine.Engine(container.context)
-    on_this_host = container.pid and not engine.is_remote(eng)
-    local = cgroups.sample(container.pid, container.id) if on_this_host else None
+    # Resources before the probe runs (its CPU would count): a local engine's container's own
+    # cgroup, sampled for 50 ms from here; else (a remote engine, or one in a VM) its cgroup read
+    # by a root exec inside it. Only when neither works, the stats API, which answers at the
+    # daemon's next one-second tick, side by side with the probe (each with its own client).
+    started = time.monotonic()
+    local = None
+    if container.pid and not engine.is_remote(engine.Engine(container.context)):
+        local = cgroups.sample(container.pid, container.id)
+    if local is None:
+        local = _resources_inside(container)
 
     def read_stats() -> dict[str, str]:
-        found = local
-        if found is None and not on_this_host:
-            from cai import container_scripts
+        if local is not None:
+            return format_resources(local["memory_usage"], local["memory_limit"], local["cpu_delta"],
+                                    local["system_delta"], local["online_cpus"])
+        return resources_from_stats(engine.container_stats(engine.Engine(container.context), container.name,
+                                                           timeout=BEST_EFFORT_BUDGET_S))
 
-            _, rc, said = engine.exec_captured(eng, container.name, container_scripts.resources(),
-                                               timeout=BEST_EFFORT_BUDGET_S)
-            found = cgroups.from_inside(said) if rc == 0 else None
-        if found is not None:
-            return format_resources(found["memory_usage"], found["memory_limit"], found["cpu_delta"],
-                                    found["system_delta"], found["online_cpus"])
-        return resources_from_stats(engine.container_stats(eng, container.name, timeout=BEST_EFFORT_BUDGET_S))
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2 if local is not None else 1)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    probe = pool.submit(sessions.detect, engine.Engine(container.context), container)
     stats = pool.submit(read_stats)
-    probe = pool.submit(sessions.detect, eng, container)
-    concurrent.futures.wait([probe, stats], timeout=BEST_EFFORT_BUDGET_S)
+    concurrent.futures.wait([probe, stats], timeout=max(0.5, BEST_EFFORT_BUDGET_S - (time.monotonic() - started)))
     pool.shutdown(wait=False, cancel_futures=True)
 
     def result(future: concurrent.futures.Future[Any]) -> Any:
@@ -256,6 +254,22 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
         return future.result()
 
     return result(probe), result(stats)
+
+
+INSIDE_BUDGET_S = 2.0
+
+
+def _resources_inside(container: "engine.Container") -> dict[str, int | None] | None:
+    """The container's cgroup as a root exec inside it reads it (container_scripts.RESOURCES_SCRIPT);
+    None when that fails in any way."""
+    from cai import cgroups, container_scripts, engine
+
+    try:
+        _, rc, said = engine.exec_captured(engine.Engine(container.context), container.name,
+                                           container_scripts.resources(), timeout=INSIDE_BUDGET_S)
+    except Exception:  # noqa: BLE001 - best effort: the stats API is asked instead
+        return None
+    return cgroups.from_inside(said) if rc == 0 else None
 
 
 def _context_rows(eng: "engine.Engine") -> tuple[str, list[dict[str, Any]]]:
