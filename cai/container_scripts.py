@@ -102,8 +102,11 @@ echo "$a $b $s $e $m $l ${i#"$key "}"
 """
 
 
-def resources() -> list[str]:
-    return [*ENV, "/bin/bash", "-c", RESOURCES_SCRIPT, "bash"]
+def probe_with_resources() -> list[str]:
+    """The resources read, then the session probe, in one exec under bash (on an ssh:// engine
+    every exec costs a new connection to the engine host). Its first lines: `@resources` and
+    RESOURCES_SCRIPT's line (none when it could not read them)."""
+    return [*ENV, "/bin/bash", "-c", f"echo @resources\n( {RESOURCES_SCRIPT} )\n{PROBE_SCRIPT}", "bash"]
 
 
 # --- in an import helper (only the volume is mounted; the agent may have written all of it) ----

@@ -159,11 +159,23 @@ _ssh_ready = False
 
 
 def _ssh_transport() -> None:
-    """docker-py's ssh transport, loaded (paramiko with it) and mended, for an ssh:// client."""
+    """docker-py's ssh transport, loaded and mended, for an ssh:// client."""
     global _ssh_ready
     if not _ssh_ready:
+        import sys
+        import types
+
         import docker.api.client as api_client
-        import docker.transport.sshconn as sshconn
+
+        # The module imports paramiko (140 ms) for its other transport alone, which cai never
+        # asks for (use_ssh_client is always set): a placeholder stands in while it loads.
+        real = sys.modules.get("paramiko")
+        sys.modules["paramiko"] = real or types.ModuleType("paramiko")
+        try:
+            import docker.transport.sshconn as sshconn
+        finally:
+            if real is None:
+                del sys.modules["paramiko"]
 
         api_client.SSHHTTPAdapter = sshconn.SSHHTTPAdapter  # its import failed without paramiko
         _patch_ssh_transport()
@@ -494,12 +506,15 @@ class EngineInfo:
 # --- the engine ------------------------------------------------------------------------------
 
 
+_CLIENTS: dict[tuple[str, float], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
 class Engine:
     """One Docker engine, reached through one named context."""
 
     def __init__(self, context: str) -> None:
         self.context = context
-        self._clients: dict[float, Any] = {}
 
     def endpoint(self) -> str:
         host = context_endpoint(self.context)
@@ -508,8 +523,15 @@ class Engine:
         return host
 
     def api(self, timeout: float = QUICK_TIMEOUT_S) -> Any:
-        """The low-level APIClient for this context (dicts in, dicts out)."""
-        if timeout not in self._clients:
+        """The low-level APIClient for this context (dicts in, dicts out), one per context and
+        timeout in the process, whichever Engine asks: on an ssh:// engine a new client is a new
+        login to the engine host."""
+        with _CLIENTS_LOCK:
+            return self._client(timeout)
+
+    def _client(self, timeout: float) -> Any:
+        key = (self.context, timeout)
+        if key not in _CLIENTS:
             docker = _sdk()
             from docker.context import ContextAPI
 
@@ -523,10 +545,10 @@ class Engine:
                 client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
                 attach_dial(client, ctx.Host if ctx else "")
                 keep_context_ca(client)
-                self._clients[timeout] = client
+                _CLIENTS[key] = client
             except Exception as exc:
                 raise classify(exc) from exc
-        return self._clients[timeout]
+        return _CLIENTS[key]
 
     def call(self, method: str, *args: Any, timeout: float = QUICK_TIMEOUT_S, **kwargs: Any) -> Any:
         """Call an APIClient method; engine failures become a classified CaiError. NotFound passes."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from cai import container_scripts as scripts
 from cai import engine, labels, ssh
 
-PROBE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = engine.QUICK_TIMEOUT_S  # the client every other call uses: one connection
 PTY_THRESHOLD = 1
 SSHD_PORT = 22
 
@@ -42,6 +42,7 @@ class Sessions:
     exec_sessions: int | None = None
     reason: str = ""  # why the state is unknown
     detached: tuple[str, ...] | None = None  # running `cai session` names
+    resources: str | None = None  # with detect(resources=True): what the cgroup read printed
 
     def as_json(self) -> dict[str, object]:
         """As every JSON document shows it (cai status, ps, inspect)."""
@@ -121,8 +122,10 @@ def classify(ssh: int | None, ptys: int | None, execs: int | None, detached: int
     return State.NONE
 
 
-def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
-    """Best effort, never raises: an engine or probe failure is UNKNOWN with a reason."""
+def detect(eng: engine.Engine, container: engine.Container, *, resources: bool = False) -> Sessions:
+    """Best effort, never raises: an engine or probe failure is UNKNOWN with a reason. With
+    `resources`, the same exec first reads the container's cgroup (container_scripts.
+    probe_with_resources), for status on an engine whose cgroups this host cannot see."""
     if not container.running:
         return Sessions(State.UNKNOWN, reason=f"container is {container.status or 'not running'}")
     port = labels.ssh_port(container.labels)
@@ -131,7 +134,10 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         released = ssh.release_master(ssh.Endpoint(container.name, port, ssh.host_key_alias(container.context, container.id)),
                                       every_on_port=True)
     try:
-        probe_id, rc, output = engine.exec_captured(eng, container.name, scripts.session_probe(), timeout=PROBE_TIMEOUT_S)
+        argv = scripts.probe_with_resources() if resources else scripts.session_probe()
+        probe_id, rc, output = engine.exec_captured(eng, container.name, argv, timeout=PROBE_TIMEOUT_S)
+        if resources and rc != 0:  # no bash in the image: the probe alone
+            probe_id, rc, output = engine.exec_captured(eng, container.name, scripts.session_probe(), timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:
         return Sessions(State.UNKNOWN, reason=exc.message)
     if rc != 0:
@@ -147,7 +153,9 @@ def detect(eng: engine.Engine, container: engine.Container) -> Sessions:
         if bridged:  # each one a login, whatever the TCP count says
             connections = (connections or 0) + bridged
     state = classify(connections, ptys, execs, len(detached or ()))
-    return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "", detached)
+    lines = output.splitlines()
+    read = lines[1] if resources and len(lines) > 1 and lines[0] == "@resources" and not lines[1].startswith("@") else None
+    return Sessions(state, connections, ptys, execs, reason if state is State.UNKNOWN else "", detached, read)
 
 
 _BRIDGE_SETTLE_S = 1.0

@@ -224,52 +224,37 @@ def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | No
 
     from cai import cgroups, engine, sessions
 
-    # Resources before the probe runs (its CPU would count): a local engine's container's own
-    # cgroup, sampled for 50 ms from here; else (a remote engine, or one in a VM) its cgroup read
-    # by a root exec inside it. Only when neither works, the stats API, which answers at the
-    # daemon's next one-second tick, side by side with the probe (each with its own client).
-    started = time.monotonic()
+    # Resources before the probe (its CPU would count): a local engine's container's own cgroup,
+    # sampled for 50 ms from here; else (a remote engine, or one in a VM) read by the probe's own
+    # exec first. Only when neither works, the stats API, which answers at the daemon's next
+    # one-second tick, with what is left of the budget.
+    deadline = time.monotonic() + BEST_EFFORT_BUDGET_S
+    eng = engine.Engine(container.context)
     local = None
-    if container.pid and not engine.is_remote(engine.Engine(container.context)):
+    if container.pid and not engine.is_remote(eng):
         local = cgroups.sample(container.pid, container.id)
-    if local is None:
-        local = _resources_inside(container)
-
-    def read_stats() -> dict[str, str]:
-        if local is not None:
-            return format_resources(local["memory_usage"], local["memory_limit"], local["cpu_delta"],
-                                    local["system_delta"], local["online_cpus"])
-        return resources_from_stats(engine.container_stats(engine.Engine(container.context), container.name,
-                                                           timeout=BEST_EFFORT_BUDGET_S))
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    probe = pool.submit(sessions.detect, engine.Engine(container.context), container)
-    stats = pool.submit(read_stats)
-    concurrent.futures.wait([probe, stats], timeout=max(0.5, BEST_EFFORT_BUDGET_S - (time.monotonic() - started)))
-    pool.shutdown(wait=False, cancel_futures=True)
-
-    def result(future: concurrent.futures.Future[Any]) -> Any:
-        if not future.done() or future.exception() is not None:
-            return None
-        return future.result()
-
-    return result(probe), result(stats)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        found = _within(pool.submit(sessions.detect, eng, container, resources=local is None), deadline)
+        usage = local if local is not None else cgroups.from_inside((found.resources if found else None) or "")
+        if usage is not None:
+            return found, format_resources(usage["memory_usage"], usage["memory_limit"], usage["cpu_delta"],
+                                           usage["system_delta"], usage["online_cpus"])
+        stats = pool.submit(lambda: resources_from_stats(
+            engine.container_stats(eng, container.name, timeout=BEST_EFFORT_BUDGET_S)))
+        return found, _within(stats, deadline)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-INSIDE_BUDGET_S = 2.0
-
-
-def _resources_inside(container: "engine.Container") -> dict[str, int | None] | None:
-    """The container's cgroup as a root exec inside it reads it (container_scripts.RESOURCES_SCRIPT);
-    None when that fails in any way."""
-    from cai import cgroups, container_scripts, engine
+def _within(future: "concurrent.futures.Future[Any]", deadline: float) -> Any:
+    """The future's result by the deadline; None when late or failed."""
+    import time
 
     try:
-        _, rc, said = engine.exec_captured(engine.Engine(container.context), container.name,
-                                           container_scripts.resources(), timeout=INSIDE_BUDGET_S)
-    except Exception:  # noqa: BLE001 - best effort: the stats API is asked instead
+        return future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except Exception:  # noqa: BLE001 - late (TimeoutError) or failed: best effort
         return None
-    return cgroups.from_inside(said) if rc == 0 else None
 
 
 def _context_rows(eng: "engine.Engine") -> tuple[str, list[dict[str, Any]]]:
