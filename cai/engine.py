@@ -506,7 +506,7 @@ class EngineInfo:
 # --- the engine ------------------------------------------------------------------------------
 
 
-_CLIENTS: dict[tuple[str, float], Any] = {}
+_CLIENTS: dict[tuple[str, str, str, float], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -515,6 +515,7 @@ class Engine:
 
     def __init__(self, context: str) -> None:
         self.context = context
+        self._target: tuple[str, Any, Any] | None = None  # (host, TLS config, the context) once read
 
     def endpoint(self) -> str:
         host = context_endpoint(self.context)
@@ -523,32 +524,39 @@ class Engine:
         return host
 
     def api(self, timeout: float = QUICK_TIMEOUT_S) -> Any:
-        """The low-level APIClient for this context (dicts in, dicts out), one per context and
-        timeout in the process, whichever Engine asks: on an ssh:// engine a new client is a new
-        login to the engine host."""
+        """The low-level APIClient for this context (dicts in, dicts out). Clients are shared in
+        the process, one per endpoint and timeout, whichever Engine asks: on an ssh:// engine a
+        new client is a new login to the engine host. The context is read once per Engine, so a
+        context changed meanwhile (the tests do) is seen by the next Engine."""
+        host, tls, ctx = self._resolve()
+        identity = None if tls is None else (getattr(tls, "ca_cert", None), getattr(tls, "cert", None),
+                                             getattr(tls, "verify", None))
+        key = (self.context, host, repr(identity), timeout)
         with _CLIENTS_LOCK:
-            return self._client(timeout)
+            if key not in _CLIENTS:
+                docker = _sdk()
+                kwargs = client_kwargs(host, tls)
+                if kwargs.get("use_ssh_client"):
+                    _ssh_transport()
+                try:
+                    client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
+                    attach_dial(client, ctx.Host if ctx else "")
+                    keep_context_ca(client)
+                except Exception as exc:
+                    raise classify(exc) from exc
+                _CLIENTS[key] = client
+            return _CLIENTS[key]
 
-    def _client(self, timeout: float) -> Any:
-        key = (self.context, timeout)
-        if key not in _CLIENTS:
-            docker = _sdk()
+    def _resolve(self) -> tuple[str, Any, Any]:
+        if self._target is None:
+            _sdk()
             from docker.context import ContextAPI
 
             ctx = ContextAPI.get_context(self.context) if self.context != DEFAULT_CONTEXT else None
             if self.context != DEFAULT_CONTEXT and ctx is None:
                 raise EngineUnavailable("context", f"Docker context not found: {self.context}")
-            kwargs = client_kwargs(ctx.Host if ctx else "unix:///var/run/docker.sock", ctx.TLSConfig if ctx else None)
-            if kwargs.get("use_ssh_client"):
-                _ssh_transport()
-            try:
-                client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
-                attach_dial(client, ctx.Host if ctx else "")
-                keep_context_ca(client)
-                _CLIENTS[key] = client
-            except Exception as exc:
-                raise classify(exc) from exc
-        return _CLIENTS[key]
+            self._target = (ctx.Host if ctx else "unix:///var/run/docker.sock", ctx.TLSConfig if ctx else None, ctx)
+        return self._target
 
     def call(self, method: str, *args: Any, timeout: float = QUICK_TIMEOUT_S, **kwargs: Any) -> Any:
         """Call an APIClient method; engine failures become a classified CaiError. NotFound passes."""
