@@ -336,3 +336,22 @@ class RecordingProxy:
 
     def close(self):
         self.listener.close()
+
+
+def check_session_through(cai, name: str, client, marker: str) -> None:
+    """One agent session on a remote engine, through cai's ssh path there: stop refuses while it
+    runs and names it; kill, wait's code, the log and prune."""
+    started = cai("session", "new", "--container", name, "--log", "--",
+                  "sh", "-c", f"trap 'exit 4' TERM; echo {marker}; sleep 300 & wait")
+    assert started.returncode == 0, started.stderr
+    session = started.stdout.strip()
+    done = cai("stop", "--container", name)
+    assert done.returncode == 1 and f"detached sessions: {session})" in done.stderr, done.stderr
+    assert client.containers.get(name).status == "running"
+    assert cai("session", "kill", "--container", name, session).returncode == 0
+    waited = cai("session", "wait", "--container", name, session, timeout=60)
+    assert (waited.returncode, waited.stdout) == (4, "4\n"), waited.stderr
+    assert cai("session", "logs", "--container", name, session).stdout == f"{marker}\n"
+    listed = json.loads(cai("session", "ls", "--container", name, "-a", "--json").stdout)
+    assert [s["state"] for s in listed["sessions"] if s["name"] == session] == ["exited"]
+    assert session in json.loads(cai("session", "prune", "--container", name, "--json").stdout)["removed"]

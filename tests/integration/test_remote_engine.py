@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import agent_workspace, run_cai, wait_for
+from conftest import agent_workspace, check_session_through, run_cai, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -454,18 +454,7 @@ def test_dry_run_names_the_workspace_copy_on_a_remote_engine(remote, tmp_path_fa
 
 def test_agent_sessions_through_the_jump(remote, remote_host):
     cai, name, _, _, _ = remote
-    started = cai("session", "new", "--container", name, "--log", "--",
-                  "sh", "-c", "trap 'exit 4' TERM; echo via-jump; sleep 300 & wait")
-    assert started.returncode == 0, started.stderr
-    session = started.stdout.strip()
-    done = cai("stop", "--container", name)
-    assert done.returncode == 1 and f"detached sessions: {session})" in done.stderr, done.stderr
-    assert remote_host.client.containers.get(name).status == "running"
-    assert cai("session", "kill", "--container", name, session).returncode == 0
-    waited = cai("session", "wait", "--container", name, session, timeout=60)
-    assert (waited.returncode, waited.stdout) == (4, "4\n"), waited.stderr
-    assert cai("session", "logs", "--container", name, session).stdout == "via-jump\n"
-    assert session in json.loads(cai("session", "prune", "--container", name, "--json").stdout)["removed"]
+    check_session_through(cai, name, remote_host.client, "via-jump")
 
 
 def test_status_resources_of_a_remote_container(remote, remote_host):

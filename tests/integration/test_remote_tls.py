@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import agent_workspace, run_cai, wait_for
+from conftest import agent_workspace, check_session_through, run_cai, wait_for
 
 DOCKER_WRAPPER = """#!/bin/sh
 printf '%s\\n' "$*" >> "{log}"
@@ -211,17 +211,4 @@ def test_a_certificate_the_context_cannot_verify_is_a_quick_classified_error(rem
 
 def test_agent_sessions_through_the_engine(tls, remote_host):
     cai, name = tls.cai, tls.name
-    started = cai("session", "new", "--container", name, "--log", "--",
-                  "sh", "-c", "trap 'exit 4' TERM; echo via-tls; sleep 300 & wait")
-    assert started.returncode == 0, started.stderr
-    session = started.stdout.strip()
-    done = cai("stop", "--container", name)
-    assert done.returncode == 1 and f"detached sessions: {session})" in done.stderr, done.stderr
-    assert remote_host.client.containers.get(name).status == "running"
-    assert cai("session", "kill", "--container", name, session).returncode == 0
-    waited = cai("session", "wait", "--container", name, session, timeout=60)
-    assert (waited.returncode, waited.stdout) == (4, "4\n"), waited.stderr
-    assert cai("session", "logs", "--container", name, session).stdout == "via-tls\n"
-    listed = json.loads(cai("session", "ls", "--container", name, "-a", "--json").stdout)
-    assert [s["state"] for s in listed["sessions"] if s["name"] == session] == ["exited"]
-    assert session in json.loads(cai("session", "prune", "--container", name, "--json").stdout)["removed"]
+    check_session_through(cai, name, remote_host.client, "via-tls")
