@@ -226,12 +226,12 @@ class Session:
         if self.state == "exited":
             return f"exited ({self.exit_code})"
         if self.state == "lost":
-            return f"lost at {_utc(self.lost_at)}" if self.lost_at is not None else "lost"
+            return f"lost at {utc(self.lost_at)}" if self.lost_at is not None else "lost"
         return self.state
 
     def as_json(self, container_id: str) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "exit_code": self.exit_code, "started": _utc(self.started),
-                "ended": _utc(self.ended), "lost_at": _utc(self.lost_at), "attached_clients": self.attached,
+        return {"name": self.name, "state": self.state, "exit_code": self.exit_code, "started": utc(self.started),
+                "ended": utc(self.ended), "lost_at": utc(self.lost_at), "attached_clients": self.attached,
                 "command": self.command, "workdir": self.workdir, "log": log_path(container_id, self.name) if self.has_log else None}
 
 
@@ -245,7 +245,7 @@ def log_path(container_id: str, name: str) -> str:
     return f"{records_dir(container_id)}/{name}.log"
 
 
-def _utc(epoch: int | None) -> str | None:
+def utc(epoch: int | None) -> str | None:
     if epoch is None:
         return None
     from datetime import datetime, timezone

@@ -171,7 +171,7 @@ def _ls(args: argparse.Namespace, ctx: "Ctx") -> int:
     rows = [("NAME", "STATE", "STARTED", "ATTACHED", "COMMAND", "LOG")]
     for s in found:
         command = output.shown(_joined(s.command))
-        rows.append((s.name, s.state_text(), agent_sessions._utc(s.started) or "?", str(s.attached),
+        rows.append((s.name, s.state_text(), agent_sessions.utc(s.started) or "?", str(s.attached),
                      command if len(command) <= 60 else command[:57] + "...",
                      agent_sessions.log_path(container.id, s.name) if s.has_log else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
