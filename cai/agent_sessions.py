@@ -485,7 +485,7 @@ def listing(eng: Any, container: Any) -> Listing:
         try:
             found = from_archive(engine.get_archive(eng, container.id, f"{records_dir(container.id)}/.records"))
         except CaiError as exc:
-            if _missing(exc):  # no session was ever started there
+            if engine.missing(exc):  # no session was ever started there
                 return Listing()
             raise
         for session in found.sessions:
@@ -512,13 +512,6 @@ def _epoch(stamp: str) -> int | None:
         return None
 
 
-def _missing(exc: CaiError) -> bool:
-    from cai import engine
-
-    docker = engine._sdk()
-    return isinstance(exc.__cause__, docker.errors.NotFound)
-
-
 def running_container(eng: Any, container: Any) -> Any:
     """Steps on one session need the container up: a stopped one lost its sessions."""
     from cai import containers
@@ -543,7 +536,7 @@ def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None) -> 
         try:
             chunks = engine.get_archive(eng, container.id, f"{records_dir(container.id)}/{name}.{ext}")
         except CaiError as exc:
-            if _missing(exc):
+            if engine.missing(exc):
                 continue
             raise
         with volumes.engine_tar(chunks) as tar:

@@ -2,9 +2,10 @@
 stats`, without waiting for the daemon's one-second sampling tick.
 
 `sample` reads them on this host, for an engine on this machine (the container's main process is
-visible in /proc). `from_inside` parses what a root exec read inside the container (a remote
-engine, cgroup v2); when neither works the caller asks the engine's stats API. Works for cgroup v1 and v2,
-with the cgroupfs and the systemd drivers, because the path comes from /proc/PID/cgroup.
+visible in /proc), for cgroup v1 and v2 with the cgroupfs and the systemd drivers, because the
+path comes from /proc/PID/cgroup. `from_inside` parses what a root exec read inside the container
+(an engine elsewhere; container_scripts.RESOURCES_SCRIPT, v1 or v2). When neither works the
+caller asks the engine's stats API.
 """
 
 from __future__ import annotations

@@ -1166,17 +1166,21 @@ def _classified(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise classify(exc) from exc
 
 
+def missing(exc: CaiError) -> bool:
+    """Whether a classified engine error was the engine's "no such" answer (a path, a container)."""
+    return isinstance(exc.__cause__, _sdk().errors.NotFound)
+
+
 def read_regular_file(engine: "Engine", container: str, path: str, limit: int = 1 << 16) -> bytes | None:
     """A small file's bytes, read by the engine inside the container's own root; None when it is
     missing, or not a regular file (a final symlink is not followed)."""
     import io
     import tarfile
 
-    docker = _sdk()
     try:
         data = b"".join(get_archive(engine, container, path))
     except CaiError as exc:
-        if isinstance(exc.__cause__, docker.errors.NotFound):
+        if missing(exc):
             return None
         raise
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

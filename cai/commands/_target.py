@@ -59,6 +59,35 @@ def _cpus(value: str) -> float:
     return number
 
 
+def split_remainder(args: argparse.Namespace, parser: argparse.ArgumentParser, hint: str) -> tuple[str | None, list[str]]:
+    """`[FIRST] [OPTIONS] [-- CMD ...]` from a REMAINDER (`args.rest`) that argparse starts at
+    FIRST, so options after FIRST (`cai run . -d -- make`) are parsed here, into `args`."""
+    from cai.output import shown
+
+    rest = list(args.rest)
+    if not rest:
+        return None, []
+    if rest[0] == "--":
+        return None, rest[1:]
+    first, tail = rest[0], rest[1:]
+    cut = tail.index("--") if "--" in tail else len(tail)
+    flags, command = tail[:cut], tail[cut + 1:]
+    if flags:
+        args.rest = []
+        parser.parse_args(flags, namespace=args)
+        if args.rest:
+            raise CaiError(ExitCode.ERROR, f"Unexpected argument: {shown(args.rest[0])}", hint)
+    return first, command
+
+
+def check_workdir(workdir: str | None) -> None:
+    """`--workdir` as exec and session new take it: given, it must be a printable path."""
+    if workdir is not None and (not workdir or not workdir.isprintable()):
+        from cai.output import shown
+
+        raise CaiError(ExitCode.ERROR, f"Invalid --workdir value: {shown(workdir)}")
+
+
 def workspace_choice(path: str | None, flag: str | None) -> str | None:
     """The workspace from a positional PATH or --workspace, given at most once."""
     if path is not None and flag is not None:

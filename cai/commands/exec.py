@@ -7,7 +7,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_target_flags, creation_flags_given, resolve_and_prepare
+from cai.commands._target import add_target_flags, check_workdir, creation_flags_given, resolve_and_prepare
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         from cai import run_options
 
         environment = run_options.parse_environment(args.env)
-    if args.workdir is not None and (not args.workdir or not args.workdir.isprintable()):
-        raise CaiError(ExitCode.ERROR, f"Invalid --workdir value: {output.shown(args.workdir)}")
+    check_workdir(args.workdir)
     tty = "-t" if output.isatty() else None  # a PTY only when stdin and stdout are both terminals
     if args.user is not None and args.user not in AGENT_USERS:
         return _exec_through_engine(args, ctx, command, environment, tty is not None)

@@ -7,7 +7,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
+from cai.commands._target import add_target_flags, resolve_and_prepare, split_remainder, workspace_choice
 from cai.errors import CaiError, ExitCode
 
 if TYPE_CHECKING:
@@ -36,29 +36,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _split(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """REMAINDER starts at PATH, so flags after PATH (`cai run . -d -- cmd`) are parsed here."""
-    rest = list(args.rest)
-    if not rest:
-        return None, []
-    if rest[0] == "--":
-        return None, rest[1:]
-    path, tail = rest[0], rest[1:]
-    cut = tail.index("--") if "--" in tail else len(tail)
-    flags, command = tail[:cut], tail[cut + 1:]
-    if flags:
-        args.rest = []
-        args._run_parser.parse_args(flags, namespace=args)
-        if args.rest:
-            raise CaiError(ExitCode.ERROR, f"Unexpected argument: {args.rest[0]}", "Use 'cai run --help' for usage")
-    return path, command
-
-
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import containers, output, ssh
     from cai.main import Ctx
 
-    path, command = _split(args)
+    path, command = split_remainder(args, args._run_parser, "Use 'cai run --help' for usage")
     # Global flags after PATH (`cai run ~/p --context X -- make`) were parsed only now.
     ctx = Ctx(args.context, args.debug, ctx.passthrough)
     output.configure(verbose=args.verbose, quiet=args.quiet)

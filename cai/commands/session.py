@@ -100,37 +100,39 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
 def _split_new(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     from cai import agent_sessions
+    from cai.commands._target import split_remainder
 
-    rest = list(args.rest)
-    name = None
-    if rest and rest[0] != "--":
-        name = agent_sessions.check_name(rest.pop(0))
-    cut = rest.index("--") if "--" in rest else len(rest)
-    flags, command = rest[:cut], rest[cut + 1:]
-    if flags:
-        args.rest = []
-        args._new_parser.parse_args(flags, namespace=args)
-        if args.rest:
-            raise CaiError(ExitCode.ERROR, f"Unexpected argument: {output.shown(args.rest[0])}",
-                           "Usage: cai session new [NAME] [options] -- CMD ...")
+    usage = "Usage: cai session new [NAME] [options] -- CMD ..."
+    name, command = split_remainder(args, args._new_parser, usage)
     if not command:
-        raise CaiError(ExitCode.ERROR, "No command specified", "Usage: cai session new [NAME] [options] -- CMD ...")
-    return name, command
+        raise CaiError(ExitCode.ERROR, "No command specified", usage)
+    return (agent_sessions.check_name(name) if name is not None else None), command
 
 
 def _new(args: argparse.Namespace, ctx: "Ctx", name: str | None, command: list[str]) -> int:
     from cai import agent_sessions, run_options
-    from cai.commands._target import resolve_and_prepare
+    from cai.commands._target import check_workdir, resolve_and_prepare
 
     environment = run_options.parse_environment(args.env)
-    if args.workdir is not None and (not args.workdir or not args.workdir.isprintable()):
-        raise CaiError(ExitCode.ERROR, f"Invalid --workdir value: {output.shown(args.workdir)}")
+    check_workdir(args.workdir)
     target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
     started = agent_sessions.start(target.engine, container, command, name=name, workdir=args.workdir,
                                    environment=environment, log=args.log)
     output.out(started)
     output.info(f"Session {started} started in {container.name}: cai attach {started}, cai session wait {started}")
     return ExitCode.OK
+
+
+def _existing(args: argparse.Namespace, ctx: "Ctx") -> tuple[Any, Any]:
+    """The container, running or stopped (a stopped one's records are read through the engine),
+    but not paused."""
+    from cai import containers
+    from cai.commands._target import existing_container
+
+    eng, container = existing_container(args, ctx)
+    if container.status == "paused":
+        raise containers.paused_error(container.name)
+    return eng, container
 
 
 def _running(args: argparse.Namespace, ctx: "Ctx") -> tuple[Any, Any]:
@@ -154,13 +156,8 @@ def _check(result: Any, name: str, container: Any) -> None:
 
 def _ls(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import agent_sessions
-    from cai.commands._target import existing_container
 
-    eng, container = existing_container(args, ctx)
-    if container.status == "paused":
-        from cai import containers
-
-        raise containers.paused_error(container.name)
+    eng, container = _existing(args, ctx)
     found = agent_sessions.listing(eng, container).sessions
     if not args.all:
         found = [s for s in found if s.state in ("running", "starting")]
@@ -187,13 +184,10 @@ def _joined(command: list[str] | None) -> str:
 
 
 def _logs(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import agent_sessions, containers
-    from cai.commands._target import existing_container
+    from cai import agent_sessions
 
     name = agent_sessions.check_name(args.name)
-    eng, container = existing_container(args, ctx)
-    if container.status == "paused":
-        raise containers.paused_error(container.name)
+    eng, container = _existing(args, ctx)
     if not container.running:  # nothing more will come: -f prints what there is
         if name not in {s.name for s in agent_sessions.listing(eng, container).sessions}:
             raise agent_sessions.not_found(name, container.name)
@@ -217,13 +211,10 @@ def _send(args: argparse.Namespace, ctx: "Ctx") -> int:
 
 
 def _wait(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import agent_sessions, containers
-    from cai.commands._target import existing_container
+    from cai import agent_sessions
 
     name = agent_sessions.check_name(args.name)
-    eng, container = existing_container(args, ctx)
-    if container.status == "paused":
-        raise containers.paused_error(container.name)
+    eng, container = _existing(args, ctx)
     if container.running:
         code = agent_sessions.wait_for(eng, container, name)
     else:  # its records tell how it ended, without starting the container
@@ -254,11 +245,9 @@ def _kill(args: argparse.Namespace, ctx: "Ctx") -> int:
 
 def _prune(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import agent_sessions, clock
-    from cai.commands._target import existing_container
 
     age = clock.parse_age(args.age)
-    eng, container = existing_container(args, ctx)
-    agent_sessions.running_container(eng, container)
+    eng, container = _running(args, ctx)
     found = agent_sessions.listing(eng, container)
     now = found.now
     chosen, kept = [], []
