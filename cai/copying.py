@@ -3,9 +3,10 @@
 In: the local tree is read as import reads a directory (archives.py: no devices, no links below
 links, files opened without following links) and sent with the agent as owner; the container's
 own `tar -x` runs as the agent, so a link the agent planted on the way can only lead where the
-agent may write anyway. Out: the agent's `tar -c`, read here with tarfile's `data` filter (PEP 706)
-and its top-level name changed to DEST's: nothing lands outside DEST, no absolute or `..` names,
-no link that leaves it, no device, no setuid bit.
+agent may write anyway. Out: whatever answers as the agent's `tar -c` chooses every byte, so
+cai.landing parses it with its own rules (not tarfile's filter) into a directory cai makes beside
+DEST, and moves that onto DEST only when the whole stream was SRC's own files, directories and
+links that stay inside.
 
 A stopped container has no agent and no sshd: there cai uses the engine's archive API, as root,
 but only after it has seen, component by component, that no directory on the way to DEST is a
@@ -27,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO
 
-from cai import archives, containers, engine, output, ssh
+from cai import archives, containers, engine, landing, output, ssh
 from cai.errors import CaiError, ExitCode
 from cai.volumes import AGENT_OWNER
 # Exit codes of the probe: what the container path is, seen by the agent.
@@ -268,27 +269,21 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
     else:
         raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(str(target.parent))}")
     what = f"{container.name}:{output.shown(path)} → {output.shown(local)}"
-    if stopped:  # the engine reads it as root, within the container's root; tarfile's filter judges it here
+    if stopped:  # the engine reads it as root, within the container's root; cai judges it here
         from cai import volumes
 
-        try:
-            with volumes.engine_tar(engine.get_archive(eng, container.id, clean)) as tar:
-                return _extract(tar, member, name, into)
-        except tarfile.FilterError as exc:
-            raise CaiError(ExitCode.ERROR, f"Refused what {container.name} holds: {exc}",
-                           "Nothing past that entry was written.") from None
+        return landing.land(volumes.engine_stream(engine.get_archive(eng, container.id, clean)), member, str(into), name,
+                            sender=f"what {container.name} holds")
     child, errors = _session(container, _script(_SEND, directory, member), send=False)
     try:
-        count = _receive(child.stdout, member, name, into)
-    except tarfile.FilterError as exc:
-        child.kill()
-        raise CaiError(ExitCode.ERROR, f"Refused what {container.name} sent: {exc}",
-                       "Nothing past that entry was written.") from None
-    except tarfile.TarError as exc:
+        count = landing.land(child.stdout, member, str(into), name, sender=f"what {container.name} sent")
+    except landing.NotATar:
+        _finish(child, errors, what, timeout=10)  # ssh's or tar's own failure says more than the cut stream
+        raise
+    except CaiError:
         child.kill()
         child.wait()
-        _finish(child, errors, what)
-        raise CaiError(ExitCode.ERROR, f"Copy failed: the stream from {container.name} is not a tar ({exc})") from None
+        raise
     finally:
         child.stdout.close()
     _finish(child, errors, what)
@@ -313,28 +308,3 @@ def _stream_out(eng: engine.Engine, container: engine.Container, clean: str, dir
         child.stdout.close()
     _finish(child, errors, f"{container.name}:{output.shown(clean)} → stdout")
     return total
-
-
-def _receive(stream: IO[bytes], top: str, name: str, into: Path) -> int:
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        return _extract(tar, top, name, into)
-
-
-def _extract(tar: tarfile.TarFile, top: str, name: str, into: Path) -> int:
-    """Extract the entries under `into`, the top-level `top` renamed `name`, through the `data` filter."""
-    count = 0
-    for member in tar:
-        member.name = _renamed(member.name, top, name)
-        if member.islnk():
-            member.linkname = _renamed(member.linkname, top, name)
-        tar.extract(member, into, filter="data")
-        count += 1
-    return count
-
-
-def _renamed(member_name: str, top: str, name: str) -> str:
-    if member_name == top:
-        return name
-    if member_name.startswith(top + "/"):
-        return name + member_name[len(top):]
-    return member_name  # not under the top: the filter judges it as it is

@@ -120,8 +120,12 @@ class _ChunkReader(io.RawIOBase):
         return count
 
 
+def engine_stream(chunks: Iterator[bytes], progress: Progress | None = None) -> io.BufferedReader:
+    return io.BufferedReader(_ChunkReader(chunks, progress), 1 << 16)
+
+
 def engine_tar(chunks: Iterator[bytes], progress: Progress | None = None) -> tarfile.TarFile:
-    return tarfile.open(fileobj=io.BufferedReader(_ChunkReader(chunks, progress), 1 << 16), mode="r|")
+    return tarfile.open(fileobj=engine_stream(chunks, progress), mode="r|")
 
 
 # --- export ----------------------------------------------------------------------------------

@@ -4,8 +4,7 @@ One side is in the container: `:PATH` (the workspace's container) or `NAME:PATH`
 /home/agent/workspace. To a running container the transfer is a tar stream over its ssh login,
 so it runs as the agent, reaches remote engines through their jump, and writes nothing the agent
 could not write itself; a stopped one is read and written through the engine's archive API (see
-cai/copying.py). What comes out is extracted here with tarfile's `data` filter (PEP 706): the
-container is untrusted.
+cai/copying.py). What comes out is untrusted: cai/landing.py checks it whole before DEST changes.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -141,6 +142,68 @@ def test_what_a_lying_agent_sends_is_refused_and_nothing_leaves_dest(box, tmp_pa
     assert done.stderr.startswith(f"[ERROR] Refused what {box[2]} sent: "), done.stderr
     assert not [p for p in tmp_path.rglob("*") if p.name == "escaped.txt"]  # nothing beside DEST
     assert not (dest / "report" / "passwd").exists() and not (dest / "report" / "null").exists()
+
+
+def _debian_python_env():
+    """Debian 12's own python3 (3.11.2, a tarfile without extraction filters) running this checkout,
+    with the test venv's packages (the same cp311 ABI)."""
+    import sysconfig
+
+    if not os.path.exists("/usr/bin/python3"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("/usr/bin/python3 is missing: CI runs the archive tests with Debian's own Python")
+        pytest.skip("no /usr/bin/python3")
+    repo = str(Path(__file__).resolve().parents[2])
+    return ["/usr/bin/python3"], {"PYTHONPATH": os.pathsep.join([repo, sysconfig.get_paths()["purelib"]])}
+
+
+@pytest.fixture()
+def lying_tar(box):
+    """The agent's own `tar` (first on PATH through its ~/.bashrc) sends ~/crafted.tar, whatever cai asked."""
+    container = box[3]
+    assert sh(container, "mkdir -p ~/fake && printf '#!/bin/sh\\ncat ~/crafted.tar\\n' > ~/fake/tar && chmod +x ~/fake/tar "
+                         "&& cp ~/.bashrc ~/.bashrc.kept && { echo 'PATH=$HOME/fake:$PATH'; cat ~/.bashrc.kept; } > ~/.bashrc "
+                         "&& mkdir -p ~/workspace/results")[0] == 0
+    yield lambda data: container.put_archive("/home/agent", _one_file("crafted.tar", data))
+    sh(container, "mv ~/.bashrc.kept ~/.bashrc && rm -rf ~/fake ~/crafted.tar ~/workspace/results")
+
+
+@pytest.mark.parametrize("python", ["venv", "debian"])
+@pytest.mark.parametrize("attack", ["member outside the top", "authorized_keys beside the top",
+                                    "hard link to a file outside, then data", "CVE-2025-4517 chain"])
+def test_cp_out_refuses_a_stream_that_reaches_past_src(box, lying_tar, tmp_path, attack, python):
+    """`cai cp :results ./results` run from a home: the user's .bashrc and authorized_keys stay
+    byte-identical, no ./results appears, and the refusal names the first offending member."""
+    import hostile_tars
+
+    home, workspace, name, _ = box
+    stream, named = hostile_tars.refused_cases()[attack]
+    lying_tar(stream)
+    user_home = Path(hostile_tars.home_with_secrets(str(tmp_path)))
+    before = {p: p.read_bytes() for p in (user_home / ".bashrc", user_home / ".ssh/authorized_keys")}
+    argv, env = ([sys.executable], {}) if python == "venv" else _debian_python_env()
+    child_env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), **env}
+    done = subprocess.run([*argv, "-m", "cai", "cp", "--container", name, ":results", "./results"], capture_output=True,
+                          text=True, env=child_env, stdin=subprocess.DEVNULL, cwd=str(user_home), timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"[ERROR] Refused what {name} sent: ") and named in done.stderr, done.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in user_home.iterdir()) == [".bashrc", ".ssh"]  # no DEST, no staging left
+    assert sorted(p.name for p in (user_home / ".ssh").iterdir()) == ["authorized_keys"]
+
+
+def test_a_stopped_containers_outward_link_is_refused(tmp_path_factory, docker_client, agent_image, tmp_path):
+    """The engine's archive of a stopped container holds what the agent left: a link out of SRC."""
+    home, workspace, name, container = made_box(tmp_path_factory, docker_client, "cp-stopped")
+    try:
+        assert sh(container, "mkdir -p ~/workspace/results && echo ok > ~/workspace/results/ok.txt "
+                             "&& ln -s ../../.ssh ~/workspace/results/keys")[0] == 0
+        container.stop(timeout=1)
+        done = run_cai(home, "cp", f"{name}:results", str(tmp_path / "out"))
+        assert done.returncode == 1 and "the link 'keys' → '../../.ssh' leads outside" in done.stderr, done.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # the test's own HOME; no out, no staging
+    finally:
+        docker_client.api.remove_container(name, force=True)
 
 
 def _one_file(name, data):
