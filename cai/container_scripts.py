@@ -211,3 +211,19 @@ def remove_tree(path: str) -> list[str]:
 
 def read_file(path: str) -> list[str]:
     return [*ENV, "/bin/cat", "--", path]
+
+
+# --- cai cp into a stopped container's volume -----------------------------------------------------
+
+# Run in a throwaway helper whose only mount is the one that holds the destination, as the agent
+# (uid 1000, no capabilities), or as root for `-a`. Another running container on the same volume
+# can swap a directory on the way for a link while this runs: the copy then follows it, but only
+# into the volume (which that container can write anyway) or into the helper's own root, which is
+# removed with it; never into the stopped container's root.
+COPY_STAGED_SCRIPT = r"""
+exec cp "$1" -R -P -T -- "$2" "$3"
+"""
+
+
+def copy_staged(source: str, target: str, *, keep_owners: bool) -> list[str]:
+    return _sh(COPY_STAGED_SCRIPT, "-a" if keep_owners else "--preserve=mode,timestamps,links", source, target)

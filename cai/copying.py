@@ -8,11 +8,14 @@ cai.landing parses it with its own rules (not tarfile's filter) into a directory
 DEST, and moves that onto DEST only when the whole stream was SRC's own files, directories and
 links that stay inside.
 
-A stopped container has no agent and no sshd: there cai uses the engine's archive API, as root,
-but only after it has seen, component by component, that no directory on the way to DEST is a
-link (one planted while the agent ran would lead root's write elsewhere; nothing can race the
-check while the container is stopped). Only there can `-a` keep the archive's owners. `-` is a
-tar stream on stdin or stdout, passed through as it is.
+A stopped container has no agent and no sshd: there cai uses the engine's archive API, but only
+after it has seen, component by component, that no directory on the way to DEST is a link. In the
+container's own root nothing can race that check while it is stopped, so the engine extracts there
+as root. A mount (the data volume, the workspace) may be another running container's too, which
+can swap a checked directory for a link before the engine writes: there the tree is staged in a
+throwaway helper whose only mount is that one and copied by the agent's uid (root only for `-a`,
+which keeps the archive's owners), so a swapped link leads into the volume or the helper, never
+into the stopped container's root. `-` is a tar stream on stdin or stdout, passed through as it is.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tempfile
 from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import IO
+    from typing import IO, Any
 
 from cai import archives, containers, engine, landing, output, ssh
 from cai.errors import CaiError, ExitCode
@@ -36,6 +39,7 @@ _IS_DIR, _IS_OTHER, _MISSING, _NO_PARENT = 20, 21, 22, 23
 _PROBE = ('[ -d "$1" ] && exit 20; { [ -e "$1" ] || [ -L "$1" ]; } && exit 21; '
           '[ -d "$(dirname -- "$1")" ] && exit 22; exit 23')
 _RECEIVE = 'cd -- "$1" && exec tar -x --no-same-owner -f -'
+_STAGE = "cai-stage"  # in a copy helper's own root
 _SEND = 'cd -- "$1" && exec tar -c -f - -- "$2"'
 
 
@@ -196,6 +200,12 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
                        "Into a stopped container cai copies only what is new there (root would write below what "
                        "the agent left); start it, or remove that path first")
     owner = None if keep_owners else AGENT_OWNER
+    mount = engine.mount_holding(eng, container.id, final)
+    # In the container's own root nothing can move while it is stopped, so the engine extracts
+    # there as root. A mount (the data volume, the workspace) may be another running container's
+    # too, which can swap a directory on the way for a link between the check above and the
+    # engine's write: there the copy goes through a helper that can reach nothing else.
+    prefix = f"{_STAGE}/{name}" if mount is not None else name
     if source.is_dir():
         tree = archives.Source(source)
         try:
@@ -204,7 +214,8 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
                 output.warn(f"Cleared setuid, setgid and sticky bits on {plan.cleared_bits} entries")
             progress = archives.Progress("Copying", plan.total_bytes, len(plan.entries))
             try:
-                engine.put_archive(eng, container.id, directory, archives.tar_stream(tree, plan, name, progress, owner=owner))
+                _put(eng, container, directory, archives.tar_stream(tree, plan, prefix, progress, owner=owner), mount,
+                     final, keep_owners)
             finally:
                 progress.finish()
         finally:
@@ -213,9 +224,22 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
     import io
 
     buffer = io.BytesIO()
-    _send_file(source, name, buffer, owner=owner)
-    engine.put_archive(eng, container.id, directory, buffer.getvalue())
+    _send_file(source, prefix, buffer, owner=owner)
+    _put(eng, container, directory, buffer.getvalue(), mount, final, keep_owners)
     return 1
+
+
+def _put(eng: engine.Engine, container: engine.Container, directory: str, data: Any, mount: dict[str, Any] | None,
+         final: str, keep_owners: bool) -> None:
+    if mount is None:
+        engine.put_archive(eng, container.id, directory, data)
+        return
+    from cai import container_scripts, volumes
+
+    engine.copy_through_helper(
+        eng, container.image_id, mount, data, final,
+        container_scripts.copy_staged(f"/{_STAGE}/{posixpath.basename(final)}", final, keep_owners=keep_owners),
+        as_root=keep_owners, labels=volumes.helper_labels("cp", str(mount.get("Name") or mount.get("Source"))))
 
 
 def _send_tree(root: Path, name: str, sink: IO[bytes]) -> int:

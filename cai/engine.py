@@ -1201,6 +1201,53 @@ def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:
     _with_engine_errors(engine, f"Failed to write into {container}:{path}", put)
 
 
+def mount_holding(engine: "Engine", container: str, path: str) -> dict[str, Any] | None:
+    """The mount (inspect's Mounts entry) whose destination holds `path`, the deepest one; None
+    when `path` is in the container's own root."""
+    best = None
+    for mount in engine.call("inspect_container", container).get("Mounts") or ():
+        target = (mount.get("Destination") or "").rstrip("/") if isinstance(mount, dict) else ""
+        if target and (path == target or path.startswith(target + "/")):
+            if best is None or len(target) > len(best["Destination"].rstrip("/")):
+                best = mount
+    return best
+
+
+def copy_through_helper(engine: "Engine", image: str, mount: Mapping[str, Any], data: Any, target: str,
+                        argv: list[str], *, as_root: bool, labels: Mapping[str, str]) -> None:
+    """Extract `data` (a tar) at a fresh helper's own root, then run `argv` there to copy it to
+    `target`. The helper has only `mount` (at its destination), no
+    network and no capabilities beyond the few that `-a` needs as root; it is removed afterwards."""
+    docker = _sdk()
+    kind = mount.get("Type")
+    source = mount.get("Name") if kind == "volume" else mount.get("Source")
+    if kind not in ("volume", "bind") or not isinstance(source, str):
+        raise CaiError(ExitCode.ERROR, f"cai cannot copy into a {kind} mount of a stopped container",
+                       "Start the container (cai run) and copy again")
+
+    def run(api: Any) -> None:
+        host_config = api.create_host_config(
+            mounts=[docker.types.Mount(mount["Destination"], source, type=kind)], network_mode="none",
+            cap_drop=["ALL"], cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"] if as_root else None,
+            security_opt=["no-new-privileges:true"], pids_limit=64)
+        helper = api.create_container(image, entrypoint=argv[:1], command=argv[1:], user="0:0" if as_root else "1000:1000",
+                                      labels=dict(labels), host_config=host_config, network_disabled=True,
+                                      working_dir="/")["Id"]
+        try:
+            if not api.put_archive(helper, "/", data):
+                raise CaiError(ExitCode.ERROR, "Failed to stage the copy in its helper")
+            api.start(helper)
+            code = api.wait(helper, timeout=SLOW_TIMEOUT_S)["StatusCode"]
+            if code != 0:
+                said = api.logs(helper, stdout=True, stderr=True, tail=5).decode(errors="replace")
+                raise CaiError(ExitCode.ERROR, f"Copy failed into {output.shown(target)} (exit {code})",
+                               *[f"  {output.shown(line[:300])}" for line in said.splitlines() if line.strip()])
+        finally:
+            api.remove_container(helper, force=True)
+
+    _with_engine_errors(engine, f"Failed to copy into {output.shown(target)}", run)
+
+
 def start_helper(engine: "Engine", container: str) -> None:
     _with_engine_errors(engine, "Failed to start helper container", lambda api: api.start(container))
 

@@ -311,3 +311,82 @@ def test_minus_a_into_a_running_container_is_refused(box, tmp_path):
     (tmp_path / "f").write_text("x")
     done = run_cai(home, "cp", "-a", str(tmp_path / "f"), ":f", cwd=str(workspace))
     assert done.returncode == 1 and done.stderr.startswith("[ERROR] -a needs a stopped container"), done.stderr
+
+
+def _listing(docker_client, container, path):
+    """Every entry below `path` in a (stopped) container, read through the engine."""
+    stream, _ = docker_client.api.get_archive(container, path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        return sorted(member.name for member in tar)
+
+
+# `tools` is a directory and a link to /usr/local in turn, swapped atomically (renameat2's
+# RENAME_EXCHANGE), so every look finds one of the two and never a gap.
+_FLIPPER = """
+import ctypes, os
+os.chdir("/mnt/agent-data")
+os.makedirs("tools", exist_ok=True)
+os.path.lexists("flip") or os.symlink("/usr/local", "flip")
+libc = ctypes.CDLL(None, use_errno=True)
+while True:
+    libc.renameat2(-100, b"tools", -100, b"flip", 2)
+"""
+
+
+def test_a_neighbour_racing_a_stopped_copy_into_the_shared_volume_reaches_nothing_of_roots(
+        tmp_path_factory, docker_client, agent_image, make_container, tmp_path):
+    """Issue 24 §3: B is stopped; N, running on B's data volume, flips `tools` between a directory
+    and a link to /usr/local while `cai cp ./bin B:/mnt/agent-data/tools/` runs. The copy may land
+    in the volume or fail, but B's /usr/local never changes."""
+    from conftest import RUN_ID, RUN_LABEL
+
+    volume = docker_client.volumes.create(f"cai-race-{RUN_ID}", labels={RUN_LABEL: RUN_ID}).name
+    home = tmp_path_factory.mktemp("race-home")
+    workspace = agent_workspace(tmp_path_factory, "race-ws")
+    made = run_cai(home, "run", "--data-volume", volume, str(workspace))
+    assert made.returncode == 0, made.stderr
+    name = made.stdout.strip()
+    try:
+        victim = docker_client.containers.get(name)
+        victim.stop(timeout=1)
+        before = _listing(docker_client, name, "/usr/local")
+        make_container(user="1000:1000", volumes={volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
+                       entrypoint=["python3", "-c", _FLIPPER])
+        source = tmp_path / "bin"
+        source.mkdir()
+        for index in range(300):
+            (source / f"tool-{index}").write_text(f"#!/bin/sh\necho {index}\n")
+        codes = []
+        for _ in range(16):
+            done = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/tools/")
+            codes.append(done.returncode)
+            assert done.returncode in (0, 1), done.stderr
+            assert "Traceback" not in done.stderr
+        assert _listing(docker_client, name, "/usr/local") == before, codes
+        victim.reload()
+        assert victim.status == "exited"
+    finally:
+        docker_client.api.remove_container(name, force=True)
+
+
+def test_a_stopped_copy_into_the_data_volume_belongs_to_the_agent(stopped_box, tmp_path, docker_client):
+    """Through the helper: a new tree in the volume, the agent's, readable by the container once it starts."""
+    home, workspace, name, container = stopped_box
+    container.stop(timeout=1)
+    source = tmp_path / "tree"
+    make_tree(source)
+    done = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")
+    assert done.returncode == 0, done.stderr
+    inside = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")  # a new cp-tree-…/tree
+    assert inside.returncode == 0, inside.stderr
+    again = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")
+    assert again.returncode == 1 and "exists, and" in again.stderr, again.stderr
+    container.start()
+    code, listing = sh(container, f"cd /mnt/agent-data/cp-tree-{name} && stat -c '%u:%g %a %F %n' run.sh link hard empty "
+                                  f"&& cat 'with space'/* && readlink link")
+    assert code == 0, listing
+    assert listing.splitlines()[:4] == ["1000:1000 755 regular file run.sh", "1000:1000 777 symbolic link link",
+                                        "1000:1000 755 regular file hard", "1000:1000 755 directory empty"]
+    assert listing.splitlines()[4:] == ["accents", "run.sh"]
+    assert not docker_client.containers.list(all=True, filters={"label": "containai.helper.role=cp"})
+    sh(container, f"rm -rf /mnt/agent-data/cp-tree-{name}")
