@@ -40,6 +40,7 @@ _PROBE = ('[ -d "$1" ] && exit 20; { [ -e "$1" ] || [ -L "$1" ]; } && exit 21; '
           '[ -d "$(dirname -- "$1")" ] && exit 22; exit 23')
 _RECEIVE = 'cd -- "$1" && exec tar -x --no-same-owner -f -'
 _STAGE = "cai-stage"  # in a copy helper's own root
+_TAIL_LIMIT = 1 << 20  # what may follow a tar's end: its record padding is 10 KiB at most
 _SEND = 'cd -- "$1" && exec tar -c -f - -- "$2"'
 
 
@@ -299,19 +300,31 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
         return landing.land(volumes.engine_stream(engine.get_archive(eng, container.id, clean)), member, str(into), name,
                             sender=f"what {container.name} holds")
     child, errors = _session(container, _script(_SEND, directory, member), send=False)
+
+    def sent_whole() -> None:
+        # tar pads its end to a whole record: read that (and no endless tail) so that tar and ssh end.
+        tail = 0
+        while tail <= _TAIL_LIMIT and (chunk := child.stdout.read(1 << 16)):
+            tail += len(chunk)
+        if tail > _TAIL_LIMIT:
+            child.kill()
+            child.wait()
+            raise CaiError(ExitCode.ERROR, f"Refused what {container.name} sent: more than {_TAIL_LIMIT} bytes after "
+                           "the archive's end", "Nothing was written.")
+        _finish(child, errors, what)
+
     try:
-        count = landing.land(child.stdout, member, str(into), name, sender=f"what {container.name} sent")
+        return landing.land(child.stdout, member, str(into), name, sender=f"what {container.name} sent", confirm=sent_whole)
     except landing.NotATar:
         _finish(child, errors, what, timeout=10)  # ssh's or tar's own failure says more than the cut stream
         raise
     except CaiError:
-        child.kill()
+        if child.poll() is None:
+            child.kill()
         child.wait()
         raise
     finally:
         child.stdout.close()
-    _finish(child, errors, what)
-    return count
 
 
 def _stream_out(eng: engine.Engine, container: engine.Container, clean: str, directory: str, member: str,

@@ -33,7 +33,7 @@ import stat
 import tarfile
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import IO, Iterator
+    from typing import IO, Callable, Iterator
 
 from cai.errors import CaiError, ExitCode
 
@@ -350,17 +350,20 @@ def _open_dir(root_fd: int, where: list[str]) -> int | None:
 # --- onto DEST --------------------------------------------------------------------------------
 
 
-def land(stream: "IO[bytes]", top: str, into: str, name: str, *, sender: str) -> int:
+def land(stream: "IO[bytes]", top: str, into: str, name: str, *, sender: str,
+         confirm: "Callable[[], None] | None" = None) -> int:
     """Parse `stream` (an uncompressed tar whose top member is `top`) and put the tree at
     `into`/`name`. Raises CaiError (rc 1) with the first offending member; DEST is then as it was.
-    `sender` names the stream in messages ("what proj-main sent")."""
+    `sender` names the stream in messages ("what proj-main sent"). `confirm` runs once the stream
+    has ended, before DEST changes, and raises if the sender failed: tarfile takes a stream cut
+    at a member's boundary for its end, and a cut copy must not land."""
     try:
         into_fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # as the user named it
     except OSError as exc:
         raise CaiError(ExitCode.ERROR, f"Cannot open {into}: {exc.strerror}") from None
     staging = None
     try:
-        staging, staging_fd = _make_staging(into_fd)
+        staging, staging_fd = _make_staging(into_fd, into)
         try:
             try:
                 with tarfile.TarFile(fileobj=_ForwardReader(stream), mode="r") as tar:
@@ -369,7 +372,13 @@ def land(stream: "IO[bytes]", top: str, into: str, name: str, *, sender: str) ->
                 raise CaiError(ExitCode.ERROR, f"Refused {sender}: {exc}", "Nothing was written.") from None
             except (tarfile.TarError, EOFError) as exc:
                 raise NotATar(ExitCode.ERROR, f"Copy failed: {sender} is not a tar ({exc})", "Nothing was written.") from None
-            _place(staging_fd, into_fd, name, top_is_dir)
+            if confirm is not None:
+                confirm()
+            try:
+                _place(staging_fd, into_fd, name, top_is_dir)
+            except OSError as exc:
+                raise CaiError(ExitCode.ERROR, f"Could not put the copy at {os.path.join(into, name)}: {exc.strerror}",
+                               "Nothing was written.") from None
         finally:
             os.close(staging_fd)
         return count
@@ -379,18 +388,21 @@ def land(stream: "IO[bytes]", top: str, into: str, name: str, *, sender: str) ->
         os.close(into_fd)
 
 
-def _make_staging(into_fd: int) -> tuple[str, int]:
+def _make_staging(into_fd: int, into: str) -> tuple[str, int]:
     for _ in range(100):
         staging = f".cai-cp-{secrets.token_hex(6)}"
         try:
             os.mkdir(staging, 0o700, dir_fd=into_fd)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise CaiError(ExitCode.ERROR, f"Cannot write into {into}: {exc.strerror}") from None
         try:
             return staging, os.open(staging, _DIR_FLAGS, dir_fd=into_fd)
         except OSError as exc:
+            _remove_staging(into_fd, staging)
             raise CaiError(ExitCode.ERROR, f"The staging directory {staging} changed under cai ({exc.strerror})") from None
-    raise CaiError(ExitCode.ERROR, "Could not make a staging directory beside the destination")
+    raise CaiError(ExitCode.ERROR, f"Could not make a staging directory in {into}")
 
 
 def _remove_staging(into_fd: int, staging: str) -> None:

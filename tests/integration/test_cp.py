@@ -164,8 +164,27 @@ def lying_tar(box):
     assert sh(container, "mkdir -p ~/fake && printf '#!/bin/sh\\ncat ~/crafted.tar\\n' > ~/fake/tar && chmod +x ~/fake/tar "
                          "&& cp ~/.bashrc ~/.bashrc.kept && { echo 'PATH=$HOME/fake:$PATH'; cat ~/.bashrc.kept; } > ~/.bashrc "
                          "&& mkdir -p ~/workspace/results")[0] == 0
-    yield lambda data: container.put_archive("/home/agent", _one_file("crafted.tar", data))
+
+    def plant(data, then=""):
+        container.put_archive("/home/agent", _one_file("crafted.tar", data))
+        if then:
+            assert sh(container, f"printf '#!/bin/sh\\ncat ~/crafted.tar\\n%s\\n' '{then}' > ~/fake/tar")[0] == 0
+
+    yield plant
     sh(container, "mv ~/.bashrc.kept ~/.bashrc && rm -rf ~/fake ~/crafted.tar ~/workspace/results")
+
+
+@pytest.mark.parametrize("then, said", [("exit 2", "(exit 2)"), ("exec yes", "after the archive's end")])
+def test_cp_out_lands_nothing_unless_the_sender_ends_well(box, lying_tar, tmp_path, then, said):
+    """A tidy stream followed by a failing tar (tarfile alone would take it for complete), or by
+    an endless tail: rc 1, and DEST never appears."""
+    import hostile_tars
+
+    home, workspace, name, _ = box
+    lying_tar(hostile_tars.good_tree(), then)
+    done = run_cai(home, "cp", "--container", name, ":results", str(tmp_path / "out"), timeout=60)
+    assert done.returncode == 1 and said in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
 
 
 @pytest.mark.parametrize("python", ["venv", "debian"])
