@@ -9,7 +9,7 @@ from cai import __version__
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
-    from typing import Sequence
+    from typing import Any, Sequence
 
     from cai.argparsing import CaiParser
 
@@ -125,6 +125,37 @@ def _print_error(exc: CaiError) -> None:
         output.plain_err(line)
 
 
+_KIND_BY_CODE = {10: "container_not_found", 11: "container_start_failed", 12: "ssh_setup_failed",
+                 13: "ssh_connect_failed", 14: "host_key_mismatch", 15: "container_foreign", 130: "interrupted"}
+
+
+def _promise_json_error(args: Any, kind: str, message: str, code: int, details: Sequence[str] = ()) -> None:
+    """A command that promised one JSON document keeps the promise when it fails before printing it
+    (a cron job's `cai gc --json > night.json` then holds the reason, not nothing)."""
+    from cai import output
+
+    if args is None or output.json_emitted():
+        return
+    promised = getattr(_command_module(args._module), "json_promised", None)
+    version = promised(args) if promised is not None else None
+    if version is None:
+        return
+    import re
+
+    lines = [re.sub(r"^\[(ERROR|WARN|INFO|HINT)\]\s*", "", line).strip() for line in details]
+    try:
+        output.emit_json_error(version, kind, message, int(code), [line for line in lines if line])
+    except OSError:
+        pass  # stdout is gone: the message on stderr is all there is
+
+
+def _error_kind(exc: Any) -> str:
+    engine_kind = getattr(exc, "kind", None)  # engine.EngineUnavailable's class
+    if isinstance(engine_kind, str):
+        return f"engine_{engine_kind}"
+    return _KIND_BY_CODE.get(exc.code, "error")
+
+
 def cli(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"] and sys.stdout is not None:  # nothing else to import or parse
@@ -142,6 +173,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     debug = "-D" in args_list or "--debug" in args_list
+    args = None
     try:
         head, rest = _split_passthrough(args_list)
         word = _command_word(head)
@@ -155,11 +187,13 @@ def cli(argv: Sequence[str] | None = None) -> int:
         return int(_command_module(args._module).run(args, ctx))
     except CaiError as exc:
         _print_error(exc)
+        _promise_json_error(args, _error_kind(exc), exc.message, exc.code, exc.extra)
         return exc.code
     except SystemExit as exc:  # argparse's --help and --version
         return exc.code if isinstance(exc.code, int) else ExitCode.ERROR
     except KeyboardInterrupt:
         output.plain_err()
+        _promise_json_error(args, "interrupted", "Interrupted", ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.ERROR
@@ -168,7 +202,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        output.error(f"Unexpected error: {type(exc).__name__}: {output.shown(str(exc))[:500]}")
+        message = f"Unexpected error: {type(exc).__name__}: {output.shown(str(exc))[:500]}"
+        output.error(message)
+        _promise_json_error(args, "unexpected", message, ExitCode.ERROR)
         return ExitCode.ERROR
 
 

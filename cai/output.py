@@ -75,12 +75,26 @@ def out(line: str = "") -> None:
     print(line, flush=True)
 
 
+_json_emitted = False
+
+
 def emit_json(document: dict[str, Any], schema_version: int = JSON_SCHEMA_VERSION) -> None:
     """One JSON document on stdout, schema_version first."""
     import json
 
+    global _json_emitted
     body = {"schema_version": schema_version, **document}
     print(json.dumps(body, indent=2), flush=True)
+    _json_emitted = True
+
+
+def json_emitted() -> bool:
+    return _json_emitted
+
+
+def emit_json_error(schema_version: int, kind: str, message: str, exit_code: int, details: list[str]) -> None:
+    """The document a command that promised JSON prints when it fails before its own (docs/json.md)."""
+    emit_json({"error": {"kind": kind, "message": message, "exit_code": exit_code, "details": details}}, schema_version)
 
 
 def bytes_size(size: float) -> str:

@@ -64,6 +64,10 @@ def cai_block(eng: "engine.Engine", container: "engine.Container") -> dict[str, 
     return block
 
 
+def json_promised(args: argparse.Namespace) -> int | None:
+    return JSON_SCHEMA_VERSION if args.format is None else None  # a template prints what it says
+
+
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import output, templates
 

@@ -34,6 +34,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def json_promised(args: argparse.Namespace) -> int | None:
+    return JSON_SCHEMA_VERSION if args.format == "json" else None
+
+
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import all_contexts, listing, output, templates
 

@@ -55,23 +55,31 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
     return entries
 
 
+def json_promised(args: "argparse.Namespace") -> int | None:
+    return 1 if getattr(args, "json", False) else None
+
+
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     from cai import engine, ssh
     from cai.errors import CaiError, ExitCode
 
     entries = host_entries(ssh.host_config_dir(), ssh.key_path())
     engines: list[engine.Engine] = []
+    why = "unknown"
     for name in engine.candidate_contexts(ctx.context, None):
         candidate = engine.Engine(name)
         try:
             candidate.info()
         except engine.EngineUnavailable as exc:
             output.warn(f"Context '{name}' is not reachable: {exc.message}")
+            why = exc.kind
             continue
         engines.append(candidate)
     if not engines:
-        raise CaiError(ExitCode.ERROR, "No Docker daemon is reachable",
-                       "[ERROR] Cannot verify container existence - aborting cleanup to prevent data loss")
+        refusal = CaiError(ExitCode.ERROR, "No Docker daemon is reachable",
+                           "[ERROR] Cannot verify container existence - aborting cleanup to prevent data loss")
+        refusal.kind = why  # type: ignore[attr-defined]  # the JSON error's class, as the engine's own failures
+        raise refusal
 
     def exists(entry: HostEntry, eng: "engine.Engine") -> bool:
         found = eng.inspect_container(entry.name)

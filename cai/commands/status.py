@@ -289,6 +289,12 @@ def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
     return ExitCode.OK
 
 
+def json_promised(args: argparse.Namespace) -> int | None:
+    if not args.json:
+        return None
+    return 1 if args.all_contexts else JSON_SCHEMA_VERSION
+
+
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from pathlib import Path
 

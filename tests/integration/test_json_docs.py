@@ -111,3 +111,30 @@ def test_every_documented_field_has_a_type_and_meaning_column(command):
     section = section_of(command)
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert rows and all(line.count("|") == 4 for line in rows)
+
+
+JSON_COMMANDS = [("gc", "--json"), ("gc", "--dry-run", "--json"), ("gc", "--force", "--age", "14d", "--json"),
+                 ("status", "--json"), ("ssh", "cleanup", "--json"), ("ps", "--format", "json"), ("port", "--json"),
+                 ("inspect",)]
+
+
+@pytest.mark.parametrize("argv", JSON_COMMANDS, ids=" ".join)
+def test_a_json_command_prints_its_document_when_the_engine_does_not_answer(tmp_path, argv):
+    """docs/gc.md's cron line must not write an empty file on the night the engine is down."""
+    import subprocess
+
+    home = tmp_path / "home"
+    subprocess.run(["docker", "context", "create", "dead", "--docker", f"host=unix://{tmp_path}/no-engine.sock"],
+                   env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")},
+                   check=True, capture_output=True, timeout=30)
+    done = run_cai(home, "--context", "dead", *argv, "--container", "x") if argv[0] in ("port", "inspect", "status") \
+        else run_cai(home, "--context", "dead", *argv)
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    said = "No Docker daemon is reachable" if argv[0] == "ssh" else "Docker Desktop is not running"  # the original's words
+    assert document["error"] == {"kind": "engine_not_running", "message": said, "exit_code": 1,
+                                 "details": document["error"]["details"]}
+    assert f"[ERROR] {said}\n" in done.stderr
+    assert set(document) == {"schema_version", "error"}
+    assert document["schema_version"] == (2 if argv[0] in ("status", "ps", "inspect") else 1)
+    assert flatten(document) == documented_fields("When a command fails")
