@@ -132,5 +132,6 @@ def add_global_flags(parser: argparse.ArgumentParser, *, on_subcommand: bool, ta
         "--context",
         metavar="NAME",
         default=argparse.SUPPRESS if on_subcommand else None,
-        help="Docker context to use (default: containai-docker when it exists, else default)",
+        help="Docker context to use (default: CONTAINAI_SECURE_ENGINE_CONTEXT, else [secure_engine] context_name "
+        "in the config, each an error when that context is missing; else containai-docker when it exists, else default)",
     )
