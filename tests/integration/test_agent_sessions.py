@@ -12,6 +12,7 @@ import pty
 import re
 import select
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -395,6 +396,30 @@ def test_a_neighbour_on_the_data_volume_reaches_no_session(home, box, docker_cli
     as_neighbour(neighbour, f"rm -rf {legacy} {LEGACY}/forged")
     for precious in ("package.json", "tsconfig.json"):
         (workspace / precious).unlink()
+
+
+def test_export_carries_the_sessions_only_when_asked(home, box, tmp_path, docker_client):
+    _, name = box
+    session = new(home, box, "--log", "--", "sh", "-c", "echo exported-line")
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    as_agent(docker_client, name, f"ln -sfn /etc/shadow {SESSIONS}/planted.log && mkfifo {SESSIONS}/.records/fifo.json")
+    try:
+        plain = run_cai(home, "export", "--container", name, "-o", str(tmp_path / "plain.tgz"))
+        assert plain.returncode == 0, plain.stderr
+        with tarfile.open(tmp_path / "plain.tgz") as archive:
+            assert not any(n.startswith("./.cai-sessions") for n in archive.getnames())
+        done = run_cai(home, "export", "--container", name, "--sessions", "-o", str(tmp_path / "with.tgz"))
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(tmp_path / "with.tgz") as archive:
+            members = {m.name: m for m in archive.getmembers() if m.name.startswith("./.cai-sessions")}
+            assert archive.extractfile(members[f"./.cai-sessions/{session}.log"]).read() == b"exported-line\r\n"
+            assert json.loads(archive.extractfile(members[f"./.cai-sessions/.records/{session}.json"]).read())["log"]
+            assert all(m.isfile() or m.isdir() for m in members.values())  # not the link, not the FIFO
+            assert "./.cai-sessions/planted.log" not in members and "./.cai-sessions/.records/fifo.json" not in members
+        refused = run_cai(home, "export", "--sessions", "-o", str(tmp_path / "no.tgz"), cwd=str(tmp_path))
+        assert refused.returncode == 1 and "--sessions needs --container" in refused.stderr
+    finally:
+        as_agent(docker_client, name, f"rm -f {SESSIONS}/planted.log {SESSIONS}/.records/fifo.json")
 
 
 def test_a_session_directory_that_is_a_link_is_refused_by_every_verb(home, box, docker_client):
