@@ -16,9 +16,10 @@ container's clock), NAME.exit ("CODE EPOCH") once it ended, NAME.lost (when cai 
 without an end: a container stop kills tmux). A running tmux session wins over every record.
 
 The agent itself runs untrusted code and can write that directory too. So every verb works only
-inside it once it is verified (no link on its path, `pwd -P` exactly it, on the root filesystem),
-removes only regular files, what is read back is parsed as untrusted text, and the control
-script's answer is read with a bound (CONTROL_OUTPUT_LIMIT). No root action touches any of it.
+inside it once it is verified (no link on its path, `pwd -P` exactly it, the agent's, on the root
+filesystem), removes only regular files, what is read back is parsed as untrusted text, and the
+control script's answer is read with a bound (CONTROL_OUTPUT_LIMIT). No root action touches any
+of it.
 
 Containers made before this layout kept their records in the data volume
 (/mnt/agent-data/sessions/ID): cai no longer reads or writes there (see docs/cli-reference.md).
@@ -69,15 +70,16 @@ if ! command -v tmux >/dev/null 2>&1 || [ ! -x /usr/local/lib/containai/cai-sess
     exit 20
 fi
 # Verbs work only inside the verified directory: no link anywhere on its path, `pwd -P` exactly
-# it, the agent's own, 0700, and on the container's root filesystem (in no volume).
+# it, the agent's own, and on the container's root filesystem (in no volume). Then it is made
+# 0700 (chmod from inside: never through a link).
 inside() {
     local path= part
     for part in $(printf '%s\n' "${1#/}" | tr / ' '); do
         path=$path/$part
         [ -L "$path" ] && return 1
     done
-    cd -P -- "$1" 2>/dev/null && [ "$(pwd -P)" = "$1" ] && [ -O . ] && [ "$(stat -c %a .)" = 700 ] &&
-        [ "$(stat -c %d .)" = "$(stat -c %d /)" ]
+    cd -P -- "$1" 2>/dev/null && [ "$(pwd -P)" = "$1" ] && [ -O . ] && [ "$(stat -c %d .)" = "$(stat -c %d /)" ] &&
+        chmod 700 .
 }
 unsafe() { echo "$1 is not this container's own session directory (a link on its path, another owner, or in a volume)" >&2; exit 26; }
 mkdir -m 700 -- "$base" 2>/dev/null  # made here, or there already (never through a link)

@@ -311,6 +311,23 @@ line.json'
     as_agent(docker_client, name, f"cd {directory} && rm -f deep.* ansi.* mixed.* 'new\nline.json' broken.*")
 
 
+def test_a_flood_of_records_is_cut_at_the_bound(home, box, docker_client):
+    """The agent can make the control script say anything: cai reads 8 MiB of it, then fails."""
+    _, name = box
+    as_agent(docker_client, name, f"""cd {SESSIONS}/.records && python3 -c '
+for i in range(160):
+    open(f"flood{{i}}.json", "w").write("{{\\"command\\": [\\"" + "x" * 65000 + "\\"]}}")'""")
+    try:
+        started = time.monotonic()
+        done = cai(home, box, "session", "ls", "-a", timeout=60)
+        assert done.returncode == 1, done.stdout[:200]
+        assert f"{name} answered with more than 8 MiB; cai stopped reading" in done.stderr.splitlines()[0], done.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        as_agent(docker_client, name, f"rm -f {SESSIONS}/.records/flood*.json")
+    assert cai(home, box, "session", "ls", "-a").returncode == 0
+
+
 def test_send_keeps_a_final_semicolon_and_long_commands_start(home, box):
     session = new(home, box, "--log", "--", "cat")
     for text in ("SELECT 1;", "a\\;", ";"):
@@ -387,12 +404,20 @@ def test_a_neighbour_on_the_data_volume_reaches_no_session(home, box, docker_cli
     assert "package" not in listing and "tsconfig" not in listing
     pruned = json.loads(cai(home, box, "session", "prune", "--json").stdout)
     assert ended in pruned["removed"] and job not in pruned["removed"] and pruned["orphans"] == []
+    as_neighbour(neighbour, f"""
+        set -e
+        rm {legacy}/.records {legacy}/*.log && mkdir {legacy}/.records
+        printf '0 1700000000\\n' > {legacy}/.records/{job}.exit
+        printf '{{}}\\n' > {legacy}/.records/{job}.json
+        printf '{OSC52}planted\\n' > {legacy}/{job}.log
+    """)
+    assert listed(home, box)[job]["state"] == "running"
     assert b"planted" not in on_terminal(home, box, "session", "logs", job)
     assert cai(home, box, "session", "send", job, "go").returncode == 0  # a forged end does not stop send
     done = cai(home, box, "session", "wait", job, timeout=30)
     assert (done.returncode, done.stdout) == (7, "7\n"), done.stderr  # the real code
     assert checkout(workspace) == before
-    assert as_neighbour(neighbour, f"readlink {legacy}/.records").strip() == "/home/agent/workspace"  # left alone
+    assert as_neighbour(neighbour, f"cat {legacy}/.records/{job}.exit") == "0 1700000000\n"  # left alone
     as_neighbour(neighbour, f"rm -rf {legacy} {LEGACY}/forged")
     for precious in ("package.json", "tsconfig.json"):
         (workspace / precious).unlink()

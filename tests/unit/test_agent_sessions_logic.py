@@ -179,3 +179,30 @@ def test_a_detached_session_makes_the_container_busy():
     found = sessions.Sessions(sessions.State.HAS, 0, 1, 0, detached=("train",))
     assert found.summary() == "ssh: 0, terminals: 1, exec: 0, detached sessions: train"
     assert found.as_json()["detached_sessions"] == ["train"]
+
+
+class Box:
+    name, running, id, started_at = "box", True, ID, "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("probe", "recorded", "state", "detached"), [
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="probe failed (127)"), ["train"], "has", ("train",)),
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="timed out"), [], "unknown", None),
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="timed out"), None, "unknown", None),  # records unreadable too
+    (sessions.Sessions(sessions.State.NONE, 0, 0, 0), ["train"], "none", None),  # the probe answered: it decides
+])
+def test_the_guard_counts_recorded_sessions_only_when_the_probe_failed(monkeypatch, probe, recorded, state, detached):
+    from cai import session_guard
+
+    monkeypatch.setattr(sessions, "detect", lambda eng, container: probe)
+    monkeypatch.setattr(s, "running_by_records", lambda eng, container: recorded)
+    found = session_guard.detect(None, Box())
+    assert (found.state.value, found.detached) == (state, detached)
+    if state == "has":
+        assert session_guard.summary(found) == "the session probe failed; by cai's records, detached sessions: train"
+        with pytest.raises(CaiError) as refused:
+            session_guard.verdict(None, Box(), force=False, interactive=False, verb="kill", command="kill -s TERM")
+        assert refused.value.code == 1
+        assert refused.value.extra == ("Use --force to kill it anyway: cai kill -s TERM --container box --force",)
+    else:
+        assert session_guard.verdict(None, Box(), force=False, interactive=False) is None
