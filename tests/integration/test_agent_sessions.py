@@ -495,6 +495,8 @@ def test_when_the_probe_fails_the_records_still_count(home, box, docker_client):
 def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, box, docker_client):
     _, name = box
     finished = new(home, box, "--", "bash", "-c", "exit 9")
+    marked = new(home, box, "--log", "--", "sh", "-c", rf"printf 'p{OSC52}q\n'")
+    assert cai(home, box, "session", "wait", marked).returncode == 0
     assert cai(home, box, "session", "wait", finished).returncode == 9
     session = new(home, box, "--log", "--", "bash", "-c", "echo started; sleep 600")
     wait_for(lambda: "started" in cai(home, box, "session", "logs", session).stdout, timeout=15)
@@ -518,6 +520,8 @@ def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, bo
     assert docker_client.containers.get(name).status == "exited"  # read without starting it
     assert cai(home, box, "session", "logs", session).stdout == "started\n"
     assert cai(home, box, "session", "logs", "-f", session).stdout == "started\n"  # nothing more will come
+    assert on_terminal(home, box, "session", "logs", marked) == b"pq\n"  # read through the engine, filtered
+    assert cai(home, box, "session", "logs", marked).stdout == f"p{OSC52}q\n"
     assert cai(home, box, "session", "wait", finished).returncode == 9
     lost = cai(home, box, "session", "wait", session)
     assert lost.returncode == 1 and "was lost" in lost.stderr
