@@ -6,18 +6,23 @@ command as the terminal's foreground job and records its end. Every step runs as
 cai's ssh path (so it works wherever `cai exec` does, remote contexts included), through one
 script, CONTROL_SCRIPT, with arguments as argv words and the command's script on stdin.
 
-What a session leaves lives in the data volume, so export carries it and a restart keeps it, in
-a directory per container id (containers may share a data volume, and names and hostnames can
-be reused): NAME.log (with --log) and NAME.screen (the final screen), and in `.records/` small
-files only, which a stopped container's listing reads through the engine: NAME.json (what was
-started; its mtime is the start, on the container's clock), NAME.exit ("CODE EPOCH") once it
-ended, NAME.lost (when cai first saw it gone without an end: a container stop kills tmux).
+What a session leaves lives in the container's own writable layer, in SESSIONS_DIR (0700, the
+agent's, outside every volume), so a restart keeps it and no other container can read or change
+it: containers share the default data volume, and before, a neighbour there could point the
+records at the user's checkout, forge an exit code or read every log. NAME.log (with --log) and
+NAME.screen (the final screen), and in `.records/` small files only, which a stopped container's
+listing reads through the engine: NAME.json (what was started; its mtime is the start, on the
+container's clock), NAME.exit ("CODE EPOCH") once it ended, NAME.lost (when cai first saw it gone
+without an end: a container stop kills tmux). A running tmux session wins over every record.
 
-Other containers on the same data volume can write all of that, as the agent itself can. So
-what is read back is parsed as untrusted text, nothing is read through a link or from a
-non-file, every file is created anew with noclobber (never written through something planted),
-and what a session runs (NAME.cmd, NAME.pid) lives in the container's own /run/user/1000. No
-root action touches any of it.
+The agent itself runs untrusted code and can write that directory too. So every verb works only
+inside it once it is verified (no link on its path, `pwd -P` exactly it, the agent's, on the root
+filesystem), removes only regular files, what is read back is parsed as untrusted text, and the
+control script's answer is read with a bound (CONTROL_OUTPUT_LIMIT). No root action touches any
+of it.
+
+Containers made before this layout kept their records in the data volume
+(/mnt/agent-data/sessions/ID): cai no longer reads or writes there (see docs/cli-reference.md).
 """
 
 from __future__ import annotations
@@ -36,17 +41,21 @@ from cai import output
 from cai.errors import CaiError, ExitCode
 
 WRAPPER = "/usr/local/lib/containai/cai-session"
-RECORDS_ROOT = "/mnt/agent-data/sessions"
+SESSIONS_DIR = "/home/agent/.cai-sessions"  # in the container's own layer: no volume is mounted there
+LEGACY_RECORDS_ROOT = "/mnt/agent-data/sessions"  # before: shared by every container on the volume
 RUNTIME_DIR = "/run/user/1000"
-PRIVATE_DIR = f"{RUNTIME_DIR}/cai-sessions"  # this container's own: the scripts the wrappers run
+PRIVATE_DIR = f"{RUNTIME_DIR}/cai-sessions"  # the scripts the wrappers run
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")  # no '.' or ':': tmux reads them in targets
 START_GRACE_S = 30  # a record this young without its tmux session is still being started
+CONTROL_OUTPUT_LIMIT = 8 << 20  # bytes of the control script's stdout (and of its stderr) cai reads
 _RECORD_LIMIT = 1 << 16
 _ARCHIVE_MEMBERS = 20000
+_ARCHIVE_BYTES = 8 << 20  # records kept from a stopped container's archive
+_ARCHIVE_STREAMED = 64 << 20  # bytes of that archive cai reads through before it gives up
 
 # The control script's own exit codes (the commands it runs use 0-2).
-RC_NO_TMUX, RC_TAKEN, RC_NO_SESSION, RC_NOT_RUNNING, RC_NEEDS_LOG, RC_NO_WORKDIR = 20, 21, 22, 23, 24, 25
+RC_NO_TMUX, RC_TAKEN, RC_NO_SESSION, RC_NOT_RUNNING, RC_NEEDS_LOG, RC_NO_WORKDIR, RC_UNSAFE_DIR = 20, 21, 22, 23, 24, 25, 26
 
 CONTROL_SCRIPT = r"""
 set -u
@@ -56,32 +65,41 @@ export TMUX_TMPDIR=/run/user/1000
 unset TMUX
 t() { tmux -L cai -f /dev/null "$@"; }
 pane="=$name:0.0"
-rec=$base/.records private=$TMUX_TMPDIR/cai-sessions
+private=$TMUX_TMPDIR/cai-sessions
 if ! command -v tmux >/dev/null 2>&1 || [ ! -x /usr/local/lib/containai/cai-session ] || [ ! -d "$TMUX_TMPDIR" ]; then
     exit 20
 fi
-# Other containers may share the data volume and write here: nothing is read through a link or
-# from a non-file, and every file is written anew (noclobber: never through what is there).
-rd() { [ -f "$1" ] && [ ! -L "$1" ] && timeout 5 head -c "$2" -- "$1"; }
-put() { rm -f -- "$1.new" && (set -C; printf '%s\n' "$2" >"$1.new") && mv -fT -- "$1.new" "$1"; }
-if [ "$verb" = new ]; then
-    for d in "${base%/*}" "$base" "$rec"; do
-        [ -L "$d" ] && { echo "$d is a symbolic link" >&2; exit 1; }
-        mkdir -p -- "$d" || exit 1
+# Verbs work only inside the verified directory: no link anywhere on its path, `pwd -P` exactly
+# it, the agent's own, and on the container's root filesystem (in no volume). Then it is made
+# 0700 (chmod from inside: never through a link).
+inside() {
+    local path= part
+    for part in $(printf '%s\n' "${1#/}" | tr / ' '); do
+        path=$path/$part
+        [ -L "$path" ] && return 1
     done
-fi
-if ! cd -- "$rec" 2>/dev/null; then
-    case $verb in list) printf 'now\t%s\n' "$(date +%s)"; exit 0 ;; orphans) ;; *) exit 22 ;; esac
-fi
-running() { [ ! -e "$name.exit" ] && t has-session -t "=$name" 2>/dev/null; }
-known() { [ -f "$name.json" ] || exit 22; }
+    cd -P -- "$1" 2>/dev/null && [ "$(pwd -P)" = "$1" ] && [ -O . ] && [ "$(stat -c %d .)" = "$(stat -c %d /)" ] &&
+        chmod 700 .
+}
+unsafe() { echo "$1 is not this container's own session directory (a link on its path, another owner, or in a volume)" >&2; exit 26; }
+mkdir -m 700 -- "$base" 2>/dev/null  # made here, or there already (never through a link)
+inside "$base" || unsafe "$base"
+mkdir -m 700 -- .records 2>/dev/null
+inside "$base/.records" || unsafe "$base/.records"
+# Only regular files are read or removed, reads are bounded in size and time (a FIFO cannot hang
+# them), and every file is written anew (noclobber: never through what is there).
+rd() { [ -f "$1" ] && [ ! -L "$1" ] && timeout 5 head -c "$2" -- "$1"; }
+rmreg() { local f; for f; do if [ -f "$f" ] && [ ! -L "$f" ]; then rm -f -- "$f" || return 1; fi; done; }
+put() { rmreg "$1.new" && (set -C; printf '%s\n' "$2" >"$1.new") && mv -fT -- "$1.new" "$1"; }
+running() { t has-session -t "=$name" 2>/dev/null; }
+known() { [ -f "$name.json" ] || running || exit 22; }
 case $verb in
 new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
     if [ -n "$2" ] && ! (cd /home/agent/workspace && cd -- "$2") 2>/dev/null; then exit 25; fi
-    t has-session -t "=$name" 2>/dev/null && exit 21
+    running && exit 21
     IFS= read -r meta || exit 1
     (set -C; printf '%s\n' "$meta" >"$name.json") 2>/dev/null || exit 21
-    rm -f -- "$name.exit" "$name.lost" "$base/$name.screen" "$base/$name.log" "$private/$name.cmd" "$private/$name.pid"
+    rmreg "$name.exit" "$name.lost" "$base/$name.screen" "$base/$name.log" "$private/$name.cmd" "$private/$name.pid" || exit 1
     if ! { mkdir -p -m 700 -- "$private" && (set -C; cat >"$private/$name.cmd"); } ||
         ! t set-option -g history-limit 50000 \; new-session -d -s "$name" -x 200 -y 50 -c "$base" \
             /usr/local/lib/containai/cai-session "$base" "$name"; then
@@ -96,19 +114,20 @@ new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
 list)
     printf 'now\t%s\n' "$(date +%s)"
     for f in *.json; do
-        [ -f "$f" ] || continue
+        [ -f "$f" ] && [ ! -L "$f" ] || continue
         n=${f%.json}
         case $n in ''|*[!A-Za-z0-9_-]*) continue ;; esac
-        log=0; [ -f "$base/$n.log" ] && log=1
+        log=0; [ -f "$base/$n.log" ] && [ ! -L "$base/$n.log" ] && log=1
         printf 'rec\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$(stat -c %Y -- "$f")" "$log" \
             "$(rd "$n.exit" 64 | tr -d '\t\n')" "$(rd "$n.lost" 64 | tr -d '\t\n')" "$(rd "$f" 65536 | base64 -w0)"
     done
     t list-sessions -F 'tmux	#{session_name}	#{session_attached}' 2>/dev/null || :
     ;;
-mark)  # NAME EPOCH ... : lost at EPOCH, unless it ended or was marked before
+mark)  # NAME EPOCH ... : lost at EPOCH, unless it runs, ended or was marked before
     set -- "$name" "$@"
     while [ $# -ge 2 ]; do
-        [ -f "$1.json" ] && [ ! -e "$1.exit" ] && [ ! -e "$1.lost" ] && put "$1.lost" "$2"
+        name=$1
+        [ -f "$1.json" ] && [ ! -e "$1.exit" ] && [ ! -e "$1.lost" ] && ! running && put "$1.lost" "$2"
         shift 2
     done
     ;;
@@ -116,16 +135,8 @@ remove)  # NAME ... : ended or lost sessions only
     for n in "$name" "$@"; do
         name=$n
         running && continue
-        rm -f -- "$n.json" "$n.exit" "$n.lost" "$base/$n.log" "$base/$n.screen" && printf 'removed\t%s\n' "$n"
-    done
-    ;;
-orphans)  # DRY-RUN ID ... : the records of containers that are gone (made over an hour ago)
-    cd -- "${base%/*}" 2>/dev/null || exit 0
-    for d in [0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]; do
-        [ -d "$d" ] && [ ! -L "$d" ] || continue
-        case " $* " in *" $d "*) continue ;; esac
-        [ -n "$(find "$d" -maxdepth 0 -mmin +60)" ] || continue
-        if [ "$name" = 1 ] || rm -rf -- "$d"; then printf 'orphan\t%s\n' "$d"; fi
+        rmreg "$n.exit" "$n.lost" "$base/$n.log" "$base/$n.screen" "$n.json" && [ ! -e "$n.json" ] && [ ! -L "$n.json" ] &&
+            printf 'removed\t%s\n' "$n"
     done
     ;;
 logs)  # LINES FOLLOW (a log is a terminal's output: its CR before each LF goes)
@@ -150,17 +161,11 @@ send)  # TEXT (tmux reads a final ';' as a separator unless escaped)
     case $text in *\;) text="${text%;}\\;" ;; esac
     t send-keys -t "$pane" -l -- "$text" \; send-keys -t "$pane" Enter
     ;;
-wait)
+wait)  # the tmux session decides: NAME.exit is read only once it has ended
     known
-    while :; do
-        if [ -e "$name.exit" ]; then printf 'exit\t%s\n' "$(rd "$name.exit" 64)"; exit 0; fi
-        if ! t has-session -t "=$name" 2>/dev/null; then
-            sleep 0.5
-            [ -e "$name.exit" ] && continue
-            echo lost; exit 0
-        fi
-        sleep 0.2
-    done
+    while running; do sleep 0.2; done
+    [ -e "$name.exit" ] || sleep 0.5
+    if [ -f "$name.exit" ]; then printf 'exit\t%s\n' "$(rd "$name.exit" 64)"; else echo lost; fi
     ;;
 kill)  # SIGNAL-NUMBER: the command's process group (its first process leads it), never the wrapper's
     known; running || exit 23
@@ -196,13 +201,9 @@ def check_name(name: str) -> str:
     return name
 
 
-def records_dir(container_id: str) -> str:
-    return f"{RECORDS_ROOT}/{container_id[:12]}"
-
-
-def control_command(verb: str, container_id: str, name: str = "", *args: str) -> str:
+def control_command(verb: str, name: str = "", *args: str) -> str:
     """The string sshd hands to the agent's shell: bash runs CONTROL_SCRIPT with argv words."""
-    return shlex.join(["bash", "-c", CONTROL_SCRIPT, "cai-session", verb, records_dir(container_id), name, *args])
+    return shlex.join(["bash", "-c", CONTROL_SCRIPT, "cai-session", verb, SESSIONS_DIR, name, *args])
 
 
 # --- records ----------------------------------------------------------------------------------------
@@ -229,10 +230,10 @@ class Session:
             return f"lost at {utc(self.lost_at)}" if self.lost_at is not None else "lost"
         return self.state
 
-    def as_json(self, container_id: str) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "exit_code": self.exit_code, "started": utc(self.started),
                 "ended": utc(self.ended), "lost_at": utc(self.lost_at), "attached_clients": self.attached,
-                "command": self.command, "workdir": self.workdir, "log": log_path(container_id, self.name) if self.has_log else None}
+                "command": self.command, "workdir": self.workdir, "log": log_path(self.name) if self.has_log else None}
 
 
 @dataclass
@@ -241,8 +242,8 @@ class Listing:
     sessions: list[Session] = field(default_factory=list)
 
 
-def log_path(container_id: str, name: str) -> str:
-    return f"{records_dir(container_id)}/{name}.log"
+def log_path(name: str) -> str:
+    return f"{SESSIONS_DIR}/{name}.log"
 
 
 def utc(epoch: int | None) -> str | None:
@@ -307,11 +308,16 @@ def parse_listing(text: str, booted: int | None = None) -> Listing:
             listing.sessions.append(make_session(fields[1], fields[2], fields[3] == "1", fields[4], fields[5], meta))
         elif fields[0] == "tmux" and len(fields) == 3:
             attached[fields[1]] = _number(fields[2], 0, 1 << 20) or 0
+    recorded = {session.name for session in listing.sessions}
+    for name in attached:  # the private tmux server is the authority: one without a record runs too
+        if name not in recorded and NAME_RE.match(name):
+            listing.sessions.append(Session(name, None, None, None, False))
     for session in listing.sessions:
-        if session.state == "exited":
-            continue
-        if session.name in attached:
+        if session.name in attached:  # whatever a record says
             session.state, session.attached = "running", attached[session.name]
+            session.exit_code = session.ended = session.lost_at = None
+        elif session.state == "exited":
+            continue
         elif session.lost_at is not None:
             session.state = "lost"
         elif listing.now is not None and session.started is not None and listing.now - session.started < START_GRACE_S \
@@ -337,41 +343,75 @@ def settle_lost(listing: Listing, last_stop: int | None) -> list[str]:
     return words
 
 
-def from_archive(chunks: Any) -> Listing:
-    """Records read through the engine's archive API (a stopped container): no tmux is running,
-    so every session without an end is lost. The tar is streamed; logs are skipped, not read."""
+def _archived_records(chunks: Any) -> dict[str, tuple[int, bytes]]:
+    """{NAME.ext: (mtime, bytes)} of the records in the engine's tar of `.records`: regular files
+    right in it, each bounded, all of them too; what is past a bound is left out, unread."""
     import tarfile
 
     from cai import volumes
 
     files: dict[str, tuple[int, bytes]] = {}
+    kept = streamed = 0
     try:
         with volumes.engine_tar(chunks) as tar:
             for count, member in enumerate(tar):
-                if count > _ARCHIVE_MEMBERS:
+                streamed += member.size
+                if count > _ARCHIVE_MEMBERS or streamed > _ARCHIVE_STREAMED:
                     break
-                base = member.name.rsplit("/", 1)[-1]
+                top, _, base = member.name.removeprefix("./").partition("/")
                 stem, dot, ext = base.rpartition(".")
-                if not dot or ext not in ("json", "exit", "lost") or not NAME_RE.match(stem) or not member.isreg():
+                if top != ".records" or not dot or ext not in ("json", "exit", "lost") or not NAME_RE.match(stem) \
+                        or not member.isreg() or member.size > _RECORD_LIMIT or kept + member.size > _ARCHIVE_BYTES:
                     continue
-                handle = tar.extractfile(member) if member.size <= _RECORD_LIMIT else None
-                files[base] = (int(member.mtime), handle.read() if handle is not None else b"")
+                handle = tar.extractfile(member)
+                raw = handle.read(_RECORD_LIMIT) if handle is not None else b""
+                kept += len(raw)
+                files[base] = (int(member.mtime), raw)
     except (tarfile.TarError, OSError, EOFError):
         pass
-    listing = Listing()
+    return files
+
+
+def _records(files: dict[str, tuple[int, bytes]]) -> list[Session]:
+    found = []
     for base, (mtime, raw) in files.items():
         if not base.endswith(".json"):
             continue
         name = base[:-5]
         exit_text = files.get(f"{name}.exit", (0, b""))[1].decode(errors="replace")[:64]
         lost_text = files.get(f"{name}.lost", (0, b""))[1].decode(errors="replace")[:64]
-        session = make_session(name, str(mtime), None, exit_text, lost_text, raw)
+        found.append(make_session(name, str(mtime), None, exit_text, lost_text, raw))
+    found.sort(key=lambda s: (s.started or 0, s.name))
+    return found
+
+
+def from_archive(chunks: Any) -> Listing:
+    """Records read through the engine's archive API (a stopped container): no tmux is running,
+    so every session without an end is lost. The tar is streamed; logs are skipped, not read."""
+    listing = Listing()
+    for session in _records(_archived_records(chunks)):
         if session.state != "exited":
             session.state = "lost"
             session.newly_lost = session.lost_at is None
         listing.sessions.append(session)
-    listing.sessions.sort(key=lambda s: (s.started or 0, s.name))
     return listing
+
+
+def running_by_records(eng: Any, container: Any) -> list[str] | None:
+    """Names of the sessions that cai's own records show as running in a running container
+    (started since its last start, with no end and not marked lost), read through the engine's
+    archive API, which needs no process in the container: for when the root probe failed or
+    timed out. None when the records cannot be read either."""
+    from cai import engine
+
+    booted = _epoch(container.started_at)
+    try:
+        files = _archived_records(engine.get_archive(eng, container.id, f"{SESSIONS_DIR}/.records"))
+    except CaiError as exc:
+        return [] if engine.missing(exc) else None
+    # The archive's mtimes are whole seconds; a record from the second of the start still counts.
+    return [s.name for s in _records(files) if s.exit_code is None and s.lost_at is None
+            and (booted is None or (s.started is not None and s.started >= booted - 1))]
 
 
 def probe_names(lines: Sequence[str]) -> list[str]:
@@ -414,10 +454,16 @@ def _endpoint(eng: Any, container: Any) -> Any:
 def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, timeout: float | None = 60.0,
             input: str | None = None) -> Any:
     """Run one verb of the control script as the agent, output captured. An ssh failure is 13."""
-    from cai import ssh
+    from cai import proc, ssh
 
-    result = ssh.run_captured(_endpoint(eng, container), control_command(verb, container.id, name, *args),
-                              timeout=timeout, input=input)
+    result = _run_bounded(_endpoint(eng, container), control_command(verb, name, *args), timeout=timeout, input=input)
+    if result.rc == proc.RC_TOO_LONG:
+        raise CaiError(ExitCode.ERROR, f"{container.name} answered with more than {CONTROL_OUTPUT_LIMIT >> 20} MiB; "
+                       "cai stopped reading", "Something in the container writes to the session records or the "
+                       f"agent's shell start-up: look at {SESSIONS_DIR} and ~/.bashrc")
+    if result.rc == RC_UNSAFE_DIR:
+        raise CaiError(ExitCode.ERROR, f"Container {container.name}: the session directory failed its check; nothing was done",
+                       *said(result.err))
     if result.rc == RC_NO_TMUX:
         raise no_tmux(container.name)
     if result.rc == 255:
@@ -426,6 +472,15 @@ def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, tim
     if result.rc == 124 and timeout is not None:
         raise CaiError(ExitCode.ERROR, f"{container.name} did not answer within {timeout:g} s")
     return result
+
+
+def _run_bounded(endpoint: Any, remote: str, *, timeout: float | None, input: str | None) -> Any:
+    """ssh.run_captured with the agent's answer read up to CONTROL_OUTPUT_LIMIT (its only other
+    caller was this module; the argv is built as it builds it)."""
+    from cai import proc, ssh
+
+    argv = [*ssh.base_argv(endpoint), *(["-n"] if input is None else []), "-o", "BatchMode=yes", ssh.HOST, remote]
+    return proc.run_bounded(argv, timeout=timeout, limit=CONTROL_OUTPUT_LIMIT, env=ssh.session_env(endpoint), input=input)
 
 
 def gone_away(eng: Any, container: Any) -> None:
@@ -483,7 +538,7 @@ def listing(eng: Any, container: Any) -> Listing:
     if not container.running:
         last_stop = _epoch(container.finished_at)
         try:
-            found = from_archive(engine.get_archive(eng, container.id, f"{records_dir(container.id)}/.records"))
+            found = from_archive(engine.get_archive(eng, container.id, f"{SESSIONS_DIR}/.records"))
         except CaiError as exc:
             if engine.missing(exc):  # no session was ever started there
                 return Listing()
@@ -524,17 +579,17 @@ def running_container(eng: Any, container: Any) -> Any:
     return container
 
 
-def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None) -> None:
+def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None, *, strip: bool) -> None:
     """A stopped container's NAME.log, else its final screen, read through the archive API (a
-    final link is not followed) and streamed to stdout."""
+    final link is not followed) and streamed to stdout; `strip`: through escapes.EscapeFilter."""
     import collections
     import sys
 
-    from cai import engine, volumes
+    from cai import engine, escapes, volumes
 
     for ext in ("log", "screen"):
         try:
-            chunks = engine.get_archive(eng, container.id, f"{records_dir(container.id)}/{name}.{ext}")
+            chunks = engine.get_archive(eng, container.id, f"{SESSIONS_DIR}/{name}.{ext}")
         except CaiError as exc:
             if engine.missing(exc):
                 continue
@@ -544,18 +599,39 @@ def print_stopped_log(eng: Any, container: Any, name: str, tail: int | None) -> 
             handle = tar.extractfile(member) if member is not None and member.isreg() else None
             if handle is None:
                 return
-            lines: Any = (line[:-2] + b"\n" if line.endswith(b"\r\n") else line for line in handle)
+            lines: Any = _lines(handle)
             if ext == "screen":
-                lines = [line.rstrip(b"\n") for line in lines]
-                while lines and not lines[-1].strip():
-                    lines.pop()
-                lines = [line + b"\n" for line in lines]
+                lines = _without_trailing_blanks(lines)
             if tail is not None:
                 lines = collections.deque(lines, maxlen=tail)
+            cleaner = escapes.EscapeFilter() if strip else None
             for line in lines:
-                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.write(cleaner.feed(line) if cleaner is not None else line)
+            if cleaner is not None:
+                sys.stdout.buffer.write(cleaner.flush())
             sys.stdout.flush()
         return
+
+
+_LINE_LIMIT = 1 << 16  # a longer line is cut into pieces: --tail keeps at most N of those
+
+
+def _lines(handle: Any) -> Any:
+    """The file's lines (a terminal's CR before each LF dropped), at most _LINE_LIMIT bytes each."""
+    while line := handle.readline(_LINE_LIMIT):
+        yield line[:-2] + b"\n" if line.endswith(b"\r\n") else line
+
+
+def _without_trailing_blanks(lines: Any) -> Any:
+    """A screen without the blank rows below its text (kept in order, held only while blank)."""
+    blank = 0
+    for line in lines:
+        if not line.strip():
+            blank += 1
+            continue
+        yield from [b"\n"] * blank
+        blank = 0
+        yield line if line.endswith(b"\n") else line + b"\n"
 
 
 def wait_for(eng: Any, container: Any, name: str) -> int:
@@ -573,16 +649,75 @@ def wait_for(eng: Any, container: Any, name: str) -> int:
     raise CaiError(ExitCode.ERROR, f"Could not wait for session {name}", *said(result.err))
 
 
-def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str | None = None) -> int:
+def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str | None = None,
+           strip: bool = False) -> int:
     """A verb whose output goes straight to this terminal (logs -f, attach), through ssh with
-    the usual retries. The control script's own codes come back as they are."""
+    the usual retries. The control script's own codes come back as they are. `strip`: stdout
+    goes through escapes.EscapeFilter on its way (the agent wrote what comes)."""
     from cai import containers
 
-    rc = containers.connect(eng, container, control_command(verb, container.id, name, *args), tty=tty)
+    remote = control_command(verb, name, *args)
+    if strip:
+        with _filtered_stdout():
+            rc = containers.connect(eng, container, remote, tty=tty)
+    else:
+        rc = containers.connect(eng, container, remote, tty=tty)
     if rc == 255:
         gone_away(eng, container)
     if rc == RC_NO_SESSION:
         raise not_found(name, container.name)
     if rc == RC_NO_TMUX:
         raise no_tmux(container.name)
+    if rc == RC_UNSAFE_DIR:
+        raise CaiError(ExitCode.ERROR, f"Container {container.name}: the session directory failed its check; nothing was done")
     return rc
+
+
+class _filtered_stdout:
+    """File descriptor 1 is a pipe for the time being, which a thread drains through an
+    EscapeFilter into the real stdout: ssh writes there itself, so filtering needs the fd."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+        import threading
+
+        from cai import escapes
+
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        reader, writer = os.pipe()
+        os.dup2(writer, 1)
+        os.close(writer)
+
+        def pump() -> None:
+            cleaner = escapes.EscapeFilter()
+            try:
+                while chunk := os.read(reader, 1 << 16):
+                    _write_all(self.saved, cleaner.feed(chunk))
+                _write_all(self.saved, cleaner.flush())
+            except OSError:  # the terminal went away
+                pass
+            finally:
+                os.close(reader)
+
+        self.thread = threading.Thread(target=pump, daemon=True)
+        self.thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        os.dup2(self.saved, 1)  # the pipe's last writer here: the pump sees its end
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():  # else it still writes there; the process ends soon anyway
+            os.close(self.saved)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    import os
+
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import IO, Iterator, Sequence
+    from typing import IO, Any, Iterator, Sequence
 
 from cai import archives, config, engine, labels, output
 from cai import container_scripts as scripts
@@ -138,9 +138,12 @@ class ExportSource:
     container: str | None
 
 
-def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSource, excludes: Sequence[str]) -> int:
+def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSource, excludes: Sequence[str],
+           extra: Sequence[tuple[str, str]] = ()) -> int:
     """Write the volume as a gzip tar at `target`, atomically: a failed export leaves no partial
-    file and keeps an existing one. Returns the number of entries."""
+    file and keeps an existing one. Returns the number of entries. `extra`: (archive directory,
+    path in source.container) pairs whose regular files and directories come after the volume
+    (`cai export --sessions`)."""
     _require_volume(eng, volume)
     output.info(f"Exporting volume '{volume}' to: {target}")
     patterns = archives.normalize_patterns(excludes)
@@ -153,7 +156,8 @@ def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSourc
                 helper = engine.create_volume_helper(eng, helper_image(eng, needs_shell=False), volume, HELPER_MOUNT,
                                                      writable=False, labels=helper_labels("export", volume))
             container, path = (source.container, VOLUME_MOUNT) if helper is None else (helper, HELPER_MOUNT)
-            count = _copy_filtered(engine.get_archive(eng, container, f"{path}/."), raw, patterns)
+            more = [(top, lambda where=where: engine.get_archive(eng, source.container, where)) for top, where in extra]
+            count = _copy_filtered(engine.get_archive(eng, container, f"{path}/."), raw, patterns, more)
             raw.flush()
             os.fsync(raw.fileno())
         _verify_gzip_tar(temp)
@@ -167,8 +171,12 @@ def export(eng: engine.Engine, volume: str, target: Path, *, source: ExportSourc
     return count
 
 
-def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[str]) -> int:
-    """The engine's tar, excludes applied, as a gzip PAX tar with `./`-relative names."""
+def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[str],
+                   extra: Sequence[tuple[str, Any]] = ()) -> int:
+    """The engine's tar, excludes applied, as a gzip PAX tar with `./`-relative names; then each
+    `extra` (archive directory, function giving the engine's tar of one directory): its
+    directories and regular files only, under that name (the volume's own entry of that name
+    is left out)."""
     progress = Progress("Exporting")
     count = 0
     excluded_files: set[str] = set()
@@ -179,6 +187,10 @@ def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[s
                 rel = archives.relative_name(member.name)
                 kind = archives.kind_of(member)
                 top, _, below = rel.partition("/")
+                if any(top == name for name, _ in extra):
+                    if not below:
+                        output.warn(f"Left out '{archives.shown_name(rel)}' of the volume: the archive holds the sessions there")
+                    continue
                 if archives.is_work_dir(top):
                     if not below and member.isdir() and member.uid == 0 and stat.S_IMODE(member.mode) == 0o700:
                         work_dirs.add(top)
@@ -210,6 +222,17 @@ def _copy_filtered(chunks: Iterator[bytes], raw: IO[bytes], patterns: Sequence[s
                 out.addfile(info, src.extractfile(member) if kind == archives.FILE else None)
                 count += 1
                 progress.entry()
+            for name, fetch in extra:
+                with engine_tar(fetch(), progress) as more:
+                    for member in more:
+                        kind = archives.kind_of(member)
+                        below = archives.relative_name(member.name).partition("/")[2]
+                        if kind not in (archives.FILE, archives.DIR):
+                            continue
+                        info = archives.clean_info(member, f"./{name}/{below}" if below else f"./{name}", kind=kind)
+                        out.addfile(info, more.extractfile(member) if kind == archives.FILE else None)
+                        count += 1
+                        progress.entry()
     except CaiError:
         raise
     except archives.READ_ERRORS as exc:
@@ -564,11 +587,12 @@ def target_of(container: engine.Container, explicit_config: Path | None = None) 
     return VolumeTarget(engine.Engine(container.context), volume, Path(workspace), container.name, explicit_config)
 
 
-def export_target(target: VolumeTarget, destination: str | None, *, use_excludes: bool) -> Path:
+def export_target(target: VolumeTarget, destination: str | None, *, use_excludes: bool,
+                  extra: Sequence[tuple[str, str]] = ()) -> Path:
     """Export with the config's excludes; returns the absolute path written."""
     from cai import config
 
     path = output_path(destination, Path(os.getcwd()), datetime.now())
     excludes = config.resolve_excludes(target.workspace, target.config) if use_excludes else []
-    export(target.engine, target.volume, path, source=ExportSource(target.container), excludes=excludes)
+    export(target.engine, target.volume, path, source=ExportSource(target.container), excludes=excludes, extra=extra)
     return path

@@ -63,14 +63,14 @@ def signal_name(text: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import engine, sessions
+    from cai import engine, session_guard
 
     name, number = signal_name(args.signal)  # before any engine call
     eng, container = existing_container(args, ctx)
     if not container.running:
         raise CaiError(ExitCode.ERROR, f"Container {container.name} is not running ({container.status})")
     if name not in HARMLESS:
-        verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="kill",
+        verdict = session_guard.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="kill",
                                    gerund="killing", command=f"kill -s {name}")
         if verdict is not None:
             return verdict

@@ -34,12 +34,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import containers, engine, output, sessions, ssh
+    from cai import containers, engine, output, session_guard, ssh
 
     eng, container = existing_container(args, ctx)
     if container.status == "paused":
         raise containers.paused_error(container.name)
-    verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="restart",
+    verdict = session_guard.verdict(eng, container, force=args.force, interactive=output.isatty(), verb="restart",
                                gerund="restarting", command="restart")
     if verdict is not None:
         return verdict

@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                  "not pruned, is an error.", create=True)
     new.add_argument("--workdir", metavar="PATH", help="run in PATH; a relative one is under /home/agent/workspace")
     new.add_argument("-e", "--env", metavar="NAME=VALUE", action="append", default=[], help="set in CMD's environment (repeatable)")
-    new.add_argument("--log", action="store_true", help="capture the output to /mnt/agent-data/sessions/ID/NAME.log "
-                     "(in the data volume: export carries it, a restart keeps it)")
+    new.add_argument("--log", action="store_true", help="capture the output to ~/.cai-sessions/NAME.log in the "
+                     "container (its own: no other container sees it; a restart keeps it)")
     new.add_argument("rest", nargs=argparse.REMAINDER, metavar="[NAME] -- CMD ...", help="the session's name, then the command after --")
     new.set_defaults(_new_parser=new)
 
@@ -53,10 +53,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="print JSON (schema_version 1)")
 
     logs = action("logs", "print a session's output", "Print the session's captured output (--log), or else its "
-                  "screen and scrollback (the final screen once it ended).")
+                  "screen and scrollback (the final screen once it ended). On a terminal, OSC, DCS and APC sequences "
+                  "(clipboard writes, links, graphics) are left out; colours stay.")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the session ends (needs --log)")
     logs.add_argument("--tail", metavar="N", type=_lines, help="only the last N lines")
+    logs.add_argument("--raw", action="store_true", help="pass every byte through, on a terminal too")
 
     send = action("send", "type text and Enter into a session", "Type TEXT (words joined by spaces) and Enter into "
                   "the session, e.g. to drive a REPL.")
@@ -74,7 +76,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     kill.add_argument("-s", "--signal", metavar="SIGNAL", default="TERM", help="a name or number (default TERM)")
 
     prune = action("prune", "remove ended sessions and their logs", "Remove the records and logs of sessions that "
-                   "exited or were lost, at least --age ago (default: all of them).")
+                   "exited or were lost, at least --age ago (default: all of them). Running sessions stay.")
     prune.add_argument("--age", metavar="AGE", default="0m", help="only those ended at least AGE ago: 30d, 12h, 1d12h")
     prune.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
     prune.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -163,14 +165,14 @@ def _ls(args: argparse.Namespace, ctx: "Ctx") -> int:
         found = [s for s in found if s.state in ("running", "starting")]
     if args.json:
         output.emit_json({"container": container.name, "container_state": container.status,
-                          "sessions": [s.as_json(container.id) for s in found]}, agent_sessions.SCHEMA_VERSION)
+                          "sessions": [s.as_json() for s in found]}, agent_sessions.SCHEMA_VERSION)
         return ExitCode.OK
     rows = [("NAME", "STATE", "STARTED", "ATTACHED", "COMMAND", "LOG")]
     for s in found:
         command = output.shown(_joined(s.command))
         rows.append((s.name, s.state_text(), agent_sessions.utc(s.started) or "?", str(s.attached),
                      command if len(command) <= 60 else command[:57] + "...",
-                     agent_sessions.log_path(container.id, s.name) if s.has_log else "-"))
+                     agent_sessions.log_path(s.name) if s.has_log else "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         output.out("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
@@ -184,17 +186,20 @@ def _joined(command: list[str] | None) -> str:
 
 
 def _logs(args: argparse.Namespace, ctx: "Ctx") -> int:
+    import os
+
     from cai import agent_sessions
 
     name = agent_sessions.check_name(args.name)
+    strip = not args.raw and os.isatty(1)
     eng, container = _existing(args, ctx)
     if not container.running:  # nothing more will come: -f prints what there is
         if name not in {s.name for s in agent_sessions.listing(eng, container).sessions}:
             raise agent_sessions.not_found(name, container.name)
-        agent_sessions.print_stopped_log(eng, container, name, args.tail)
+        agent_sessions.print_stopped_log(eng, container, name, args.tail, strip=strip)
         return ExitCode.OK
     lines = "+1" if args.tail is None else str(args.tail)
-    rc = agent_sessions.stream(eng, container, "logs", name, lines, "1" if args.follow else "0")
+    rc = agent_sessions.stream(eng, container, "logs", name, lines, "1" if args.follow else "0", strip=strip)
     if rc == agent_sessions.RC_NEEDS_LOG:
         raise CaiError(ExitCode.ERROR, f"Session {name} has no log to follow (it was started without --log)",
                        f"Watch it read-only instead: cai attach -r {name}")
@@ -262,31 +267,15 @@ def _prune(args: argparse.Namespace, ctx: "Ctx") -> int:
         result = agent_sessions.control(eng, container, "remove", *chosen)
         said = {line.split("\t", 1)[1] for line in result.out.splitlines() if line.startswith("removed\t")}
         removed = [name for name in chosen if name in said]  # the agent's shell may print anything there
-    orphans = _orphans(eng, container, args.dry_run)
     if args.json:
+        # "orphans" stays for scripts: records are in each container now, so there are none.
         output.emit_json({"container": container.name, "dry_run": args.dry_run, "age_seconds": age,
-                          "removed": chosen if args.dry_run else removed, "kept": kept, "orphans": orphans},
+                          "removed": chosen if args.dry_run else removed, "kept": kept, "orphans": []},
                          agent_sessions.SCHEMA_VERSION)
         return ExitCode.OK
     verb = "Would remove" if args.dry_run else "Removed"
     for name in chosen if args.dry_run else removed:
         output.out(f"{verb}: {name}")
-    for orphan in orphans:
-        output.out(f"{verb} the records of a removed container: {orphan}")
-    if not chosen and not orphans:
+    if not chosen:
         output.info("No ended sessions to remove")
     return ExitCode.OK
-
-
-def _orphans(eng: Any, container: Any, dry_run: bool) -> list[str]:
-    """Record directories in the data volume of containers this engine no longer has (gone with
-    `--fresh`, `stop --remove` or gc). Made over an hour ago only: a container created meanwhile
-    is not in the list yet."""
-    import re
-
-    from cai import agent_sessions, engine
-
-    known = sorted({str(c.get("Id", ""))[:12] for c in engine.list_containers(eng, [])})
-    result = agent_sessions.control(eng, container, "orphans", "1" if dry_run else "0", *known)
-    said = [line.split("\t", 1)[1] for line in result.out.splitlines() if line.startswith("orphan\t")]
-    return [d for d in said if re.fullmatch(r"[0-9a-f]{12}", d) and d not in known]

@@ -95,9 +95,9 @@ def _stop_one(args: argparse.Namespace, container: "engine.Container") -> int:
     eng = engine.Engine(container.context)
     if args.export:
         _export(container, force=args.force)
-    from cai import sessions
+    from cai import session_guard
 
-    verdict = sessions.verdict(eng, container, force=args.force, interactive=output.isatty())
+    verdict = session_guard.verdict(eng, container, force=args.force, interactive=output.isatty())
     if verdict is not None:
         return verdict
     _stop_or_remove(eng, container, remove=args.remove)
@@ -215,7 +215,7 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
     if not chosen:
         output.out("No containers selected.")
         return ExitCode.OK
-    from cai import sessions
+    from cai import session_guard
 
     for row in chosen:
         container = row.engine.inspect_container(row.id)
@@ -224,7 +224,7 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
             continue
         if args.export:
             _export(container, force=args.force, label=row.name)
-        if sessions.verdict(row.engine, container, force=args.force, interactive=True) is not None:
+        if session_guard.verdict(row.engine, container, force=args.force, interactive=True) is not None:
             continue
         output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}")
         _stop_or_remove(row.engine, container, remove=args.remove)
@@ -234,7 +234,7 @@ def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
 
 def _stop_all(args: argparse.Namespace, rows: list[Row], resolved: str) -> int:
     """Every row, without asking: those with sessions are skipped (unless --force) and reported."""
-    from cai import sessions
+    from cai import session_guard, sessions
 
     output.out()
     output.out("Removing all containers (--all --remove flags)..." if args.remove else "Stopping all containers (--all flag)...")
@@ -249,9 +249,9 @@ def _stop_all(args: argparse.Namespace, rows: list[Row], resolved: str) -> int:
             output.out(f"Skipping: {row.name}{where} (paused; cai unpause --container {row.name} first)")
             continue
         if not args.force and container.running:
-            found = sessions.detect(row.engine, container)
+            found = session_guard.detect(row.engine, container)
             if found.state is sessions.State.HAS:
-                output.out(f"Skipping: {row.name}{where} (active sessions: {found.summary()})")
+                output.out(f"Skipping: {row.name}{where} (active sessions: {session_guard.summary(found)})")
                 skipped.append(row.name)
                 continue
         output.out(f"{'Removing' if args.remove else 'Stopping'}: {row.name}{where}")

@@ -1,19 +1,27 @@
 """Agent sessions (`cai session`, `cai attach`, `cai run -d`) against the real engine, sshd and
 tmux in the agent image: exit codes kept, logs, a REPL driven by send, several clients, a killed
-client, stop refused while one runs, lost after a stop, and records an agent tampered with."""
+client, stop refused while one runs (also when the probe fails), lost after a stop, records an
+agent tampered with, and a second container on the same data volume playing the neighbour."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pty
 import re
+import select
 import subprocess
+import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import CAI, Tmux, agent_workspace, run_cai, unique, wait_for
+from conftest import AGENT_IMAGE, CAI, RUN_ID, RUN_LABEL, Tmux, agent_workspace, run_cai, unique, wait_for
 
-RECORDS = "/mnt/agent-data/sessions"
+SESSIONS = "/home/agent/.cai-sessions"
+LEGACY = "/mnt/agent-data/sessions"  # where records were, shared by every container on the volume
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +33,58 @@ def box(tmp_path_factory, home, docker_client, agent_image):
     name = done.stdout.strip()
     yield workspace, name
     docker_client.api.remove_container(name, force=True)
+
+
+@pytest.fixture(scope="module")
+def neighbour(box, docker_client):
+    """Another container on the box's data volume, as its agent (uid 1000): the second attacker."""
+    volume = next(m["Name"] for m in docker_client.containers.get(box[1]).attrs["Mounts"]
+                  if m["Destination"] == "/mnt/agent-data")
+    container = docker_client.containers.run(
+        AGENT_IMAGE, ["sleep", "900"], entrypoint=[], user="1000:1000", detach=True, name=unique("neighbour"),
+        labels={RUN_LABEL: RUN_ID}, volumes={volume: {"bind": "/mnt/agent-data", "mode": "rw"}})
+    yield container
+    container.remove(force=True)
+
+
+def as_neighbour(neighbour, script):
+    done = neighbour.exec_run(["sh", "-c", script])
+    assert done.exit_code == 0, done.output
+    return done.output.decode()
+
+
+def checkout(workspace):
+    """Every file of the user's checkout and its bytes' hash, links as links."""
+    return {str(path.relative_to(workspace)): os.readlink(path) if path.is_symlink() else
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            for path in sorted(workspace.rglob("*"))}
+
+
+def on_terminal(home, box, *argv):
+    """cai with a pty as its stdout (stdin and stderr are not): what a terminal would receive."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    env.pop("XDG_CONFIG_HOME", None)
+    child = subprocess.Popen([*CAI.split(), argv[0], argv[1], "--container", box[1], *argv[2:]],
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    received = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer is gone
+                break
+            if not chunk:
+                break
+            received += chunk
+        elif child.poll() is not None:
+            break
+    os.close(master)
+    assert child.wait(timeout=30) == 0, child.stderr.read()
+    return received.replace(b"\r\n", b"\n")
 
 
 def cai(home, box, *argv, **kwargs):
@@ -47,8 +107,8 @@ def listed(home, box, *flags):
     return {s["name"]: s for s in document["sessions"]}
 
 
-def records_dir(docker_client, name):
-    return f"{RECORDS}/{docker_client.containers.get(name).id[:12]}"
+def legacy_dir(docker_client, name):
+    return f"{LEGACY}/{docker_client.containers.get(name).id[:12]}"
 
 
 def as_agent(docker_client, name, script):
@@ -89,21 +149,21 @@ def test_a_taken_name_and_bad_names_are_refused(home, box, docker_client):
         done = cai(home, box, "session", "new", bad, "--", "true")
         assert done.returncode == 1 and "Invalid session name" in done.stderr, (bad, done.stderr)
     assert cai(home, box, "session", "new", "-x", "--", "true").returncode == 1
-    files = as_agent(docker_client, box[1], f"ls {records_dir(docker_client, box[1])}")
+    files = as_agent(docker_client, box[1], f"ls -a {SESSIONS} {SESSIONS}/.records")
     assert not any(part in files for part in ("a b", "a.b", "../a", "é")), files
     assert cai(home, box, "session", "kill", "-s", "KILL", name).returncode == 0
     assert cai(home, box, "session", "kill", "-s", "STOP", name).returncode == 1  # refused before anything
 
 
-def test_send_drives_a_repl_whose_log_is_in_the_data_volume(home, box, docker_client):
+def test_send_drives_a_repl_whose_log_is_the_containers_own(home, box, docker_client):
     session = new(home, box, "--log", "--", "python3", "-q")
     done = cai(home, box, "session", "send", session, "--", "print(6*7, 'x' * 3)")
     assert done.returncode == 0, done.stderr
     wait_for(lambda: "42 xxx" in cai(home, box, "session", "logs", session).stdout, timeout=15)
-    log = f"{records_dir(docker_client, box[1])}/{session}.log"
+    log = f"{SESSIONS}/{session}.log"
     assert listed(home, box)[session]["log"] == log
-    owner = docker_client.containers.get(box[1]).exec_run(["stat", "-c", "%U", log]).output.decode().strip()
-    assert owner == "agent"
+    owner = docker_client.containers.get(box[1]).exec_run(["stat", "-c", "%U %a", log, SESSIONS, f"{SESSIONS}/.records"])
+    assert owner.output.decode().split("\n")[:3] == ["agent 644", "agent 700", "agent 700"]
     assert cai(home, box, "session", "send", session, "exit()").returncode == 0
     assert cai(home, box, "session", "wait", session, timeout=30).returncode == 0
     assert "42 xxx" in cai(home, box, "session", "logs", session, "--tail", "5").stdout
@@ -196,7 +256,7 @@ def test_two_clients_detach_and_a_killed_client(home, box):
         assert victims
         subprocess.run(["kill", "-KILL", *victims], check=True)
         # and then its ssh, as a dropped connection would end it
-        subprocess.run(["pkill", "-KILL", "-f", f"cai-session attach {RECORDS}/[0-9a-f]+ {session} 1"], check=True)
+        subprocess.run(["pkill", "-KILL", "-f", f"cai-session attach {SESSIONS} {session} 1"], check=True)
         wait_for(lambda: listed(home, box)[session]["attached_clients"] == 0, timeout=30, interval=0.3)
         assert listed(home, box)[session]["state"] == "running"
         writer.type(f"{CAI} attach --container {box[1]} {session}; echo attach-rc=$?")
@@ -224,7 +284,7 @@ def test_run_detached_is_a_session(home, box, docker_client):
 
 def test_tampered_records_are_data_not_a_crash(home, box, docker_client):
     _, name = box
-    directory = records_dir(docker_client, name) + "/.records"
+    directory = SESSIONS + "/.records"
     as_agent(docker_client, name, f"""
         mkdir -p {directory} && cd {directory}
         python3 -c 'print("[" * 60000 + "]" * 60000)' > deep.json
@@ -251,33 +311,21 @@ line.json'
     as_agent(docker_client, name, f"cd {directory} && rm -f deep.* ansi.* mixed.* 'new\nline.json' broken.*")
 
 
-def test_links_and_fifos_planted_by_another_container_are_never_followed(home, box, docker_client, make_container):
-    """Containers share the default data volume, so another one's agent can write this one's
-    session directory: what it plants is neither written through nor read from."""
+def test_a_flood_of_records_is_cut_at_the_bound(home, box, docker_client):
+    """The agent can make the control script say anything: cai reads 8 MiB of it, then fails."""
     _, name = box
-    directory = records_dir(docker_client, name)
-    neighbour = make_container(volumes={"containai-data": {"bind": "/mnt/agent-data", "mode": "rw"}},
-                               command=["sleep", "600"], entrypoint=[], user="1000:1000")
-    victim = unique("victim")
-    done = neighbour.exec_run(["sh", "-c", f"""
-        set -e
-        mkdir -p {directory}/.records && cd {directory}
-        ln -s /home/agent/workspace/important.txt {victim}.screen.new
-        ln -s /home/agent/workspace/important.txt .records/{victim}.exit.new
-        ln -s /home/agent/workspace/important.txt {victim}.log
-        echo '{{}}' > .records/fifo.json && mkfifo .records/fifo.exit
-    """])
-    assert done.exit_code == 0, done.output
-    as_agent(docker_client, name, "echo precious > /home/agent/workspace/important.txt")
-    assert new(home, box, victim, "--log", "--", "sh", "-c", "echo out; exit 6") == victim
-    assert cai(home, box, "session", "wait", victim, timeout=30).returncode == 6
-    assert as_agent(docker_client, name, "cat /home/agent/workspace/important.txt") == "precious\n"
-    wait_for(lambda: cai(home, box, "session", "logs", victim).stdout == "out\n", timeout=10)
-    started = time.monotonic()
-    listing = cai(home, box, "session", "ls", "-a", "--json", timeout=30)
-    assert listing.returncode == 0 and time.monotonic() - started < 10, listing.stderr
-    assert json.loads(listing.stdout)["sessions"]
-    as_agent(docker_client, name, f"rm -f {directory}/.records/fifo.* /home/agent/workspace/important.txt")
+    as_agent(docker_client, name, f"""cd {SESSIONS}/.records && python3 -c '
+for i in range(160):
+    open(f"flood{{i}}.json", "w").write("{{\\"command\\": [\\"" + "x" * 65000 + "\\"]}}")'""")
+    try:
+        started = time.monotonic()
+        done = cai(home, box, "session", "ls", "-a", timeout=60)
+        assert done.returncode == 1, done.stdout[:200]
+        assert f"{name} answered with more than 8 MiB; cai stopped reading" in done.stderr.splitlines()[0], done.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        as_agent(docker_client, name, f"rm -f {SESSIONS}/.records/flood*.json")
+    assert cai(home, box, "session", "ls", "-a").returncode == 0
 
 
 def test_send_keeps_a_final_semicolon_and_long_commands_start(home, box):
@@ -299,21 +347,6 @@ def test_a_missing_workdir_is_refused_before_anything_runs(home, box):
     assert done.stderr.splitlines()[0] == "[ERROR] No such directory in the workspace: no/such/dir"
 
 
-def test_prune_removes_the_records_of_containers_that_are_gone(home, box, docker_client):
-    _, name = box
-    root = records_dir(docker_client, name).rsplit("/", 1)[0]
-    as_agent(docker_client, name, f"mkdir -p {root}/aaaaaaaaaaaa/.records {root}/bbbbbbbbbbbb "
-                                  f"&& touch -d '2 hours ago' {root}/aaaaaaaaaaaa")
-    dry = json.loads(cai(home, box, "session", "prune", "--dry-run", "--json").stdout)
-    assert dry["orphans"] == ["aaaaaaaaaaaa"]  # bbbb… was made just now: it may be a new container's
-    assert as_agent(docker_client, name, f"ls {root}").split().count("aaaaaaaaaaaa") == 1
-    done = cai(home, box, "session", "prune")
-    assert "Removed the records of a removed container: aaaaaaaaaaaa" in done.stdout.splitlines()
-    left = as_agent(docker_client, name, f"ls {root}").split()
-    assert "aaaaaaaaaaaa" not in left and "bbbbbbbbbbbb" in left and records_dir(docker_client, name)[-12:] in left
-    as_agent(docker_client, name, f"rm -rf {root}/bbbbbbbbbbbb")
-
-
 def test_home_with_a_space(tmp_path, box, docker_client):
     home = tmp_path / "a home"
     home.mkdir()
@@ -322,9 +355,148 @@ def test_home_with_a_space(tmp_path, box, docker_client):
     wait_for(lambda: cai(home, box, "session", "logs", session).stdout == "spaced\n", timeout=10)
 
 
+OSC52 = "\033]52;c;cm0gLXJmIH4=\007"  # a clipboard write: `rm -rf ~`
+
+
+def test_logs_on_a_terminal_drop_osc_dcs_and_apc_and_keep_colours(home, box):
+    script = rf"printf 'a{OSC52}b\033[31mred\033[0m\033P+q544e\033\\c\033_Gf=1;QUFB\033\\d\n'"
+    session = new(home, box, "--log", "--", "sh", "-c", script)
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    raw = "a" + OSC52 + "b\033[31mred\033[0m\033P+q544e\033\\c\033_Gf=1;QUFB\033\\d\n"
+    wait_for(lambda: cai(home, box, "session", "logs", session).stdout == raw, timeout=10)  # a pipe: every byte
+    assert on_terminal(home, box, "session", "logs", session) == b"ab\033[31mred\033[0mcd\n"
+    assert on_terminal(home, box, "session", "logs", "--raw", session) == raw.encode()
+    screen = new(home, box, "--", "sh", "-c", rf"printf 'x{OSC52}y\n'; sleep 300")  # no --log: the screen
+    wait_for(lambda: "y" in cai(home, box, "session", "logs", screen).stdout, timeout=10)
+    assert b"\033]" not in on_terminal(home, box, "session", "logs", screen)
+    assert cai(home, box, "session", "kill", "-s", "KILL", screen).returncode == 0
+
+
+def test_a_neighbour_on_the_data_volume_reaches_no_session(home, box, docker_client, neighbour):
+    """The attacks of a second container on the shared volume, each against where the records
+    were before: a link to the checkout, a forged end, reading the logs, planted escapes."""
+    workspace, name = box
+    for precious in ("package.json", "tsconfig.json"):
+        (workspace / precious).write_text('{"precious": true}\n')
+    secret = unique("secret")
+    job = new(home, box, "--log", "--", "bash", "-c", f"echo {secret}; read line; exit 7")
+    ended = new(home, box, "--log", "--", "true")
+    assert cai(home, box, "session", "wait", ended).returncode == 0
+    wait_for(lambda: secret in cai(home, box, "session", "logs", job).stdout, timeout=10)
+    before = checkout(workspace)
+    legacy = legacy_dir(docker_client, name)
+    as_neighbour(neighbour, f"""
+        set -e
+        mkdir -p {legacy} {LEGACY}/forged/.records
+        ln -sfn /home/agent/workspace {legacy}/.records
+        for n in {job} {ended} package tsconfig; do
+            printf '0 1700000000\\n' > {LEGACY}/forged/.records/$n.exit
+            printf '{{}}\\n' > {LEGACY}/forged/.records/$n.json
+            printf '{OSC52}planted\\n' > {LEGACY}/forged/$n.log
+            ln -sfn /home/agent/workspace/$n.json {legacy}/$n.log
+        done
+    """)
+    assert not as_neighbour(neighbour, f"grep -rl {secret} /mnt/agent-data || true")  # no log is in the volume
+    assert not as_neighbour(neighbour, f"ls -a {SESSIONS} 2>/dev/null || true")  # its own layer has none
+
+    listing = listed(home, box, "-a")
+    assert listing[job]["state"] == "running" and listing[job]["exit_code"] is None
+    assert "package" not in listing and "tsconfig" not in listing
+    pruned = json.loads(cai(home, box, "session", "prune", "--json").stdout)
+    assert ended in pruned["removed"] and job not in pruned["removed"] and pruned["orphans"] == []
+    as_neighbour(neighbour, f"""
+        set -e
+        rm {legacy}/.records {legacy}/*.log && mkdir {legacy}/.records
+        printf '0 1700000000\\n' > {legacy}/.records/{job}.exit
+        printf '{{}}\\n' > {legacy}/.records/{job}.json
+        printf '{OSC52}planted\\n' > {legacy}/{job}.log
+    """)
+    assert listed(home, box)[job]["state"] == "running"
+    assert b"planted" not in on_terminal(home, box, "session", "logs", job)
+    assert cai(home, box, "session", "send", job, "go").returncode == 0  # a forged end does not stop send
+    done = cai(home, box, "session", "wait", job, timeout=30)
+    assert (done.returncode, done.stdout) == (7, "7\n"), done.stderr  # the real code
+    assert checkout(workspace) == before
+    assert as_neighbour(neighbour, f"cat {legacy}/.records/{job}.exit") == "0 1700000000\n"  # left alone
+    as_neighbour(neighbour, f"rm -rf {legacy} {LEGACY}/forged")
+    for precious in ("package.json", "tsconfig.json"):
+        (workspace / precious).unlink()
+
+
+def test_export_carries_the_sessions_only_when_asked(home, box, tmp_path, docker_client):
+    _, name = box
+    session = new(home, box, "--log", "--", "sh", "-c", "echo exported-line")
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    as_agent(docker_client, name, f"ln -sfn /etc/shadow {SESSIONS}/planted.log && mkfifo {SESSIONS}/.records/fifo.json")
+    try:
+        plain = run_cai(home, "export", "--container", name, "-o", str(tmp_path / "plain.tgz"))
+        assert plain.returncode == 0, plain.stderr
+        with tarfile.open(tmp_path / "plain.tgz") as archive:
+            assert not any(n.startswith("./.cai-sessions") for n in archive.getnames())
+        done = run_cai(home, "export", "--container", name, "--sessions", "-o", str(tmp_path / "with.tgz"))
+        assert done.returncode == 0, done.stderr
+        with tarfile.open(tmp_path / "with.tgz") as archive:
+            members = {m.name: m for m in archive.getmembers() if m.name.startswith("./.cai-sessions")}
+            assert archive.extractfile(members[f"./.cai-sessions/{session}.log"]).read() == b"exported-line\r\n"
+            assert json.loads(archive.extractfile(members[f"./.cai-sessions/.records/{session}.json"]).read())["log"]
+            assert all(m.isfile() or m.isdir() for m in members.values())  # not the link, not the FIFO
+            assert "./.cai-sessions/planted.log" not in members and "./.cai-sessions/.records/fifo.json" not in members
+        refused = run_cai(home, "export", "--sessions", "-o", str(tmp_path / "no.tgz"), cwd=str(tmp_path))
+        assert refused.returncode == 1 and "--sessions needs --container" in refused.stderr
+    finally:
+        as_agent(docker_client, name, f"rm -f {SESSIONS}/planted.log {SESSIONS}/.records/fifo.json")
+
+
+def test_a_session_directory_that_is_a_link_is_refused_by_every_verb(home, box, docker_client):
+    """The agent itself may point its session directory at the checkout: nothing is written or
+    removed there, and nothing is read from it."""
+    workspace, name = box
+    (workspace / "keep.json").write_text("{}\n")
+    (workspace / ".records").mkdir(exist_ok=True)
+    (workspace / ".records" / "keep.json").write_text("{}\n")
+    (workspace / ".records").chmod(0o777)
+    before = checkout(workspace)
+    for link, target in ((SESSIONS, "/home/agent/workspace"), (f"{SESSIONS}/.records", "/home/agent/workspace/.records")):
+        as_agent(docker_client, name, f"mv {link} {link}.real && ln -s {target} {link}")
+        try:
+            for argv in (("session", "ls", "-a"), ("session", "prune"), ("session", "wait", "keep"),
+                         ("session", "new", "--", "true"), ("session", "logs", "keep")):
+                done = cai(home, box, *argv)
+                assert done.returncode == 1, (argv, done.stdout, done.stderr)
+                assert "the session directory failed its check" in done.stderr, (argv, done.stderr)
+            assert checkout(workspace) == before
+        finally:
+            as_agent(docker_client, name, f"rm {link} && mv {link}.real {link}")
+    assert cai(home, box, "session", "ls", "-a").returncode == 0
+    (workspace / "keep.json").unlink()
+    (workspace / ".records" / "keep.json").unlink()
+    (workspace / ".records").rmdir()
+
+
+def test_when_the_probe_fails_the_records_still_count(home, box, docker_client):
+    """An agent can make the root probe fail (pids, memory); here its sh is gone. stop, kill
+    and restart still see the running session through cai's records, and refuse without --force."""
+    _, name = box
+    session = new(home, box, "--", "sleep", "300")
+    container = docker_client.containers.get(name)
+    assert container.exec_run(["mv", "/usr/bin/dash", "/usr/bin/dash.off"]).exit_code == 0
+    try:
+        for argv in (("stop",), ("kill", "-s", "TERM"), ("restart",)):
+            done = cai(home, box, *argv)
+            assert done.returncode == 1, (argv, done.stderr)
+            assert f"by cai's records, detached sessions: {session}" in done.stderr.splitlines()[0], done.stderr
+            assert docker_client.containers.get(name).status == "running"
+    finally:
+        assert container.exec_run(["mv", "/usr/bin/dash.off", "/usr/bin/dash"]).exit_code == 0
+    assert cai(home, box, "session", "kill", session).returncode == 0
+    assert cai(home, box, "session", "wait", session).returncode == 143
+
+
 def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, box, docker_client):
     _, name = box
     finished = new(home, box, "--", "bash", "-c", "exit 9")
+    marked = new(home, box, "--log", "--", "sh", "-c", rf"printf 'p{OSC52}q\n'")
+    assert cai(home, box, "session", "wait", marked).returncode == 0
     assert cai(home, box, "session", "wait", finished).returncode == 9
     session = new(home, box, "--log", "--", "bash", "-c", "echo started; sleep 600")
     wait_for(lambda: "started" in cai(home, box, "session", "logs", session).stdout, timeout=15)
@@ -348,6 +520,8 @@ def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, bo
     assert docker_client.containers.get(name).status == "exited"  # read without starting it
     assert cai(home, box, "session", "logs", session).stdout == "started\n"
     assert cai(home, box, "session", "logs", "-f", session).stdout == "started\n"  # nothing more will come
+    assert on_terminal(home, box, "session", "logs", marked) == b"pq\n"  # read through the engine, filtered
+    assert cai(home, box, "session", "logs", marked).stdout == f"p{OSC52}q\n"
     assert cai(home, box, "session", "wait", finished).returncode == 9
     lost = cai(home, box, "session", "wait", session)
     assert lost.returncode == 1 and "was lost" in lost.stderr

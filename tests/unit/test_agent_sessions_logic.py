@@ -40,10 +40,11 @@ def test_default_names_are_valid_and_vary():
 
 
 def test_control_command_keeps_every_word():
-    command = s.control_command("send", ID, "py", "it's $(rm -rf /) `x`\n\"q\"")
+    command = s.control_command("send", "py", "it's $(rm -rf /) `x`\n\"q\"")
     words = shlex.split(command)
     assert words[:2] == ["bash", "-c"] and words[2] == s.CONTROL_SCRIPT
-    assert words[3:] == ["cai-session", "send", f"{s.RECORDS_ROOT}/3f2a8b1c9d0e", "py", "it's $(rm -rf /) `x`\n\"q\""]
+    assert words[3:] == ["cai-session", "send", "/home/agent/.cai-sessions", "py", "it's $(rm -rf /) `x`\n\"q\""]
+    assert "/mnt/agent-data" not in s.CONTROL_SCRIPT  # nothing of a session is in the shared volume
 
 
 def test_session_script_quotes_command_workdir_and_environment():
@@ -59,16 +60,26 @@ def test_listing_states():
         "now\t1000",
         rec("run", "900"), rec("done", "800", exit_text="7 950"), rec("gone", "700", lost="750"),
         rec("fresh", "990"), rec("old", "100"),
-        "tmux\trun\t2", "tmux\tstranger\t1",
+        "tmux\trun\t2",
     ])
     found = {x.name: x for x in s.parse_listing(text, booted=500).sessions}
-    assert set(found) == {"run", "done", "gone", "fresh", "old"}  # a tmux session without a record is not ours
+    assert set(found) == {"run", "done", "gone", "fresh", "old"}
     assert (found["run"].state, found["run"].attached) == ("running", 2)
     assert (found["done"].state, found["done"].exit_code, found["done"].ended) == ("exited", 7, 950)
     assert (found["gone"].state, found["gone"].lost_at, found["gone"].newly_lost) == ("lost", 750, False)
     assert found["fresh"].state == "starting"  # younger than START_GRACE_S
     assert (found["old"].state, found["old"].newly_lost) == ("lost", True)
     assert found["done"].state_text() == "exited (7)" and found["gone"].state_text() == "lost at 1970-01-01T00:12:30Z"
+
+
+def test_a_running_tmux_session_wins_over_every_record():
+    text = "\n".join(["now\t1000", rec("forged", "900", exit_text="0 950"), rec("marked", "900", lost="950"),
+                      "tmux\tforged\t0", "tmux\tmarked\t1", "tmux\tolder\t0", "tmux\tbad name\t0"])
+    found = {x.name: x for x in s.parse_listing(text).sessions}
+    assert set(found) == {"forged", "marked", "older"}  # one an older cai started has no record here
+    for name in found:
+        assert (found[name].state, found[name].exit_code, found[name].lost_at) == ("running", None, None), name
+    assert found["older"].command is None and s.settle_lost(s.parse_listing(text), 500) == []
 
 
 def test_a_young_record_from_before_the_last_start_is_lost():
@@ -109,10 +120,10 @@ def tar_of(files):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data, mtime in files:
-            info = tarfile.TarInfo(f"3f2a8b1c9d0e/{name}")
+            info = tarfile.TarInfo(f".records/{name}")
             info.size, info.mtime = len(data), mtime
             tar.addfile(info, io.BytesIO(data))
-        link = tarfile.TarInfo("3f2a8b1c9d0e/link.json")
+        link = tarfile.TarInfo(".records/link.json")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
         tar.addfile(link)
     return [buffer.getvalue()[i:i + 700] for i in range(0, len(buffer.getvalue()), 700)]
@@ -137,6 +148,20 @@ def test_a_cut_archive_lists_what_came_before():
     assert [x.name for x in s.from_archive(iter(chunks[:2])).sessions] == ["a"]
 
 
+def test_archive_records_only_right_in_records_and_bounded(monkeypatch):
+    monkeypatch.setattr(s, "_ARCHIVE_BYTES", 50)
+    chunks = tar_of([("a.json", b"{}", 100), ("sub/b.json", b"{}", 100), ("c.json", b"x" * 49, 100),
+                     ("d.json", b"{}", 100)])
+    assert sorted(s._archived_records(iter(chunks))) == ["a.json", "d.json"]  # c would pass the total bound
+
+
+def test_records_that_show_a_session_running():
+    files = {"run.json": (200, b"{}"), "old.json": (50, b"{}"), "done.json": (200, b"{}"), "done.exit": (210, b"0 210"),
+             "gone.json": (200, b"{}"), "gone.lost": (210, b"210")}
+    found = {x.name: x for x in s._records(files)}
+    assert [n for n, x in found.items() if x.exit_code is None and x.lost_at is None] == ["old", "run"]
+
+
 def test_probe_names_only_the_wrappers_argv():
     lines = [f"/bin/bash\t{s.WRAPPER}\t/mnt/agent-data/sessions/x\ttrain\t",
              f"grep\t-alF\t{s.WRAPPER}\t/proc/1/cmdline\t",
@@ -154,3 +179,30 @@ def test_a_detached_session_makes_the_container_busy():
     found = sessions.Sessions(sessions.State.HAS, 0, 1, 0, detached=("train",))
     assert found.summary() == "ssh: 0, terminals: 1, exec: 0, detached sessions: train"
     assert found.as_json()["detached_sessions"] == ["train"]
+
+
+class Box:
+    name, running, id, started_at = "box", True, ID, "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("probe", "recorded", "state", "detached"), [
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="probe failed (127)"), ["train"], "has", ("train",)),
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="timed out"), [], "unknown", None),
+    (sessions.Sessions(sessions.State.UNKNOWN, reason="timed out"), None, "unknown", None),  # records unreadable too
+    (sessions.Sessions(sessions.State.NONE, 0, 0, 0), ["train"], "none", None),  # the probe answered: it decides
+])
+def test_the_guard_counts_recorded_sessions_only_when_the_probe_failed(monkeypatch, probe, recorded, state, detached):
+    from cai import session_guard
+
+    monkeypatch.setattr(sessions, "detect", lambda eng, container: probe)
+    monkeypatch.setattr(s, "running_by_records", lambda eng, container: recorded)
+    found = session_guard.detect(None, Box())
+    assert (found.state.value, found.detached) == (state, detached)
+    if state == "has":
+        assert session_guard.summary(found) == "the session probe failed; by cai's records, detached sessions: train"
+        with pytest.raises(CaiError) as refused:
+            session_guard.verdict(None, Box(), force=False, interactive=False, verb="kill", command="kill -s TERM")
+        assert refused.value.code == 1
+        assert refused.value.extra == ("Use --force to kill it anyway: cai kill -s TERM --container box --force",)
+    else:
+        assert session_guard.verdict(None, Box(), force=False, interactive=False) is None
