@@ -115,7 +115,7 @@ def test_every_documented_field_has_a_type_and_meaning_column(command):
 
 JSON_COMMANDS = [("gc", "--json"), ("gc", "--dry-run", "--json"), ("gc", "--force", "--age", "14d", "--json"),
                  ("status", "--json"), ("ssh", "cleanup", "--json"), ("ps", "--format", "json"), ("port", "--json"),
-                 ("inspect",)]
+                 ("inspect",), ("session", "ls", "--json"), ("session", "prune", "--json")]
 
 
 @pytest.mark.parametrize("argv", JSON_COMMANDS, ids=" ".join)
@@ -127,7 +127,7 @@ def test_a_json_command_prints_its_document_when_the_engine_does_not_answer(tmp_
     subprocess.run(["docker", "context", "create", "dead", "--docker", f"host=unix://{tmp_path}/no-engine.sock"],
                    env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")},
                    check=True, capture_output=True, timeout=30)
-    done = run_cai(home, "--context", "dead", *argv, "--container", "x") if argv[0] in ("port", "inspect", "status") \
+    done = run_cai(home, "--context", "dead", *argv, "--container", "x") if argv[0] in ("port", "inspect", "status", "session") \
         else run_cai(home, "--context", "dead", *argv)
     assert done.returncode == 1, done.stderr
     document = json.loads(done.stdout)
