@@ -122,6 +122,10 @@ def as_agent(docker_client, name, script):
     ("exit 7", None, 7),
     ("sleep 300", "TERM", 143),
     ("sleep 300", "9", 137),
+    ("sleep 300", "INT", 130),  # the wrapper's bash must not take the job's SIGINT for its own
+    ("sleep 300", "QUIT", 131),
+    ("sleep 300", "HUP", 129),
+    ("sleep 300", "ABRT", 134),
     ("trap 'exit 5' USR1; sleep 300 & wait", "SIGUSR1", 5),
     ("kill -STOP $$; echo resumed; exit 3", None, 3),  # a stopped command is resumed, not ended
 ])
