@@ -70,7 +70,7 @@ def resolve(*, explicit_context: str | None, workspace_arg: str | None, containe
                 raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {container_arg}",
                                "To create a container for this workspace, run:", f"  cai run --container {container_arg} /path/to/workspace")
             return Target(eng, container_arg, workspace, config.resolve_volume(None, workspace), None)
-        if not labels.is_ours(found.labels, found.image):
+        if not labels.is_workspace_container(found.labels):
             raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container {found.name} exists but is not managed by ContainAI",
                            "[HINT] Remove the conflicting container or use a different name")
         ws_label = labels.label(found.labels, labels.WORKSPACE) or str(workspace)
@@ -119,7 +119,7 @@ def find_managed(name: str, *, explicit_context: str | None, workspace: Path,
 
 
 def check_ours(container: engine.Container) -> None:
-    if not labels.is_ours(container.labels, container.image):
+    if not labels.is_workspace_container(container.labels):
         raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container '{container.name}' was not created by ContainAI",
                        "This is a name collision with a container not managed by ContainAI.",
                        "Use a different workspace path or remove the conflicting container.")

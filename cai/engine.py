@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class EngineUnavailable(CaiError):
 
     def __init__(self, kind: str, detail: str = "") -> None:
         first, *rest = _CLASSIFIED[kind]
+        if kind == "not_running" and sys.platform.startswith("linux"):  # the original's two lines point at Docker Desktop
+            rest.append("  On Linux, start the engine: sudo systemctl start docker (or run dockerd)")
         extra = [f"[ERROR] {line}" for line in rest]
         if kind in ("unknown", "context", "ssh", "tls") and detail:
             extra.append(f"[ERROR]   {detail}")

@@ -28,7 +28,6 @@ HELPER_VOLUME = "containai.helper.volume"
 HELPER_SHELL = "containai.helper.shell"  # on a helper image: "true" when it can run the import swap
 
 MANAGED_FILTER = f"{MANAGED}=true"
-OUR_IMAGE_PREFIX = "containai:"
 DEFAULT_IMAGE = "containai:latest"
 DEFAULT_MEMORY = "4g"
 DEFAULT_CPUS = 2.0
@@ -50,18 +49,12 @@ def is_managed(labels: Mapping[str, str] | None) -> bool:
     return _label(labels, MANAGED) == "true"
 
 
-def is_ours(labels: Mapping[str, str] | None, image: str) -> bool:
-    """Lenient rule (run, shell, exec): label `true`, or no label and a `containai:` image.
-
-    An explicit label of any other value (e.g. `false`) is foreign whatever the image, and cai's
-    export and import helpers are never workspace containers.
-    """
-    if _label(labels, HELPER):
-        return False
-    value = _label(labels, MANAGED)
-    if value:
-        return value == "true"
-    return image.startswith(OUR_IMAGE_PREFIX)
+def is_workspace_container(labels: Mapping[str, str] | None) -> bool:
+    """The one ownership rule, for every command: cai's label is exactly `true`, and it is not one
+    of cai's helpers. The original also took an unlabelled container of a `containai:` image for
+    its own in run, shell and exec; `docker create containai:latest` then counted as cai's and
+    failed later with exit 12 and a wrong hint (docs/differences.md)."""
+    return is_managed(labels) and not _label(labels, HELPER)
 
 
 KEEP_VALUES = ("true", "1", "yes")

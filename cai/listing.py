@@ -55,8 +55,7 @@ def health(status_text: str) -> str | None:
 def base_row(context: str, item: Mapping[str, Any]) -> dict[str, Any] | None:
     """What the list call says of one container; None for a helper or another tool's container."""
     item_labels = item.get("Labels") or {}
-    image = item.get("Image") or ""
-    if not labels.is_ours(item_labels, image):
+    if not labels.is_workspace_container(item_labels):
         return None
     return {
         "context": context,
@@ -65,7 +64,7 @@ def base_row(context: str, item: Mapping[str, Any]) -> dict[str, Any] | None:
         "state": item.get("State") or "unknown",
         "health": health(item.get("Status") or ""),
         "status": item.get("Status") or "",
-        "image": image or "unknown",
+        "image": item.get("Image") or "unknown",
         "workspace": labels.label(item_labels, labels.WORKSPACE) or None,
         "workspace_mount": engine.workspace_mount(item.get("Mounts")).get("type"),
         "ssh_port": labels.ssh_port(item_labels),

@@ -71,7 +71,7 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
                 found = engine.Engine(context).inspect_container(docker_args[token])
             except CaiError:
                 found = None  # docker itself will say what is wrong
-            if found is not None and labels.is_ours(found.labels, found.image):
+            if found is not None and labels.is_workspace_container(found.labels):
                 docker_args[1:1] = ["-u", "agent"]
         argv = [docker, "--context", context, *docker_args]
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}

@@ -153,22 +153,21 @@ COLUMNS = (("CONTEXT", "context"), ("NAME", "name"), ("STATUS", "status"), ("IMA
 
 
 def container_rows(context: str, listed: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per workspace container of a sparse list (helpers left out, as `labels.is_ours`
-    does), sorted by name."""
+    """One row per workspace container of a sparse list (helpers left out, as
+    `labels.is_workspace_container` does), sorted by name."""
     from cai import engine, labels
 
     rows = []
     for item in listed:
         item_labels = item.get("Labels") or {}
-        image = item.get("Image") or ""
-        if not labels.is_ours(item_labels, image):
+        if not labels.is_workspace_container(item_labels):
             continue
         rows.append({
             "context": context,
             "name": (item.get("Names") or ["/?"])[0].lstrip("/"),
             "id": item.get("Id") or "",
             "status": item.get("State") or "unknown",
-            "image": image or "unknown",
+            "image": item.get("Image") or "unknown",
             "workspace": labels.label(item_labels, labels.WORKSPACE) or None,
             "workspace_mount": engine.workspace_mount(item.get("Mounts")).get("type"),
             "ssh_port": labels.ssh_port(item_labels),

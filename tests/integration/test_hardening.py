@@ -190,6 +190,24 @@ def test_the_original_messages(home, make_container, ws, tmp_path):
     assert len(memory) == 1 and memory[0].endswith("%)") and "." not in memory[0].rsplit("(", 1)[1], memory
 
 
+def test_one_ownership_rule_an_unlabelled_containai_container_is_foreign_everywhere(home, make_container, tmp_path):
+    """`docker create containai:latest` is not cai's: 15 with the original's words for every verb,
+    never 12 with a hint about SSH support, never 0 from logs."""
+    plain = make_container(image="containai:latest")
+    for argv in (("exec", "--container", plain.name, "--", "true"), ("cp", f"{plain.name}:x", str(tmp_path)),
+                 ("logs", "--container", plain.name), ("shell", "--container", plain.name),
+                 ("port", "--container", plain.name), ("session", "ls", "--container", plain.name)):
+        done = run_cai(home, *argv)
+        assert (done.returncode, done.stderr.splitlines()[:1]) == (
+            15, [f"[ERROR] Container {plain.name} exists but is not managed by ContainAI"]), (argv, done.stderr)
+    for argv in (("stop", "--container", plain.name), ("status", "--container", plain.name)):
+        done = run_cai(home, *argv)
+        assert (done.returncode, done.stderr.splitlines()[:1]) == (
+            1, [f"[ERROR] Container {plain.name} exists but is not managed by ContainAI"]), (argv, done.stderr)
+    plain.reload()
+    assert plain.status == "running"
+
+
 # --- root never follows what the agent controls -----------------------------------------------
 
 

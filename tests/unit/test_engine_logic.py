@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import pytest
 import requests
@@ -25,12 +26,17 @@ def test_classify(exc, kind):
     classified = engine.classify(exc)
     assert classified.kind == kind
     assert classified.code == 1
-    assert len([classified.message, *classified.extra]) == 2
+    linux_hint = kind == "not_running" and sys.platform.startswith("linux")
+    assert len([classified.message, *classified.extra]) == (3 if linux_hint else 2)
 
 
 def test_messages_match_the_original():
-    assert (engine.EngineUnavailable("not_running").message, engine.EngineUnavailable("not_running").extra) == (
+    assert (engine.EngineUnavailable("not_running").message, engine.EngineUnavailable("not_running").extra[:1]) == (
         "Docker Desktop is not running", ("[ERROR]   Start Docker Desktop and try again",))
+    # Linux users have no Docker Desktop: a third line says how to start theirs
+    assert engine.EngineUnavailable("not_running").extra[1:] == (
+        ("[ERROR]   On Linux, start the engine: sudo systemctl start docker (or run dockerd)",)
+        if sys.platform.startswith("linux") else ())
     assert engine.EngineUnavailable("no_cli").message == "Docker is not installed or not in PATH"
 
 

@@ -62,20 +62,19 @@ def test_too_many_collisions():
 
 
 @pytest.mark.parametrize(
-    ("value", "image", "strict", "lenient"),
+    ("found", "ours"),
     [
-        ("true", "whatever", True, True),
-        ("false", "containai:latest", False, False),
-        (None, "containai:latest", False, True),
-        ("<no value>", "containai:dev", False, True),
-        (None, "debian:bookworm", False, False),
-        ("TRUE", "containai:latest", False, False),
+        ({labels.MANAGED: "true"}, True),
+        ({labels.MANAGED: "false"}, False),
+        ({}, False),  # `docker create containai:latest`: the original's lenient rule took it for cai's
+        ({labels.MANAGED: "<no value>"}, False),
+        ({labels.MANAGED: "TRUE"}, False),
+        ({labels.MANAGED: "true", labels.HELPER: "true"}, False),
     ],
 )
-def test_ownership_rules(value, image, strict, lenient):
-    found = {} if value is None else {labels.MANAGED: value}
-    assert labels.is_managed(found) is strict
-    assert labels.is_ours(found, image) is lenient
+def test_one_ownership_rule(found, ours):
+    assert labels.is_workspace_container(found) is ours
+    assert labels.is_managed(found) is (found.get(labels.MANAGED) == "true")
 
 
 @pytest.mark.parametrize("bad", ["", "-rf", "a;b", "a b", "$(x)", "naïve", "x" * 300, "a/b", "\x00a"])
