@@ -23,7 +23,7 @@ TEMPLATE_HASH = "ai.containai.template-hash"
 IMAGE_TAG = "containai.image-tag"
 KEEP = "containai.keep"
 HELPER = "containai.helper"  # "true" on cai's export/import helpers and on its helper image
-HELPER_ROLE = "containai.helper.role"  # export | import
+HELPER_ROLE = "containai.helper.role"  # export | import | cp
 HELPER_VOLUME = "containai.helper.volume"
 HELPER_SHELL = "containai.helper.shell"  # on a helper image: "true" when it can run the import swap
 

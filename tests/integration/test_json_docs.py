@@ -138,3 +138,15 @@ def test_a_json_command_prints_its_document_when_the_engine_does_not_answer(tmp_
     assert set(document) == {"schema_version", "error"}
     assert document["schema_version"] == (2 if argv[0] in ("status", "ps", "inspect") else 1)
     assert flatten(document) == documented_fields("When a command fails")
+
+
+def test_the_examples_in_the_docs_have_the_documented_fields():
+    """An example is a claim too: each JSON block of gc.md and json.md has exactly its command's
+    top-level fields and no field the tables do not list."""
+    docs = JSON_DOC.parent
+    gc_example = json.loads(re.search(r"```json\n(.*?)```", (docs / "gc.md").read_text(), re.DOTALL)[1].replace("…", ""))
+    check("cai gc", gc_example)
+    text = JSON_DOC.read_text()
+    for heading, version in (("cai status --json", 2), ("When a command fails", 1)):
+        body = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+        check(heading.removesuffix(" --json"), json.loads(re.search(r"```json\n(.*?)```", body, re.DOTALL)[1]), version)
