@@ -525,9 +525,40 @@ def remote_exec_command(argv: Sequence[str], workdir: str | None = None) -> str:
     command, and the no-op trap stops it from killing itself on a PTY's Ctrl-C: a command killed
     by signal n then ends with status 128+n, as it would locally, instead of ssh's bare 255.
     The outer bash's own stderr goes to /dev/null (its "Killed" report would quote this wrapper);
-    the command keeps the real stderr through fd 3, which it does not inherit."""
+    the command keeps the real stderr through fd 3, which it does not inherit. The leading mark
+    names this run, so that a signalled cai can find its process group (`stop_remote`)."""
     into = f" && cd -- {shlex.quote(workdir)}" if workdir else ""  # a relative one is the workspace's
-    return f"cd {WORKDIR}{into} && trap : INT QUIT && {{ {login_command(argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null; exit $?"
+    mark = f"{_RUN_MARK}{os.urandom(8).hex()}"
+    return (f": {mark} && cd {WORKDIR}{into} && trap : INT QUIT && {{ {login_command(argv)} 2>&3 3>&-; }} 3>&2 2>/dev/null; "
+            "exit $?")
+
+
+_RUN_MARK = "cai-run-"
+_RUN_MARK_RE = re.compile(r"^: cai-run-([0-9a-f]{16}) ")
+# Run by bash as the agent (dash's kill takes no `--`): the oldest process whose argv holds the
+# mark is the shell sshd started, which leads the command's process group (sshd makes each
+# session's command a session leader). The bracket keeps pgrep from matching this script's shell.
+_STOP_SCRIPT = r"""
+p=$(pgrep -o -u "$(id -u)" -f "[c]ai-run-$1 ") || exit 0
+kill -"$2" -- "-$p" 2>/dev/null
+(sleep 1; kill -KILL -- "-$p") >/dev/null 2>&1 </dev/null &
+"""
+
+
+def stop_remote(endpoint: Endpoint, remote: str, signum: int, sharing: Sequence[str] = ()) -> None:
+    """Without a PTY, OpenSSH carries no signal and sshd leaves a command running when its client
+    goes: so a cai that got SIGTERM, SIGHUP or SIGINT sends it to the remote command's process
+    group itself (KILL a second later), through the shared master when there is one."""
+    found = _RUN_MARK_RE.match(remote)
+    if found is None:
+        return
+    name = signal.Signals(signum).name.removeprefix("SIG")
+    command = f"bash -c {shlex.quote(_STOP_SCRIPT)} cai-stop {found.group(1)} {name}"
+    try:
+        proc.run([*base_argv(endpoint), *sharing, "-n", "-o", "BatchMode=yes", HOST, command], timeout=5,
+                 env=_jump_shell(endpoint))
+    except CaiError:
+        pass  # cai is ending on a signal: what it could not stop, it cannot report better
 
 
 REMOTE_SHELL_COMMAND = f"cd {WORKDIR} && exec bash -l"
@@ -637,6 +668,8 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
         if not received:
             for thread in relays:
                 thread.join()
+        elif tty is None:
+            stop_remote(endpoint, remote, received[0], sharing)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -299,8 +299,8 @@ def test_remote_signal_death_is_128_plus_n(ws, home, script, code):
     assert (done.returncode, done.stderr) == (code, "")
 
 
-def _cai_child(home, workspace, marker):
-    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+def _cai_child(home, workspace, marker, **extra_env):
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), **extra_env}
     return subprocess.Popen([sys.executable, "-m", "cai", "exec", "-w", str(workspace), "--", "sh", "-c",
                              f"echo x >> {marker}; exec sleep 30"],
                             env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -325,7 +325,7 @@ def test_ctrl_c_gives_130_and_never_reruns(ws, home, docker_client):
     child = _cai_child(home, workspace, marker)
     wait_for(lambda: (workspace / marker).exists(), timeout=30)
     os.killpg(child.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
-    _, err = child.communicate(timeout=10)  # the remote sleep runs on; cai's pipes must not wait for it
+    _, err = child.communicate(timeout=10)  # cai's pipes must not wait for the remote command
     docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
     assert child.returncode == 130, err
     assert (workspace / marker).read_text() == "x\n"
@@ -339,11 +339,38 @@ def test_sigterm_to_cai_gives_143_and_takes_ssh_with_it(ws, home, docker_client)
     wait_for(lambda: (workspace / marker).exists(), timeout=30)
     assert _ssh_processes_mentioning(marker)
     child.send_signal(signal.SIGTERM)  # cai alone, as a supervisor would
-    _, err = child.communicate(timeout=10)  # the remote sleep runs on; cai's pipes must not wait for it
+    _, err = child.communicate(timeout=10)  # cai's pipes must not wait for the remote command
     docker_client.containers.get(name).exec_run(["pkill", "-f", marker])
     assert child.returncode == 143, err
     assert _ssh_processes_mentioning(marker) == []
     assert (workspace / marker).read_text() == "x\n"
+
+
+def _remote_left(docker_client, name, marker) -> str:
+    """What still runs in the container that names `marker`."""
+    found = docker_client.containers.get(name).exec_run(["pgrep", "-a", "-f", marker])
+    return found.output.decode() if found.exit_code == 0 else ""
+
+
+@pytest.mark.parametrize("multiplex", ["1", "0"], ids=["shared", "own-connection"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signalled_exec_stops_its_remote_command_too(ws, home, docker_client, signum, multiplex):
+    """A CI timeout or a systemd stop of `cai exec -- make test` must not leave the build running:
+    without a PTY ssh carries no signal, so cai passes it on to the command's process group."""
+    import time
+
+    workspace, name = ws
+    marker = f"stop-{unique()}"
+    child = _cai_child(home, workspace, marker, CAI_SSH_MULTIPLEX=multiplex)
+    wait_for(lambda: (workspace / marker).exists(), timeout=30)
+    assert _remote_left(docker_client, name, marker)
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=15)
+    assert child.returncode == 128 + signum, err
+    deadline = time.monotonic() + 3
+    while _remote_left(docker_client, name, marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _remote_left(docker_client, name, marker) == ""
 
 
 def test_ssh_cleanup_removes_only_gone_containers(ws, tmp_path):

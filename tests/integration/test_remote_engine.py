@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -475,3 +476,33 @@ def test_status_resources_of_a_remote_container(remote, remote_host):
         assert wait_for(lambda: resources()["cpu_percent"] > 50, timeout=30)
     finally:
         container.exec_run(["pkill", "-f", "while :; do :; done"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signalled_exec_stops_its_remote_command_through_the_jump(remote, remote_host, signum):
+    import sys
+
+    _, name, workspace, home, env = remote
+    context = remote_host.add_context(home)
+    marker = f"jump-stop-{signum.name}"
+    child = subprocess.Popen([sys.executable, "-m", "cai", "--context", context, "exec", "-w", str(workspace), "--",
+                              "sh", "-c", f": {marker}; sleep 30"],
+                             env={**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker"), **env},
+                             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    box = remote_host.client.containers.get(name)
+
+    def left() -> str:
+        found = box.exec_run(["pgrep", "-a", "-f", marker])
+        return found.output.decode() if found.exit_code == 0 else ""
+
+    deadline = time.monotonic() + 30
+    while not left() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left()
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=15)
+    assert child.returncode == 128 + signum, err
+    deadline = time.monotonic() + 4
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left() == ""
