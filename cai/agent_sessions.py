@@ -56,6 +56,8 @@ _ARCHIVE_STREAMED = 64 << 20  # bytes of that archive cai reads through before i
 
 # The control script's own exit codes (the commands it runs use 0-2).
 RC_NO_TMUX, RC_TAKEN, RC_NO_SESSION, RC_NOT_RUNNING, RC_NEEDS_LOG, RC_NO_WORKDIR, RC_UNSAFE_DIR = 20, 21, 22, 23, 24, 25, 26
+RC_NO_START = 27
+LOGIN_PASS = "--cai-login"  # NAME.cmd's argument once it runs as a login shell
 
 CONTROL_SCRIPT = r"""
 set -u
@@ -99,7 +101,8 @@ new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
     running && exit 21
     IFS= read -r meta || exit 1
     (set -C; printf '%s\n' "$meta" >"$name.json") 2>/dev/null || exit 21
-    rmreg "$name.exit" "$name.lost" "$base/$name.screen" "$base/$name.log" "$private/$name.cmd" "$private/$name.pid" || exit 1
+    rmreg "$name.exit" "$name.lost" "$base/$name.screen" "$base/$name.log" "$private/$name.cmd" "$private/$name.pid" \
+        "$private/$name.nostart" "$private/$name.started" || exit 1
     if ! { mkdir -p -m 700 -- "$private" && (set -C; cat >"$private/$name.cmd"); } ||
         ! t set-option -g history-limit 50000 \; new-session -d -s "$name" -x 200 -y 50 -c "$base" \
             /usr/local/lib/containai/cai-session "$base" "$name"; then
@@ -110,6 +113,25 @@ new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
         t pipe-pane -o -t "$pane" "set -C; exec cat >'$base/$name.log'"
     fi
     t wait-for -S "cai-go-$name"
+    # Started once the pid recorded after the login pass runs something else than NAME.cmd
+    # (exec replaced it). NAME.cmd writes NAME.nostart before it ends when the command cannot
+    # start, so once the session has ended that file alone decides: then its words, and exit 27.
+    for _ in $(seq 500); do
+        [ -f "$private/$name.nostart" ] && break
+        [ -f "$private/$name.started" ] && break  # a builtin or a function: it runs in NAME.cmd's shell
+        pid=$(rd "$private/$name.pid" 16)
+        case $pid in ''|*[!0-9]*) ;; *)
+            argv=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null)  # empty once it has ended
+            [ -n "$argv" ] && ! printf '%s\n' "$argv" | grep -qxF -- --cai-login && break ;;
+        esac
+        running || break
+        sleep 0.01
+    done
+    if [ -f "$private/$name.nostart" ]; then
+        while running; do sleep 0.05; done
+        rd "$base/$name.screen" 65536 | awk 'NF' | tail -n 5 >&2
+        exit 27
+    fi
     ;;
 list)
     printf 'now\t%s\n' "$(date +%s)"
@@ -426,13 +448,28 @@ def probe_names(lines: Sequence[str]) -> list[str]:
 
 
 def session_script(name: str, command: Sequence[str], workdir: str | None, environment: dict[str, str]) -> str:
-    """NAME.cmd: the session's command under the agent's login shell, as `cai exec` runs it. Its
-    pid (which leads the command's process group) goes where `session kill` finds it."""
+    """NAME.cmd: the session's command under the agent's login shell, as `cai exec` runs it, but
+    read from this file (a `bash -lc` argument would cap it at Linux's 128 KiB for one argument).
+    The file runs itself again as a login shell, records its pid (which leads the command's
+    process group) where `session kill` finds it, and execs the command in its place. A command
+    that cannot start (exec fails, or no such command) leaves NAME.nostart, which `new` reports."""
     from cai import ssh
 
+    assignments, words = ssh.command_words([*(f"{key}={value}" for key, value in environment.items()), *command])
+    if not words:
+        raise CaiError(ExitCode.ERROR, "No command to run after the NAME=value words")
     into = f" && cd -- {shlex.quote(workdir)}" if workdir else ""
-    login = ssh.login_command([*(f"{key}={value}" for key, value in environment.items()), *command])
-    return f"printf '%s\\n' \"$$\" >{PRIVATE_DIR}/{name}.pid && cd {ssh.WORKDIR}{into} && exec {login}\n"
+    prefix = " ".join(assignments)
+    nostart = f"{PRIVATE_DIR}/{name}.nostart"
+    return (
+        f'[ "${{1-}}" = {LOGIN_PASS} ] || exec bash -l -- "$0" {LOGIN_PASS}\n'
+        f"printf '%s\\n' \"$$\" >{PRIVATE_DIR}/{name}.pid && cd {ssh.WORKDIR}{into} || exit 1\n"
+        f"case $(type -t -- {words[0]}) in\n"
+        f"file) shopt -s execfail; {prefix} exec {' '.join(words)}; rc=$?; echo \"$rc\" >{nostart}; exit \"$rc\" ;;\n"
+        f"'') echo \"bash: \"{words[0]}\": command not found\" >&2; echo 127 >{nostart}; exit 127 ;;\n"
+        f"*) : >{PRIVATE_DIR}/{name}.started; {prefix} {' '.join(words)} ;;\n"
+        "esac\n"
+    )
 
 
 def meta_json(name: str, command: Sequence[str], workdir: str | None, has_log: bool) -> str:
@@ -525,6 +562,9 @@ def start(eng: Any, container: Any, command: Sequence[str], *, name: str | None,
             return chosen
         if result.rc == RC_NO_WORKDIR:
             raise CaiError(ExitCode.ERROR, f"No such directory in the workspace: {output.shown(workdir or '')}")
+        if result.rc == RC_NO_START:
+            raise CaiError(ExitCode.ERROR, f"Session {chosen} could not start its command", *said(result.err),
+                           f"Its record stays until: cai session prune --container {container.name}")
         if result.rc != RC_TAKEN:
             raise CaiError(ExitCode.ERROR, "Could not start the session", *said(result.err))
     raise CaiError(ExitCode.ERROR, f"Session name {chosen} is taken" if name else "Could not find a free session name",

@@ -8,6 +8,7 @@ apart: a remote `exit 255` (sent, then 255) is returned as is and never re-run; 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shlex
@@ -504,20 +505,23 @@ def base_argv(endpoint: Endpoint, jump_log: str | None = None) -> list[str]:
     ]
 
 
+def command_words(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(assignments, words) as bash source: leading NAME=value words stay assignments (the value
+    quoted), every other word is quoted, so the remote argv is byte-identical."""
+    assignments: list[str] = []
+    for index, arg in enumerate(argv):
+        if not _ENV_ASSIGNMENT_RE.match(arg):
+            return assignments, [shlex.quote(word) for word in argv[index:]]
+        key, value = arg.split("=", 1)
+        assignments.append(f"{key}={shlex.quote(value)}")
+    return assignments, []
+
+
 def login_command(argv: Sequence[str]) -> str:
-    """`bash -lc ' <Q>'`: leading NAME=value words stay assignments, every other word is quoted,
-    so the remote argv is byte-identical. The leading space makes a first word such as `--help` a
-    command, not a bash option."""
-    words: list[str] = []
-    assignments = True
-    for arg in argv:
-        if assignments and _ENV_ASSIGNMENT_RE.match(arg):
-            key, value = arg.split("=", 1)
-            words.append(f"{key}={shlex.quote(value)}")
-        else:
-            assignments = False
-            words.append(shlex.quote(arg))
-    return f"bash -lc {shlex.quote(' ' + ' '.join(words))}"
+    """`bash -lc ' <Q>'` of command_words. The leading space makes a first word such as `--help`
+    a command, not a bash option."""
+    assignments, words = command_words(argv)
+    return f"bash -lc {shlex.quote(' ' + ' '.join(assignments + words))}"
 
 
 def remote_exec_command(argv: Sequence[str], workdir: str | None = None) -> str:
@@ -661,6 +665,13 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
                                      stderr=subprocess.PIPE if relayed else None, env=session_env(endpoint))
         except FileNotFoundError:
             raise CaiError(ExitCode.SSH_CONNECT_FAILED, "ssh is not installed or not in PATH")
+        except OSError as exc:
+            if exc.errno != errno.E2BIG:
+                raise
+            # ssh takes the remote command as one argument, which Linux caps at 128 KiB
+            raise CaiError(ExitCode.ERROR, f"The command is too long to send ({len(remote.encode())} bytes quoted; "
+                           "Linux allows 128 KiB in one argument)",
+                           "[HINT] Put it in a script in the workspace and run that: cai exec -- bash script.sh") from None
         relays = [_relay(child.stdout, 1), _relay(child.stderr, 2)] if relayed else []
         if received:  # it arrived before ssh existed
             child.send_signal(received[0])

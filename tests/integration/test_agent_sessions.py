@@ -345,6 +345,25 @@ def test_send_keeps_a_final_semicolon_and_long_commands_start(home, box):
     assert cai(home, box, "session", "wait", session, timeout=30).returncode == 120_000 % 256
 
 
+def test_a_command_past_128_kib_runs_and_one_that_cannot_start_fails_new(home, box):
+    """Issue 25: 300 KiB of words ran as one `bash -lc` argument and died with 126, while `new`
+    printed the name. The words now run from the session's file; a command that cannot start
+    (its interpreter is missing, or no such program) makes `new` fail, with bash's words."""
+    words = [f"{index:05d}" + "y" * 95 for index in range(3000)]  # 300 KiB in 3,000 words
+    session = new(home, box, "--", "python3", "-c", "import sys; sys.exit(len(sys.argv) % 256)", *words)
+    assert cai(home, box, "session", "wait", session, timeout=30).returncode == 3001 % 256
+    assert cai(home, box, "exec", "--", "sh", "-c", "printf '#!/no/such/interpreter\\n' > broken && chmod +x broken"
+               ).returncode == 0
+    broken = cai(home, box, "session", "new", unique("broken"), "--", "./broken")
+    assert (broken.returncode, broken.stdout) == (1, ""), broken.stderr
+    assert "could not start its command" in broken.stderr and "cannot execute" in broken.stderr, broken.stderr
+    missing = cai(home, box, "session", "new", unique("nothing"), "--", "no-such-program", "x")
+    assert (missing.returncode, missing.stdout) == (1, ""), missing.stderr
+    assert "no-such-program" in missing.stderr and "command not found" in missing.stderr
+    builtin = new(home, box, "--", "exit", "9")  # a builtin runs in the session's shell: no exec to wait for
+    assert cai(home, box, "session", "wait", builtin, timeout=30).returncode == 9
+
+
 def test_a_missing_workdir_is_refused_before_anything_runs(home, box):
     done = cai(home, box, "session", "new", unique("nowhere"), "--workdir", "no/such/dir", "--", "true")
     assert (done.returncode, done.stdout) == (1, "")

@@ -522,3 +522,13 @@ def test_stop_is_not_refused_for_cais_own_idle_connection(home, tmp_path_factory
         assert not control_socket(docker_client, name).exists()
     finally:
         docker_client.api.remove_container(name, force=True)
+
+
+def test_a_command_too_long_for_one_argument_is_a_clear_error(ws, home):
+    """ssh takes the remote command as one argument (Linux: 128 KiB); 1 MB of words is rc 1 with a
+    hint, not an unexpected OSError."""
+    workspace, _ = ws
+    done = run_cai(home, "exec", "-w", str(workspace), "--", "echo", *(["x" * 100] * 10_000))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("[ERROR] The command is too long to send (") and "Traceback" not in done.stderr
+    assert "Unexpected error" not in done.stderr

@@ -47,12 +47,38 @@ def test_control_command_keeps_every_word():
     assert "/mnt/agent-data" not in s.CONTROL_SCRIPT  # nothing of a session is in the shared volume
 
 
-def test_session_script_quotes_command_workdir_and_environment():
-    script = s.session_script("n1", ["printf", "%s\n", "a b", "$HOME"], "sub dir", {"K": "v w"})
-    assert script.startswith("printf '%s\\n' \"$$\" >/run/user/1000/cai-sessions/n1.pid && "
-                             "cd /home/agent/workspace && cd -- 'sub dir' && exec bash -lc ")
-    inner = shlex.split(script.split("exec ", 1)[1])[2]
-    assert shlex.split(inner) == ["K=v w", "printf", "%s\n", "a b", "$HOME"]
+def _run_script(tmp_path, command, workdir=None, environment=None):
+    """The session's file, run by this host's bash with its two directories moved under tmp_path."""
+    import subprocess
+
+    from cai import ssh
+
+    private, workspace = tmp_path / "private", tmp_path / "ws"
+    (workspace / "sub dir").mkdir(parents=True, exist_ok=True)
+    private.mkdir(exist_ok=True)
+    script = s.session_script("n1", command, workdir, environment or {})
+    script = script.replace(s.PRIVATE_DIR, str(private)).replace(ssh.WORKDIR, str(workspace))
+    (private / "n1.cmd").write_text(script)
+    done = subprocess.run(["bash", "--", str(private / "n1.cmd")], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    return done, private, workspace
+
+
+def test_session_script_runs_the_words_as_given_in_a_login_shell(tmp_path):
+    done, private, workspace = _run_script(
+        tmp_path, ["sh", "-c", 'printf "%s|%s|%s\\n" "$K" "$1" "$PWD"', "sh", "$HOME"], "sub dir", {"K": "v w"})
+    assert (done.returncode, done.stdout) == (0, f"v w|$HOME|{workspace}/sub dir\n"), done.stderr
+    assert (private / "n1.pid").read_text().strip().isdigit()
+    assert not (private / "n1.nostart").exists()
+
+
+def test_session_script_marks_a_command_that_cannot_start_and_a_builtin(tmp_path):
+    done, private, _ = _run_script(tmp_path, ["no-such-program-here", "x"])
+    assert done.returncode == 127 and "no-such-program-here" in done.stderr
+    assert (private / "n1.nostart").read_text() == "127\n"
+    (private / "n1.nostart").unlink()
+    done, private, _ = _run_script(tmp_path, ["exit", "9"])
+    assert done.returncode == 9 and (private / "n1.started").exists() and not (private / "n1.nostart").exists()
 
 
 def test_listing_states():
