@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ _PROBE = ('[ -d "$1" ] && exit 20; { [ -e "$1" ] || [ -L "$1" ]; } && exit 21; '
 _RECEIVE = 'cd -- "$1" && exec tar -x --no-same-owner -f -'
 _STAGE = "cai-stage"  # in a copy helper's own root
 _TAIL_LIMIT = 1 << 20  # what may follow a tar's end: its record padding is 10 KiB at most
+_TAIL_SECONDS = 10
 _SEND = 'cd -- "$1" && exec tar -c -f - -- "$2"'
 
 
@@ -53,15 +55,26 @@ def _script(script: str, *args: str) -> str:
 def _probe(eng: engine.Engine, container: engine.Container, path: str) -> int:
     """What `path` is in the container; the connection is made (and shared) here, with cai's
     retries and key repair, so the transfer that follows finds it open. Its ssh gets /dev/null as
-    stdin: `cai cp - :dir` keeps every byte of its stream for the transfer."""
-    kept, nothing = os.dup(0), os.open(os.devnull, os.O_RDONLY)
+    stdin (`cai cp - :dir` keeps every byte of its stream for the transfer) and as stderr: only
+    the agent's shell writes there (ssh's own words go to cai's log), and its bytes must not
+    reach the user's terminal."""
+    import sys
+
+    kept_in, kept_err = os.dup(0), os.dup(2)
+    nothing_in, nothing_out = os.open(os.devnull, os.O_RDONLY), os.open(os.devnull, os.O_WRONLY)
+    messages = sys.stderr
+    sys.stderr = os.fdopen(os.dup(kept_err), "w", errors="backslashreplace")  # cai's own words still show
     try:
-        os.dup2(nothing, 0)
+        os.dup2(nothing_in, 0)
+        os.dup2(nothing_out, 2)
         code = containers.connect(eng, container, _script(_PROBE, path), tty=None, shared=True)
     finally:
-        os.dup2(kept, 0)
-        os.close(kept)
-        os.close(nothing)
+        os.dup2(kept_in, 0)
+        os.dup2(kept_err, 2)
+        sys.stderr.close()
+        sys.stderr = messages
+        for fd in (kept_in, kept_err, nothing_in, nothing_out):
+            os.close(fd)
     if code not in (_IS_DIR, _IS_OTHER, _MISSING, _NO_PARENT):
         raise CaiError(ExitCode.ERROR, f"Could not look at {output.shown(':' + path)} in {container.name} (exit {code})")
     return code
@@ -89,8 +102,10 @@ def _finish(child: subprocess.Popen[bytes], errors: IO[bytes], what: str, timeou
         rc = child.wait()
     if rc == 0:
         return
-    errors.seek(0)
-    said = [f"  {line}" for line in errors.read().decode(errors="replace").splitlines() if line.strip()][-5:]
+    # The agent writes there too: its last 64 KiB only, control characters made visible.
+    errors.seek(max(0, errors.seek(0, os.SEEK_END) - (1 << 16)))
+    said = [f"  {output.shown(line)[:500]}" for line in errors.read().decode(errors="replace").splitlines()
+            if line.strip()][-5:]
     code = ExitCode.SSH_CONNECT_FAILED if rc == 255 else ExitCode.ERROR
     raise CaiError(code, f"Copy failed: {what} (exit {rc})", *said)
 
@@ -99,12 +114,24 @@ def _finish(child: subprocess.Popen[bytes], errors: IO[bytes], what: str, timeou
 
 
 def _local_source(local: str) -> Path:
-    source = Path(os.path.realpath(local))  # a link the user names is followed, as cp does
-    if not os.path.lexists(local) or not source.exists():
+    """SRC, reached without a link that root does not own: in the workspace, the agent may have
+    made `notes.txt -> ~/.ssh/id_ed25519` for the user to send it."""
+    from cai import local_paths
+
+    parent, last = local_paths.split(local)
+    parent_fd = local_paths.open_directory(parent)
+    if parent_fd is None:
         raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
-    if not (source.is_dir() or source.is_file()):
+    try:
+        kind = local_paths.kind_in(parent_fd, last, local) if last else "dir"
+        real = os.readlink(f"/proc/self/fd/{parent_fd}")
+    finally:
+        os.close(parent_fd)
+    if kind is None:
+        raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
+    if kind not in ("dir", "file"):
         raise CaiError(ExitCode.ERROR, f"Not a regular file or directory: {output.shown(local)}")
-    return source
+    return Path(real, last) if last else Path(real)
 
 
 def _destination(container: engine.Container, path: str, kind: int, source_is_dir: bool, given_name: str) -> tuple[str, str]:
@@ -286,35 +313,22 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
         raise CaiError(ExitCode.ERROR, f"No such file or directory in {container.name}: {output.shown(':' + path)}")
     if local == "-":
         return _stream_out(eng, container, clean, directory, member, stopped)
-    target = Path(local)
-    if target.is_dir():
-        into, name = target, member
-    elif target.parent.is_dir():
-        into, name = target.parent, target.name
-    else:
-        raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(str(target.parent))}")
+    into_fd, into, name = _local_destination(local, member)
     what = f"{container.name}:{output.shown(path)} → {output.shown(local)}"
     if stopped:  # the engine reads it as root, within the container's root; cai judges it here
         from cai import volumes
 
-        return landing.land(volumes.engine_stream(engine.get_archive(eng, container.id, clean)), member, str(into), name,
-                            sender=f"what {container.name} holds")
+        return landing.land(volumes.engine_stream(engine.get_archive(eng, container.id, clean)), member, into_fd, into,
+                            name, sender=f"what {container.name} holds")
     child, errors = _session(container, _script(_SEND, directory, member), send=False)
 
     def sent_whole() -> None:
-        # tar pads its end to a whole record: read that (and no endless tail) so that tar and ssh end.
-        tail = 0
-        while tail <= _TAIL_LIMIT and (chunk := child.stdout.read(1 << 16)):
-            tail += len(chunk)
-        if tail > _TAIL_LIMIT:
-            child.kill()
-            child.wait()
-            raise CaiError(ExitCode.ERROR, f"Refused what {container.name} sent: more than {_TAIL_LIMIT} bytes after "
-                           "the archive's end", "Nothing was written.")
+        _drain_tail(child, container.name)
         _finish(child, errors, what)
 
     try:
-        return landing.land(child.stdout, member, str(into), name, sender=f"what {container.name} sent", confirm=sent_whole)
+        return landing.land(child.stdout, member, into_fd, into, name, sender=f"what {container.name} sent",
+                            confirm=sent_whole)
     except landing.NotATar:
         _finish(child, errors, what, timeout=10)  # ssh's or tar's own failure says more than the cut stream
         raise
@@ -325,6 +339,53 @@ def copy_out(eng: engine.Engine, container: engine.Container, path: str, local: 
         raise
     finally:
         child.stdout.close()
+
+
+def _local_destination(local: str, member: str) -> tuple[int, str, str]:
+    """(directory descriptor, its name for messages, entry name) for DEST, as cp decides: inside
+    an existing directory under SRC's name, else as DEST's own name. Reached without following a
+    link that root does not own: the agent may have planted `deploy -> /etc/cron.d` in the
+    workspace where the user copies to."""
+    from cai import local_paths
+
+    parent, last = local_paths.split(local)
+    parent_fd = local_paths.open_directory(parent)
+    if parent_fd is None:
+        raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(parent)}")
+    if not last:  # "/"
+        return parent_fd, parent, member
+    try:
+        kind = local_paths.kind_in(parent_fd, last, local)
+        if kind != "dir":
+            if local.endswith("/"):
+                raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(local)}")
+            return parent_fd, parent, last
+        inside = local_paths.open_directory_in(parent_fd, last, local)
+    except BaseException:
+        os.close(parent_fd)
+        raise
+    os.close(parent_fd)
+    return inside, local, member
+
+
+def _drain_tail(child: subprocess.Popen[bytes], name: str) -> None:
+    """tar pads its end to a whole record: read that, and no endless or stalled tail, so that tar
+    and ssh end."""
+    import select
+
+    deadline, tail, fd = time.monotonic() + _TAIL_SECONDS, 0, child.stdout.fileno()
+    while tail <= _TAIL_LIMIT:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        tail += len(chunk)
+    child.kill()
+    child.wait()
+    raise CaiError(ExitCode.ERROR, f"Refused what {name} sent: more than {_TAIL_LIMIT} bytes, or {_TAIL_SECONDS} s, "
+                   "after the archive's end", "Nothing was written.")
 
 
 def _stream_out(eng: engine.Engine, container: engine.Container, clean: str, directory: str, member: str,

@@ -44,6 +44,7 @@ _CHUNK = 1 << 18
 # a larger claim is refused before it can take the host's memory.
 HEADER_LIMIT = 1 << 20
 _LINK_HOPS = 40  # Linux's own limit on links followed in one lookup
+_RESOLVE_STEPS = 1_000_000  # components looked at, for all of one copy's links
 
 
 class Refused(Exception):
@@ -187,6 +188,8 @@ def stage(tar: tarfile.TarFile, top: str, root_fd: int) -> tuple[int, bool]:
                 raise Refused(f"{member.name!r} goes through a link or a file") from None
             except OSError as exc:
                 raise Refused(f"{member.name!r} could not be written ({exc.strerror})") from None
+            except ValueError as exc:  # a NUL in a name or a link's target
+                raise Refused(f"{member.name!r} cannot be a name here ({exc})") from None
         if staged.top_is_dir is None:
             raise Refused("the stream holds nothing")
         try:
@@ -230,6 +233,8 @@ class _Staged:
                 pass
             self.directories.append((path, member.mode, member.mtime))
         elif member.isreg():
+            if member.issparse():  # a few KiB that claim gigabytes of holes, written out as zeros
+                raise Refused(f"{member.name!r} is a sparse file, which cai does not copy out")
             _write_file(self.tar, member, parent_fd, leaf)
             self.files.add(tuple(path))
         elif member.issym():
@@ -259,8 +264,9 @@ class _Staged:
     def finish(self) -> None:
         """Links are judged once the tree is whole (a later member can change where one leads);
         directory modes last, deepest first, so that none keeps cai out of its own staging."""
+        budget = _Budget()
         for path, target in self.links:
-            _check_link(self.root_fd, path, target)
+            _check_link(self.root_fd, path, target, budget)
         for path, mode, mtime in sorted(self.directories, key=lambda item: -len(item[0])):
             fd = self.tree.directory(path, make=False)
             os.fchmod(fd, _clear_bits(mode) | stat.S_IRWXU)  # always the user's to change and remove
@@ -275,92 +281,92 @@ def _kind(member: tarfile.TarInfo) -> str:
     return f"tar entry of type {member.type!r}"
 
 
-def _check_link(root_fd: int, path: list[str], target: str) -> None:
+class _Budget:
+    """Steps left for judging this copy's links: a stream of chained links through a deep tree
+    must not buy unbounded CPU."""
+
+    def __init__(self, steps: int = _RESOLVE_STEPS) -> None:
+        self.left = steps
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise Refused(f"its links take more than {_RESOLVE_STEPS} steps to judge")
+
+
+def _check_link(root_fd: int, path: list[str], target: str, budget: _Budget) -> None:
     """The link at `path` must resolve, in the staged tree and following its links, below the top."""
-    where = _resolve(root_fd, path[:-1], target, _LINK_HOPS)
+    where = _resolve(root_fd, path[:-1], target, budget)
     if where is None or where[:1] != [STAGED]:
         shown = "/".join(path[1:]) or "(the top)"
-        raise Refused(f"the link {shown!r} → {target!r} leads outside what was copied (or loops)")
+        raise Refused(f"the link {shown!r} → {target!r} leads outside what was copied (or loops, or "
+                      "climbs out of a directory the copy does not hold)")
 
 
-def _resolve(root_fd: int, base: list[str], target: str, hops: int) -> list[str] | None:
+def _resolve(root_fd: int, base: list[str], target: str, budget: _Budget) -> list[str] | None:
     """Where `target` leads from the directory `base`, as components below the staging root, or
-    None when it leaves the root or loops. Lookups go through a descriptor of each real directory
-    on the way: no path string is ever handed to the kernel whole, so no length limit can make the
-    answer differ from where a later lookup would go."""
-    where = list(base)
-    parts = [part for part in target.split("/") if part not in ("", ".")]
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if len(where) <= 1:  # above the top, even on the way back in, is outside what was copied
-                return None
-            where.pop()
-            continue
-        found = _lstat(root_fd, where, part)
-        if found is not None and stat.S_ISLNK(found.st_mode):
-            if hops == 0:
-                return None
-            hops -= 1
-            inner = _readlink(root_fd, where, part)
-            if inner.startswith("/"):
-                return None
-            parts = [p for p in inner.split("/") if p not in ("", ".")] + parts
-            continue
-        where.append(part)
-    return where
-
-
-def _lstat(root_fd: int, where: list[str], part: str) -> os.stat_result | None:
-    fd = _open_dir(root_fd, where)
-    if fd is None:
-        return None
+    None when it leaves the top, loops, or climbs (`..`) out of a component the staged tree does
+    not hold as a directory: there the answer would depend on what DEST already has (a merge),
+    which cai does not judge. Each step goes through a descriptor of the real directory it is in:
+    no path string is handed to the kernel whole, so no length limit can bend the answer."""
+    stack: list[int] = []  # descriptors of `where`'s directories, while they are all real
+    where: list[str] = []
     try:
-        return os.stat(part, dir_fd=fd, follow_symlinks=False)
-    except OSError:
-        return None
+        fd = os.dup(root_fd)
+        stack.append(fd)
+        for part in base:
+            budget.spend()
+            stack.append(os.open(part, _DIR_FLAGS, dir_fd=stack[-1]))
+            where.append(part)
+        parts = [part for part in target.split("/") if part not in ("", ".")]
+        hops = _LINK_HOPS
+        known = True  # every component of `where` is a real directory of the staged tree
+        while parts:
+            budget.spend()
+            part = parts.pop(0)
+            if part == "..":
+                if len(where) <= 1 or not known:
+                    return None
+                where.pop()
+                os.close(stack.pop())
+                continue
+            found = None
+            if known:
+                try:
+                    found = os.stat(part, dir_fd=stack[-1], follow_symlinks=False)
+                except OSError:
+                    found = None
+            if found is not None and stat.S_ISLNK(found.st_mode):
+                if hops == 0:
+                    return None
+                hops -= 1
+                inner = os.readlink(part, dir_fd=stack[-1])
+                if inner.startswith("/"):
+                    return None
+                parts = [p for p in inner.split("/") if p not in ("", ".")] + parts
+                continue
+            where.append(part)
+            if known and found is not None and stat.S_ISDIR(found.st_mode):
+                stack.append(os.open(part, _DIR_FLAGS, dir_fd=stack[-1]))
+            else:
+                known = False
+        return where
     finally:
-        os.close(fd)
-
-
-def _readlink(root_fd: int, where: list[str], part: str) -> str:
-    fd = _open_dir(root_fd, where)
-    assert fd is not None  # _lstat just found the link there
-    try:
-        return os.readlink(part, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def _open_dir(root_fd: int, where: list[str]) -> int | None:
-    """A descriptor of the real directory `where`, or None when something on the way is missing or
-    not a directory (the rest of the path is then taken as written)."""
-    fd = os.dup(root_fd)
-    for part in where:
-        try:
-            inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except OSError:
+        for fd in stack:
             os.close(fd)
-            return None
-        os.close(fd)
-        fd = inner
-    return fd
 
 
 # --- onto DEST --------------------------------------------------------------------------------
 
 
-def land(stream: "IO[bytes]", top: str, into: str, name: str, *, sender: str,
+def land(stream: "IO[bytes]", top: str, into_fd: int, into: str, name: str, *, sender: str,
          confirm: "Callable[[], None] | None" = None) -> int:
-    """Parse `stream` (an uncompressed tar whose top member is `top`) and put the tree at
-    `into`/`name`. Raises CaiError (rc 1) with the first offending member; DEST is then as it was.
-    `sender` names the stream in messages ("what proj-main sent"). `confirm` runs once the stream
-    has ended, before DEST changes, and raises if the sender failed: tarfile takes a stream cut
-    at a member's boundary for its end, and a cut copy must not land."""
-    try:
-        into_fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # as the user named it
-    except OSError as exc:
-        raise CaiError(ExitCode.ERROR, f"Cannot open {into}: {exc.strerror}") from None
+    """Parse `stream` (an uncompressed tar whose top member is `top`) and put the tree at `name`
+    in the directory `into_fd` (which this closes; `into` names it in messages). Raises CaiError
+    (rc 1) with the first offending member; DEST is then as it was. `sender` names the stream in
+    messages ("what proj-main sent"). `confirm` runs once the stream has ended, before DEST
+    changes, and raises if the sender failed: tarfile takes a stream cut at a member's boundary
+    for its end, and a cut copy must not land."""
     staging = None
     try:
         staging, staging_fd = _make_staging(into_fd, into)

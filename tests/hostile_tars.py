@@ -41,6 +41,8 @@ def _tar(*members: tuple) -> bytes:
                 info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
             elif kind == "fifo":
                 info.type = tarfile.FIFOTYPE
+            elif kind == "sparse":  # GNU's old sparse type: tarfile reads a map and a real size from it
+                info.type = tarfile.GNUTYPE_SPARSE
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return buffer.getvalue()
 
@@ -96,6 +98,9 @@ def refused_cases() -> dict[str, tuple[bytes, str]]:
         "file below a file top": (_tar((TOP, "file"), (f"{TOP}/x", "file")), f"{TOP}/x"),
         "a 2 GiB pax header": (_huge_pax_header(), "header"),
         "not a tar": (b"\x00" * 100 + b"hello", "not a tar"),
+        "sparse file": (_tar((TOP, "dir"), (f"{TOP}/holes", "sparse")), "sparse"),
+        "NUL in a link's target": (_tar((TOP, "dir"), (f"{TOP}/nul", "sym", "a\x00" + "b" * 120)), "nul"),  # in pax
+        "dot-dot past a component the copy lacks": (_tar((TOP, "dir"), (f"{TOP}/up", "sym", "gone/../../..")), "up"),
         "another top": (_tar(("other", "dir"), ("other/x", "file")), "other"),
     }
 
@@ -157,7 +162,8 @@ def run_case(stream: bytes, *, name: str = TOP) -> dict:
         home = home_with_secrets(base)
         before = _fingerprint(base)
         try:
-            count = landing.land(io.BufferedReader(io.BytesIO(stream)), TOP, home, name, sender="what box sent")
+            into_fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+            count = landing.land(io.BufferedReader(io.BytesIO(stream)), TOP, into_fd, home, name, sender="what box sent")
             said, code = "", 0
         except CaiError as exc:
             said, code, count = exc.message, exc.code, 0

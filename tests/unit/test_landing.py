@@ -49,7 +49,9 @@ def test_debian_python_refuses_the_same_streams():
 
 
 def land(stream: bytes, into: Path, name: str = hostile_tars.TOP) -> int:
-    return landing.land(io.BufferedReader(io.BytesIO(stream)), hostile_tars.TOP, str(into), name, sender="what box sent")
+    into_fd = os.open(into, os.O_RDONLY | os.O_DIRECTORY)
+    return landing.land(io.BufferedReader(io.BytesIO(stream)), hostile_tars.TOP, into_fd, str(into), name,
+                        sender="what box sent")
 
 
 @pytest.fixture()
@@ -149,5 +151,36 @@ def test_a_huge_header_is_refused_before_it_is_read(tmp_path):
             return len(piece)
 
     with pytest.raises(CaiError, match="claims 2147483648 bytes"):
-        landing.land(io.BufferedReader(Joined()), hostile_tars.TOP, str(tmp_path), "out", sender="what box sent")
+        landing.land(io.BufferedReader(Joined()), hostile_tars.TOP, os.open(tmp_path, os.O_RDONLY), str(tmp_path), "out",
+                     sender="what box sent")
     assert Endless.served < 1 << 21
+
+
+def test_two_copies_merged_cannot_bend_a_link_out(into):
+    """The first copy leaves deep/…/y pointing back up to the top; the second's link climbs through
+    deep/…/y, which its own stream does not hold: cai refuses to judge it by name."""
+    top, depth = hostile_tars.TOP, 20
+    deep = "/".join(["d"] * depth)
+    first = hostile_tars._tar((top, "dir"), *[(f"{top}/" + "/".join(["d"] * n), "dir") for n in range(1, depth + 1)],
+                              (f"{top}/{deep}/y", "sym", "/".join([".."] * depth)))
+    assert land(first, into) == depth + 2
+    second = hostile_tars._tar((top, "dir"), (f"{top}/root", "sym", f"{deep}/y/" + "/".join([".."] * depth)))
+    with pytest.raises(CaiError, match="root"):
+        land(second, into)
+    assert not (into / top / "root").exists() and not (into / top / "root").is_symlink()
+
+
+def test_chained_links_through_a_deep_tree_cost_bounded_steps(into):
+    """Thousands of links that each climb a deep tree: refused once the copy's budget is spent,
+    in seconds, not minutes."""
+    import time
+
+    top, depth = hostile_tars.TOP, 200
+    deep = "/".join(["d"] * depth)
+    members = [(top, "dir"), *[(f"{top}/" + "/".join(["d"] * n), "dir") for n in range(1, depth + 1)]]
+    members += [(f"{top}/{deep}/l{index}", "sym", "/".join([".."] * depth) + f"/{deep}/" + "/".join([".."] * depth))
+                for index in range(2000)]
+    started = time.monotonic()
+    with pytest.raises(CaiError, match="steps to judge"):
+        land(hostile_tars._tar(*members), into)
+    assert time.monotonic() - started < 30
