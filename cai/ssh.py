@@ -43,6 +43,12 @@ CONTROL_PERSIST_S = 300
 # binds the master's socket at the path plus a 17-character random suffix.
 _MAX_CONTROL_PATH = 103 - 17
 _ENV_ASSIGNMENT_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*=")
+# A user's `Host *` may forward the agent, X11 or ports, or run a LocalCommand: none of that
+# belongs on a connection cai makes for itself, to a container whose agent runs untrusted code or
+# to an engine host. ssh keeps the first value it sees, and -o comes before every config file.
+# NAME.conf, for the user's own `ssh NAME`, leaves all but the agent to the user.
+NO_FORWARDING = ("-o", "ForwardAgent=no", "-o", "ForwardX11=no", "-o", "ClearAllForwardings=yes",
+                 "-o", "PermitLocalCommand=no")
 
 
 def key_path() -> Path:
@@ -82,7 +88,7 @@ def engine_dial_argv(destination: str, port: str | None, socket_path: str | None
 
 def _to_engine_host(destination: str, port: str | None, *options: str) -> list[str]:
     """`ssh` to an engine host: never a prompt, a bounded connect, the port only when one is named."""
-    return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
+    return ["ssh", *NO_FORWARDING, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
             *(["-p", str(port)] if port else []), *options, "--", destination]
 
 
@@ -492,7 +498,7 @@ def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bo
 def base_argv(endpoint: Endpoint, jump_log: str | None = None) -> list[str]:
     """The original's option list (order matters: ssh keeps the first value it sees)."""
     return [
-        "ssh",
+        "ssh", *NO_FORWARDING,
         "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
         "-o", f"HostKeyAlias={endpoint.alias}",
         *(["-o", f"ProxyCommand={proxy_command(endpoint, jump_log)}"] if endpoint.proxied else []),
