@@ -747,6 +747,7 @@ class CreateSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     restart_policy: Mapping[str, Any] | None = None
     workspace_must_exist: bool = False  # `workspace` is a path on the engine's host (--remote-path)
+    pids_limit: int = config.DEFAULT_PIDS_LIMIT
 
 
 def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float = SLOW_TIMEOUT_S) -> Any:
@@ -874,6 +875,22 @@ def ensure_volume(engine: "Engine", name: str) -> None:
         _with_engine_errors(engine, f"Failed to create volume {name}", lambda api: api.create_volume(name))
 
 
+# Root in an agent container keeps only what sshd, the image's init and `cai exec -u root --
+# apt-get install` were seen to need (tests/integration/test_agent_walls.py), out of Docker's
+# default 14; the agent itself (uid 1000, no-new-privileges) has none either way.
+AGENT_CAPABILITIES = (
+    "SETUID", "SETGID",  # sshd's privilege separation and its switch to the agent; apt's _apt sandbox
+    "SYS_CHROOT",  # sshd's pre-authentication child chroots to /run/sshd
+    "CHOWN",  # sshd hands a pty to the agent; the init's `install -o 1000`; dpkg
+    "AUDIT_WRITE",  # Debian's sshd writes a login record to the audit log and drops a pty session without it
+    "DAC_OVERRIDE",  # apt (root) moves what its _apt sandbox fetched out of _apt's own 0700 directories
+    "FOWNER",  # package scripts chmod what they just chowned (`install -o USER -m MODE`)
+    "NET_BIND_SERVICE",  # port 22, on an engine that does not open low ports to every user (before Docker 20.10)
+)
+# Dropped: NET_RAW (raw sockets, ARP/ICMP spoofing on the bridge), MKNOD (device nodes), KILL,
+# FSETID, SETFCAP and SETPCAP (setuid and file capabilities mean nothing under no-new-privileges).
+
+
 def create_container(engine: "Engine", spec: CreateSpec) -> str:
     docker = _sdk()
 
@@ -888,6 +905,8 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
             security_opt=["no-new-privileges:true"],
+            # A fork bomb fills the container's pid budget, not the host's.
+            cap_drop=["ALL"], cap_add=list(AGENT_CAPABILITIES), pids_limit=spec.pids_limit,
             restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
         )
         created = api.create_container(
