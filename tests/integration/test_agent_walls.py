@@ -169,3 +169,48 @@ def test_a_fork_bomb_stays_inside_the_pids_limit(tmp_path, tmp_path_factory, doc
         started = time.monotonic()
         container.remove(force=True)
         assert time.monotonic() - started < 30
+
+
+# --- agent-controlled output is read with a bound ----------------------------------------------
+
+# Processes that the probe lists as session wrappers (their argv names cai-session), with argv of
+# about 1.5 MB each: some 60 MB for the probe to send.
+FLOOD = r"""
+word=$(head -c 100000 /dev/zero | tr '\0' x)
+for i in $(seq 40); do
+    setsid bash -c 'sleep 600; :' /usr/local/lib/containai/cai-session $(for j in $(seq 15); do printf '%s ' "$word"; done) \
+        </dev/null >/dev/null 2>&1 &
+done
+"""
+
+PEAK_RSS = r"""
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(done.returncode)
+"""
+
+
+def test_a_flood_of_probe_output_is_unknown_not_the_hosts_memory(fresh, home, docker_client):
+    import json
+    import sys
+
+    _, name = fresh()
+    flooded = run_cai(home, "exec", "--container", name, "--", "bash", "-c", FLOOD)
+    assert flooded.returncode == 0, flooded.stderr
+    container = docker_client.containers.get(name)
+    sent = container.exec_run(["sh", "-c", "grep -alF /usr/local/lib/containai/cai-session /proc/[0-9]*/cmdline | xargs cat 2>/dev/null | wc -c"])
+    assert int(sent.output) > 50_000_000
+    env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
+    env.pop("XDG_CONFIG_HOME", None)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "cai", "status", "--container", name, "--json"],
+                          capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 15
+    sessions = json.loads(done.stdout)["sessions"]
+    assert sessions["state"] == "unknown" and "more than 4MiB of output" in sessions["reason"], sessions
+    peak_kib = int(done.stderr.splitlines()[-1])
+    assert peak_kib < 120_000, f"cai status peaked at {peak_kib} KiB"
