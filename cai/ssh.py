@@ -468,6 +468,12 @@ def control_path(directory: Path, endpoint: Endpoint) -> Path:
     return directory / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}-{endpoint.port}"
 
 
+# A run that does not share cai's own master must not share the user's either: a `Host *` with
+# ControlMaster and ControlPath would carry it over a master to 127.0.0.1:PORT that may be another
+# engine's container (a multiplexed session makes no key exchange, so no pinned key is checked).
+NOT_SHARED = ("-o", "ControlMaster=no", "-o", "ControlPath=none")
+
+
 def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={config_path_value(control_path(directory, endpoint))}",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
@@ -615,7 +621,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
     jump_log = _new_private_file(f"{log_path}-jump") if endpoint.proxied else None
-    argv = [*base_argv(endpoint, jump_log), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    argv = [*base_argv(endpoint, jump_log), *(sharing or NOT_SHARED), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
     saved_terminal = _terminal_state() if tty else None
@@ -699,7 +705,7 @@ def session_env(endpoint: Endpoint) -> dict[str, str] | None:
 def run_captured(endpoint: Endpoint, remote: str, timeout: float | None = 60.0, input: str | None = None) -> proc.Result:
     """A short non-interactive session with output captured (detached starts, probes). `input`
     goes to the remote command's stdin (none without it); None as `timeout` waits as long as it takes."""
-    return proc.run([*base_argv(endpoint), *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
+    return proc.run([*base_argv(endpoint), *NOT_SHARED, *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
                     timeout=timeout, env=_jump_shell(endpoint), input=input)
 
 

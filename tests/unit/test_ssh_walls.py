@@ -90,3 +90,37 @@ def test_name_conf_leaves_the_users_own_ssh_alone_but_the_agent(isolated_home):
     assert "    ForwardAgent no\n" in conf
     for option in ("ForwardX11", "ClearAllForwardings", "PermitLocalCommand"):
         assert option not in conf
+
+
+def test_a_run_without_cais_master_uses_no_master_of_the_users(tmp_path, monkeypatch):
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host *\n    ControlMaster auto\n    ControlPath {tmp_path}/cm-%C\n    ControlPersist 600\n")
+    endpoint = ssh.Endpoint("proj-main", 2301, "cai-default-abc123")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(ssh.proc, "run", lambda argv, **_: ran.append(list(argv)) or ssh.proc.Result(0, "", ""))
+    ssh.run_captured(endpoint, "true")
+    monkeypatch.setenv("CAI_SSH_MULTIPLEX", "0")
+
+    class Stop(Exception):
+        pass
+
+    def popen(argv, **_):
+        ran.append(list(argv))
+        raise Stop
+
+    monkeypatch.setattr(ssh.subprocess, "Popen", popen)
+    with pytest.raises(Stop):
+        ssh.run_session(endpoint, "true", tty=None, shared=True)
+    monkeypatch.undo()
+    assert len(ran) == 2
+    for argv in ran:
+        if "-E" in argv:  # ssh -G would not write the session's log
+            at = argv.index("-E")
+            del argv[at:at + 2]
+        options = resolved(argv, config)
+        assert options["controlmaster"] == ["false"] and "controlpath" not in options
+    # cai's own sharing still wins where it is on.
+    directory = tmp_path / "cai"
+    directory.mkdir(mode=0o700)
+    shared = resolved([*ssh.base_argv(endpoint), *ssh.multiplex_options(directory, endpoint), ssh.HOST], config)
+    assert shared["controlmaster"] == ["auto"] and shared["controlpath"][0].startswith(str(directory))
