@@ -962,7 +962,10 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
     `limit` bytes of output raise OutputTooLarge."""
     def run(api: Any) -> tuple[str, int, str]:
         exec_id = api.exec_create(name, argv, user=user, stdout=True, stderr=True)["Id"]
-        out = _read_exec_output(api.exec_start(exec_id, socket=True), timeout, limit)
+        try:
+            out = _read_exec_output(api.exec_start(exec_id, socket=True), timeout, limit)
+        except OutputTooLarge as exc:
+            raise OutputTooLarge(f"{name} sent {exc.message}") from None
         return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
     docker = _sdk()

@@ -141,7 +141,7 @@ def detect(eng: engine.Engine, container: engine.Container, *, resources: bool =
     except engine.EngineUnavailable as exc:
         return Sessions(State.UNKNOWN, reason=exc.message)
     except engine.OutputTooLarge as exc:  # what agents' processes look like is theirs to choose
-        return Sessions(State.UNKNOWN, reason=f"probe output: {exc.message}")
+        return Sessions(State.UNKNOWN, reason=f"probe: {exc.message}")
     if rc != 0:
         return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
     connections, ptys, detached = parse_probe(output)
