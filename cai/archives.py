@@ -140,13 +140,27 @@ class Plan:
 
 
 class Source:
-    """An archive (any compression tarfile reads) or a directory, read as tar members."""
+    """An archive (any compression tarfile reads) or a directory, read as tar members.
+
+    A directory may be the agent's to write (the workspace), while cai reads it: any directory in
+    it may be swapped for a link to ~/.ssh between the scan and the stream, or during the scan. So
+    the top is opened once and everything below is reached from that descriptor, one component at
+    a time with O_NOFOLLOW (os.fwalk for the scan), and checked to be what the scan saw: a swap
+    sends nothing of where the link points, and fails the whole copy instead."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tar: tarfile.TarFile | None = None
-        self._paths: dict[int, tuple[Path, tuple[int, int, int, int]]] = {}
+        self._top: int | None = None
+        self._files: dict[int, tuple[str, tuple[int, int, int, int]]] = {}  # id(member) → (rel, identity)
+        self._dirs: dict[str, tuple[int, int]] = {}  # rel → (st_dev, st_ino) the scan saw
+        self._open_dir: tuple[str, int] | None = None  # the last directory a file was read from
         if path.is_dir():
+            # The top is the path the user named, a link to it included; only below it is guarded.
+            try:
+                self._top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise CaiError(ExitCode.ERROR, f"Cannot read {output.shown(str(path))}: {exc.strerror}") from None
             return
         if not path.is_file():
             raise CaiError(ExitCode.ERROR, f"Import source not found: {output.shown(str(path))}")
@@ -166,18 +180,73 @@ class Source:
             while self._tar.fileobj.read(1 << 20):
                 pass
             return
-        packer = tarfile.TarFile(fileobj=io.BytesIO(), mode="w")  # its inode map finds hard links
-        for root, dirs, files in os.walk(self.path):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
-                path = Path(root) / name
-                info = packer.gettarinfo(str(path), arcname=str(path.relative_to(self.path)))
-                if info is None:  # a socket: tarfile has no type for it
-                    info = tarfile.TarInfo(str(path.relative_to(self.path)))
-                    info.type = b"?"
-                found = path.lstat()
-                self._paths[id(info)] = (path, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+        yield from self._scan_directory()
+
+    def _scan_directory(self) -> Iterator[tarfile.TarInfo]:
+        def unreadable(exc: OSError) -> None:
+            raise CaiError(ExitCode.ERROR, f"Cannot read {output.shown(str(exc.filename or '.'))} in {output.shown(str(self.path))}: "
+                           f"{exc.strerror}; nothing was swapped in")
+
+        inodes: dict[tuple[int, int], str] = {}  # hard links: the first name of each inode
+        listed: set[str] = set()
+        walked: set[str] = set()
+        # fwalk opens each directory relative to its parent's descriptor and descends only when it
+        # is the directory it saw (not a link, not swapped meanwhile).
+        for dirpath, dirnames, filenames, dir_fd in os.fwalk(".", onerror=unreadable, follow_symlinks=False,
+                                                             dir_fd=self._top):
+            here = relative_name(dirpath)
+            walked.add(here)
+            dirnames.sort()
+            for name in sorted(dirnames) + sorted(filenames):
+                rel = f"{here}/{name}" if here else name
+                try:
+                    found = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    target = os.readlink(name, dir_fd=dir_fd) if stat.S_ISLNK(found.st_mode) else ""
+                except OSError as exc:
+                    raise self._changed(rel, exc.strerror) from None
+                info = _member(rel, found, target, inodes)
+                if info.isdir():
+                    self._dirs[rel] = (found.st_dev, found.st_ino)
+                    listed.add(rel)
+                elif info.isreg():
+                    self._files[id(info)] = (rel, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
                 yield info
+        if listed - walked:  # a directory became something else between its listing and its walk
+            raise self._changed(sorted(listed - walked)[0])
+
+    def _changed(self, rel: str, why: str | None = None) -> CaiError:
+        reason = f" ({why})" if why else ""
+        return CaiError(ExitCode.ERROR, f"{output.shown(str(self.path / rel))} changed while it was imported{reason}; "
+                        "nothing was swapped in")
+
+    def _directory_fd(self, rel_dir: str) -> int:
+        """The scanned directory `rel_dir`, reached from the top one component at a time, never
+        through a link, and the same directory the scan saw; cached for the files that follow."""
+        if self._open_dir is not None:
+            if self._open_dir[0] == rel_dir:
+                return self._open_dir[1]
+            os.close(self._open_dir[1])
+            self._open_dir = None
+        fd = os.dup(self._top)
+        walked = ""
+        try:
+            for part in rel_dir.split("/") if rel_dir else ():
+                walked = f"{walked}/{part}" if walked else part
+                try:
+                    child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                                    dir_fd=fd)
+                except OSError as exc:
+                    raise self._changed(walked, exc.strerror) from None
+                os.close(fd)
+                fd = child
+                found = os.fstat(fd)
+                if (found.st_dev, found.st_ino) != self._dirs.get(walked):
+                    raise self._changed(walked)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._open_dir = (rel_dir, fd)
+        return fd
 
     def open(self, member: tarfile.TarInfo) -> IO[bytes]:
         if self._tar is not None:
@@ -185,23 +254,75 @@ class Source:
             if handle is None:
                 raise tarfile.ReadError(f"no data for {member.name}")
             return handle
-        path, identity = self._paths[id(member)]
-        # The directory may be the agent's (its workspace): a file swapped for a link or a FIFO
-        # after the scan is refused, never followed.
+        rel, identity = self._files[id(member)]
+        parent, _, name = rel.rpartition("/")
+        # A file swapped for a link or a FIFO after the scan is refused, never followed.
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self._directory_fd(parent))
         except OSError as exc:
-            raise CaiError(ExitCode.ERROR, f"{output.shown(str(path))} changed while it was imported ({exc.strerror}); "
-                           "nothing was swapped in") from None
+            raise self._changed(rel, exc.strerror) from None
         found = os.fstat(fd)
         if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns) != identity:
             os.close(fd)
-            raise CaiError(ExitCode.ERROR, f"{output.shown(str(path))} changed while it was imported; nothing was swapped in")
+            raise self._changed(rel)
         return os.fdopen(fd, "rb")
 
     def close(self) -> None:
         if self._tar is not None:
             self._tar.close()
+        if self._open_dir is not None:
+            os.close(self._open_dir[1])
+            self._open_dir = None
+        if self._top is not None:
+            os.close(self._top)
+            self._top = None
+
+
+_TYPES = ((stat.S_ISREG, tarfile.REGTYPE), (stat.S_ISDIR, tarfile.DIRTYPE), (stat.S_ISLNK, tarfile.SYMTYPE),
+          (stat.S_ISFIFO, tarfile.FIFOTYPE), (stat.S_ISCHR, tarfile.CHRTYPE), (stat.S_ISBLK, tarfile.BLKTYPE))
+
+
+def _member(rel: str, found: os.stat_result, target: str, inodes: dict[tuple[int, int], str]) -> tarfile.TarInfo:
+    """A local entry as tarfile's gettarinfo would describe it, from a stat already taken (a socket
+    gets a type tarfile has no name for, which the checks refuse)."""
+    info = tarfile.TarInfo(rel)
+    info.type = next((kind for test, kind in _TYPES if test(found.st_mode)), b"?")
+    if info.type == tarfile.REGTYPE and found.st_nlink > 1:
+        first = inodes.setdefault((found.st_dev, found.st_ino), rel)
+        if first != rel:
+            info.type, info.linkname = tarfile.LNKTYPE, first
+    info.mode = stat.S_IMODE(found.st_mode)
+    info.uid, info.gid = found.st_uid, found.st_gid
+    info.uname, info.gname = _user_name(found.st_uid), _group_name(found.st_gid)
+    info.size = found.st_size if info.type == tarfile.REGTYPE else 0
+    info.mtime = found.st_mtime
+    if info.type == tarfile.SYMTYPE:
+        info.linkname = target
+    if info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = os.major(found.st_rdev), os.minor(found.st_rdev)
+    return info
+
+
+def _user_name(uid: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a per-process cache
+    if uid not in _cache:
+        import pwd
+
+        try:
+            _cache[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _cache[uid] = ""
+    return _cache[uid]
+
+
+def _group_name(gid: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a per-process cache
+    if gid not in _cache:
+        import grp
+
+        try:
+            _cache[gid] = grp.getgrgid(gid).gr_name
+        except KeyError:
+            _cache[gid] = ""
+    return _cache[gid]
 
 
 def corrupt(source: Path, exc: BaseException) -> CaiError:
@@ -233,7 +354,11 @@ def _type_problem(member: tarfile.TarInfo) -> str:
 
 def _pep706(member: tarfile.TarInfo, rel: str, target: str, scratch: str) -> str | None:
     """tarfile's own `data` filter on the member as it will be written, its symlink target left
-    out (that is data here). `scratch` is an empty directory, so no host link is ever followed."""
+    out (that is data here). `scratch` is an empty directory, so no host link is ever followed.
+    Pythons before 3.11.4 (Debian 12's 3.11.2) have no filter: there the checks around this one
+    are the whole net."""
+    if not hasattr(tarfile, "data_filter"):
+        return None
     probe = member.replace(name=rel, linkname="" if member.issym() else target, deep=False)
     try:
         tarfile.data_filter(probe, scratch)

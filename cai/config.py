@@ -24,6 +24,7 @@ AGENT_WORKSPACE = "/home/agent/workspace"  # where the image mounts the workspac
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 LOCK_TIMEOUT_S = 30.0
+DEFAULT_PIDS_LIMIT = 4096  # processes and threads of one agent container; `[container].pids_limit`
 
 
 def _home() -> Path:
@@ -206,6 +207,18 @@ def import_excludes_private(workspace: Path, explicit_config: Path | None = None
         if isinstance(section, dict) and isinstance(section.get("exclude_priv"), bool):
             return section["exclude_priv"]
     return True
+
+
+def pids_limit() -> int:
+    """`[container].pids_limit` of the user's config, for containers created from now on. Only the
+    user's: a repo config sits in the workspace, which the agent writes."""
+    path = user_config_path()
+    section = load_toml(path, strict=False).get("container")
+    value = section.get("pids_limit", DEFAULT_PIDS_LIMIT) if isinstance(section, dict) else DEFAULT_PIDS_LIMIT
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CaiError(ExitCode.ERROR, f"Invalid [container].pids_limit in {output.shown(str(path))}: {output.shown(repr(value))}",
+                       "[ERROR] It is a whole number of processes, at least 1 (default 4096)")
+    return value
 
 
 def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> tuple[str, str] | None:

@@ -166,6 +166,7 @@ def allocate_port(eng: engine.Engine) -> int:
 def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None,
            options: "run_options.RunOptions | None" = None) -> engine.Container:
     eng = target.engine
+    pids_limit = config.pids_limit()
     require_image(eng, image)
     engine.ensure_volume(eng, target.volume)
     output.info(f"Creating container {target.name} [context: {eng.context}]")
@@ -192,7 +193,7 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
             name=target.name, image=image, hostname=labels.sanitize_hostname(target.name), labels=container_labels,
             ssh_port=port, workspace=workspace_volume or remote_path or str(target.workspace), volume=target.volume,
             memory=memory, cpus=cpus, stop_timeout=DEFAULT_STOP_TIMEOUT, workspace_must_exist=remote_path is not None,
-            restart_policy=options.restart_policy,
+            restart_policy=options.restart_policy, pids_limit=pids_limit,
         )
         profile = run_options.profile_archive(options.environment) if options.environment else None
         try:

@@ -750,6 +750,7 @@ class CreateSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     restart_policy: Mapping[str, Any] | None = None
     workspace_must_exist: bool = False  # `workspace` is a path on the engine's host (--remote-path)
+    pids_limit: int = config.DEFAULT_PIDS_LIMIT
 
 
 def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float = SLOW_TIMEOUT_S) -> Any:
@@ -877,6 +878,22 @@ def ensure_volume(engine: "Engine", name: str) -> None:
         _with_engine_errors(engine, f"Failed to create volume {name}", lambda api: api.create_volume(name))
 
 
+# Root in an agent container keeps only what sshd, the image's init and `cai exec -u root --
+# apt-get install` were seen to need (tests/integration/test_agent_walls.py), out of Docker's
+# default 14; the agent itself (uid 1000, no-new-privileges) has none either way.
+AGENT_CAPABILITIES = (
+    "SETUID", "SETGID",  # sshd's privilege separation and its switch to the agent; apt's _apt sandbox
+    "SYS_CHROOT",  # sshd's pre-authentication child chroots to /run/sshd
+    "CHOWN",  # sshd hands a pty to the agent; the init's `install -o 1000`; dpkg
+    "AUDIT_WRITE",  # Debian's sshd writes a login record to the audit log and drops a pty session without it
+    "DAC_OVERRIDE",  # apt (root) moves what its _apt sandbox fetched out of _apt's own 0700 directories
+    "FOWNER",  # package scripts chmod what they just chowned (`install -o USER -m MODE`)
+    "NET_BIND_SERVICE",  # port 22, on an engine that does not open low ports to every user (before Docker 20.10)
+)
+# Dropped: NET_RAW (raw sockets, ARP/ICMP spoofing on the bridge), MKNOD (device nodes), KILL,
+# FSETID, SETFCAP and SETPCAP (setuid and file capabilities mean nothing under no-new-privileges).
+
+
 def create_container(engine: "Engine", spec: CreateSpec) -> str:
     docker = _sdk()
 
@@ -891,6 +908,8 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
             security_opt=["no-new-privileges:true"],
+            # A fork bomb fills the container's pid budget, not the host's.
+            cap_drop=["ALL"], cap_add=list(AGENT_CAPABILITIES), pids_limit=spec.pids_limit,
             restart_policy=dict(spec.restart_policy) if spec.restart_policy else None,
         )
         created = api.create_container(
@@ -926,14 +945,30 @@ def remove_container(engine: "Engine", name: str) -> None:
         raise classify(exc) from exc
 
 
+# A captured exec's output is the container's to choose (the probe reads what agents' processes
+# and sockets look like): past this much it is an error, never the host's memory.
+EXEC_OUTPUT_LIMIT = 4 << 20
+
+
+class OutputTooLarge(CaiError):
+    """The container sent more than cai reads from it; `message` says how much was allowed."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(ExitCode.ERROR, what)
+
+
 def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0, *,
-                  user: str = ROOT) -> tuple[str, int, str]:
+                  user: str = ROOT, limit: int = EXEC_OUTPUT_LIMIT) -> tuple[str, int, str]:
     """A short captured `docker exec` (see container_scripts.py for what runs this way): (exec id,
     exit code, output). The id lets a caller leave its own exec out of the container's ExecIDs.
-    Exit code 126 carries an engine refusal (e.g. the container is not running)."""
+    Exit code 126 carries an engine refusal (e.g. the container is not running). More than
+    `limit` bytes of output raise OutputTooLarge."""
     def run(api: Any) -> tuple[str, int, str]:
         exec_id = api.exec_create(name, argv, user=user, stdout=True, stderr=True)["Id"]
-        out = _read_exec_output(api.exec_start(exec_id, socket=True), timeout)
+        try:
+            out = _read_exec_output(api.exec_start(exec_id, socket=True), timeout, limit)
+        except OutputTooLarge as exc:
+            raise OutputTooLarge(f"{name} sent {exc.message}") from None
         return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
     docker = _sdk()
@@ -941,17 +976,20 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
         return run(engine.api(timeout))
     except docker.errors.APIError as exc:
         return "", 126, _api_message(exc)
+    except CaiError:
+        raise
     except Exception as exc:
         raise classify(exc) from exc
 
 
-def _read_exec_output(sock: Any, timeout: float) -> bytes:
-    """An exec's multiplexed output, within `timeout`: docker-py waits for each frame in poll()
-    with no timeout, so a stalled engine (a remote one, most often) would hold cai forever. A
-    timer shuts the socket down; the read then ends, and the call is a timeout."""
+def _read_exec_output(sock: Any, timeout: float, limit: int) -> bytes:
+    """An exec's multiplexed output, within `timeout` and `limit` bytes: docker-py waits for each
+    frame in poll() with no timeout, so a stalled engine (a remote one, most often) would hold cai
+    forever. A timer shuts the socket down; the read then ends, and the call is a timeout. Past
+    `limit` the socket is closed at once (the exec's writes then fail) and nothing is kept."""
     import socket
 
-    from docker.utils.socket import consume_socket_output, frames_iter
+    from docker.utils.socket import frames_iter
 
     raw = getattr(sock, "_sock", sock)
     expired = threading.Event()
@@ -966,8 +1004,12 @@ def _read_exec_output(sock: Any, timeout: float) -> bytes:
     timer = threading.Timer(timeout, cut)
     timer.daemon = True
     timer.start()
+    out = bytearray()
     try:
-        out = consume_socket_output(data for _, data in frames_iter(sock, tty=False))
+        for _, data in frames_iter(sock, tty=False):
+            if len(out) + len(data) > limit:
+                raise OutputTooLarge(f"more than {output.bytes_size(limit)} of output")
+            out += data
     finally:
         timer.cancel()
         response = getattr(sock, "_response", None)
@@ -976,7 +1018,7 @@ def _read_exec_output(sock: Any, timeout: float) -> bytes:
         sock.close()
     if expired.is_set():
         raise TimeoutError(f"no end of the exec's output within {timeout:g} s")
-    return out
+    return bytes(out)
 
 
 def exec_as_root(engine: "Engine", name: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
@@ -1174,24 +1216,57 @@ def missing(exc: CaiError) -> bool:
     return isinstance(exc.__cause__, _sdk().errors.NotFound)
 
 
+# What the engine's tar may add around a file (its header, a PAX header with long names or extended
+# attributes) before a file of `limit` bytes has been read whole.
+_TAR_SLACK = 1 << 16
+
+
+class _BoundedChunks:
+    """A read()-able view of an archive stream that refuses to take in more than `budget` bytes:
+    the container's root decides what is at the path, and a tarfile stream read asks for no more
+    than the next header or member needs."""
+
+    def __init__(self, chunks: Iterator[bytes], budget: int) -> None:
+        self.chunks, self.budget, self.left, self.pending = chunks, budget, budget, b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.pending) < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.left -= len(chunk)
+            if self.left < 0:
+                raise OutputTooLarge(f"more than the {output.bytes_size(self.budget)} cai reads for it")
+            self.pending += chunk
+        taken, self.pending = (self.pending, b"") if size < 0 else (self.pending[:size], self.pending[size:])
+        return taken
+
+
 def read_regular_file(engine: "Engine", container: str, path: str, limit: int = 1 << 16) -> bytes | None:
     """A small file's bytes, read by the engine inside the container's own root; None when it is
-    missing, or not a regular file (a final symlink is not followed)."""
-    import io
+    missing, not a regular file (a final symlink is not followed) or over `limit` bytes. The stream
+    is read only as far as that takes; headers that run past the bound are an error."""
     import tarfile
 
     try:
-        data = b"".join(get_archive(engine, container, path))
+        stream = get_archive(engine, container, path)
     except CaiError as exc:
         if missing(exc):
             return None
         raise
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        member = tar.next()
-        if member is None or not member.isreg() or member.size > limit:
-            return None
-        handle = tar.extractfile(member)
-        return handle.read() if handle is not None else None
+    try:
+        with tarfile.open(fileobj=_BoundedChunks(stream, limit + _TAR_SLACK), mode="r|") as tar:
+            member = tar.next()
+            if member is None or not member.isreg() or member.size > limit:
+                return None
+            handle = tar.extractfile(member)
+            return handle.read() if handle is not None else None
+    except OutputTooLarge as exc:
+        raise CaiError(ExitCode.ERROR, f"Refusing to read {container}:{output.shown(path)}: the engine sent {exc.message}") from None
+    except tarfile.TarError as exc:
+        raise CaiError(ExitCode.ERROR, f"Unreadable archive of {container}:{output.shown(path)}: {exc}") from None
+    finally:
+        stream.close()
 
 
 def put_archive(engine: "Engine", container: str, path: str, data: Any) -> None:

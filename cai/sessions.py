@@ -140,6 +140,8 @@ def detect(eng: engine.Engine, container: engine.Container, *, resources: bool =
             probe_id, rc, output = engine.exec_captured(eng, container.name, scripts.session_probe(), timeout=PROBE_TIMEOUT_S)
     except engine.EngineUnavailable as exc:
         return Sessions(State.UNKNOWN, reason=exc.message)
+    except engine.OutputTooLarge as exc:  # what agents' processes look like is theirs to choose
+        return Sessions(State.UNKNOWN, reason=f"probe: {exc.message}")
     if rc != 0:
         return Sessions(State.UNKNOWN, reason=f"probe failed ({rc}): {output.strip()[:200]}")
     connections, ptys, detached = parse_probe(output)

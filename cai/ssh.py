@@ -44,6 +44,12 @@ CONTROL_PERSIST_S = 300
 # binds the master's socket at the path plus a 17-character random suffix.
 _MAX_CONTROL_PATH = 103 - 17
 _ENV_ASSIGNMENT_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*=")
+# A user's `Host *` may forward the agent, X11 or ports, or run a LocalCommand: none of that
+# belongs on a connection cai makes for itself, to a container whose agent runs untrusted code or
+# to an engine host. ssh keeps the first value it sees, and -o comes before every config file.
+# NAME.conf, for the user's own `ssh NAME`, leaves all but the agent to the user.
+NO_FORWARDING = ("-o", "ForwardAgent=no", "-o", "ForwardX11=no", "-o", "ClearAllForwardings=yes",
+                 "-o", "PermitLocalCommand=no")
 
 
 def key_path() -> Path:
@@ -83,7 +89,7 @@ def engine_dial_argv(destination: str, port: str | None, socket_path: str | None
 
 def _to_engine_host(destination: str, port: str | None, *options: str) -> list[str]:
     """`ssh` to an engine host: never a prompt, a bounded connect, the port only when one is named."""
-    return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
+    return ["ssh", *NO_FORWARDING, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={ENGINE_CONNECT_TIMEOUT_S}",
             *(["-p", str(port)] if port else []), *options, "--", destination]
 
 
@@ -463,6 +469,12 @@ def control_path(directory: Path, endpoint: Endpoint) -> Path:
     return directory / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}-{endpoint.port}"
 
 
+# A run that does not share cai's own master must not share the user's either: a `Host *` with
+# ControlMaster and ControlPath would carry it over a master to 127.0.0.1:PORT that may be another
+# engine's container (a multiplexed session makes no key exchange, so no pinned key is checked).
+NOT_SHARED = ("-o", "ControlMaster=no", "-o", "ControlPath=none")
+
+
 def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={config_path_value(control_path(directory, endpoint))}",
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
@@ -493,7 +505,7 @@ def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bo
 def base_argv(endpoint: Endpoint, jump_log: str | None = None) -> list[str]:
     """The original's option list (order matters: ssh keeps the first value it sees)."""
     return [
-        "ssh",
+        "ssh", *NO_FORWARDING,
         "-o", f"HostName={HOST}", "-o", f"Port={endpoint.port}", "-o", f"User={USER}",
         "-o", f"HostKeyAlias={endpoint.alias}",
         *(["-o", f"ProxyCommand={proxy_command(endpoint, jump_log)}"] if endpoint.proxied else []),
@@ -644,7 +656,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
     log_path = _log_file(directory)
     jump_log = _new_private_file(f"{log_path}-jump") if endpoint.proxied else None
-    argv = [*base_argv(endpoint, jump_log), *sharing, "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
+    argv = [*base_argv(endpoint, jump_log), *(sharing or NOT_SHARED), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
     received: list[int] = []
     child: subprocess.Popen[bytes] | None = None
     saved_terminal = _terminal_state() if tty else None
@@ -737,7 +749,7 @@ def session_env(endpoint: Endpoint) -> dict[str, str] | None:
 def run_captured(endpoint: Endpoint, remote: str, timeout: float | None = 60.0, input: str | None = None) -> proc.Result:
     """A short non-interactive session with output captured (detached starts, probes). `input`
     goes to the remote command's stdin (none without it); None as `timeout` waits as long as it takes."""
-    return proc.run([*base_argv(endpoint), *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
+    return proc.run([*base_argv(endpoint), *NOT_SHARED, *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
                     timeout=timeout, env=_jump_shell(endpoint), input=input)
 
 
