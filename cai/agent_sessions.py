@@ -493,7 +493,10 @@ def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, tim
     """Run one verb of the control script as the agent, output captured. An ssh failure is 13."""
     from cai import proc, ssh
 
-    result = _run_bounded(_endpoint(eng, container), control_command(verb, name, *args), timeout=timeout, input=input)
+    from cai import ssh
+
+    result = ssh.run_captured(_endpoint(eng, container), control_command(verb, name, *args), timeout=timeout,
+                              limit=CONTROL_OUTPUT_LIMIT, input=input)
     if result.rc == proc.RC_TOO_LONG:
         raise CaiError(ExitCode.ERROR, f"{container.name} answered with more than {CONTROL_OUTPUT_LIMIT >> 20} MiB; "
                        "cai stopped reading", "Something in the container writes to the session records or the "
@@ -509,15 +512,6 @@ def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, tim
     if result.rc == 124 and timeout is not None:
         raise CaiError(ExitCode.ERROR, f"{container.name} did not answer within {timeout:g} s")
     return result
-
-
-def _run_bounded(endpoint: Any, remote: str, *, timeout: float | None, input: str | None) -> Any:
-    """ssh.run_captured with the agent's answer read up to CONTROL_OUTPUT_LIMIT (its only other
-    caller was this module; the argv is built as it builds it)."""
-    from cai import proc, ssh
-
-    argv = [*ssh.base_argv(endpoint), *(["-n"] if input is None else []), "-o", "BatchMode=yes", ssh.HOST, remote]
-    return proc.run_bounded(argv, timeout=timeout, limit=CONTROL_OUTPUT_LIMIT, env=ssh.session_env(endpoint), input=input)
 
 
 def gone_away(eng: Any, container: Any) -> None:

@@ -148,13 +148,17 @@ class Source:
     a time with O_NOFOLLOW (os.fwalk for the scan), and checked to be what the scan saw: a swap
     sends nothing of where the link points, and fails the whole copy instead."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, top_fd: int | None = None) -> None:
+        """`top_fd`: the directory, already opened by a caller that guarded the way to it (cai cp);
+        this Source owns it from then on. `path` then only names it in messages."""
         self.path = path
         self._tar: tarfile.TarFile | None = None
-        self._top: int | None = None
+        self._top: int | None = top_fd
         self._files: dict[int, tuple[str, tuple[int, int, int, int]]] = {}  # id(member) → (rel, identity)
         self._dirs: dict[str, tuple[int, int]] = {}  # rel → (st_dev, st_ino) the scan saw
         self._open_dir: tuple[str, int] | None = None  # the last directory a file was read from
+        if top_fd is not None:
+            return
         if path.is_dir():
             # The top is the path the user named, a link to it included; only below it is guarded.
             try:

@@ -87,7 +87,7 @@ def _session(container: engine.Container, remote: str, *, send: bool) -> tuple[s
     directory = ssh.control_dir() if ssh.multiplexing() else None
     sharing = ssh.multiplex_options(directory, endpoint) if directory is not None else []
     errors = tempfile.TemporaryFile()
-    argv = [*ssh.base_argv(endpoint), *sharing, "-T", "-o", "BatchMode=yes", ssh.HOST, remote]
+    argv = [*ssh.base_argv(endpoint), *(sharing or ssh.NOT_SHARED), "-T", "-o", "BatchMode=yes", ssh.HOST, remote]
     child = subprocess.Popen(argv, stdin=subprocess.PIPE if send else subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL if send else subprocess.PIPE, stderr=errors,
                              env=ssh.session_env(endpoint))
@@ -113,25 +113,47 @@ def _finish(child: subprocess.Popen[bytes], errors: IO[bytes], what: str, timeou
 # --- in --------------------------------------------------------------------------------------
 
 
-def _local_source(local: str) -> Path:
-    """SRC, reached without a link that root does not own: in the workspace, the agent may have
-    made `notes.txt -> ~/.ssh/id_ed25519` for the user to send it."""
-    from cai import local_paths
+class _Local:
+    """SRC on this host, reached without a link that root does not own: in the workspace, the
+    agent may have made `notes.txt -> ~/.ssh/id_ed25519` or swapped `docs` for a link to ~/.ssh
+    for the user to send. Everything is opened from the descriptor of SRC's directory."""
 
-    parent, last = local_paths.split(local)
-    parent_fd = local_paths.open_directory(parent)
-    if parent_fd is None:
-        raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
-    try:
-        kind = local_paths.kind_in(parent_fd, last, local) if last else "dir"
-        real = os.readlink(f"/proc/self/fd/{parent_fd}")
-    finally:
-        os.close(parent_fd)
-    if kind is None:
-        raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
-    if kind not in ("dir", "file"):
-        raise CaiError(ExitCode.ERROR, f"Not a regular file or directory: {output.shown(local)}")
-    return Path(real, last) if last else Path(real)
+    def __init__(self, local: str) -> None:
+        from cai import local_paths
+
+        self.shown = local
+        parent, self.name = local_paths.split(local)
+        if not self.name:  # "/"
+            parent, self.name = "/", "."
+        self.parent_fd = local_paths.open_directory(parent)
+        if self.parent_fd is None:
+            raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}")
+        try:
+            kind = local_paths.kind_in(self.parent_fd, self.name, local)
+        except BaseException:
+            self.close()
+            raise
+        if kind not in ("dir", "file"):
+            self.close()
+            raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(local)}" if kind is None
+                           else f"Not a regular file or directory: {output.shown(local)}")
+        self.is_dir = kind == "dir"
+
+    def tree(self) -> archives.Source:
+        from cai import local_paths
+
+        top = local_paths.open_directory_in(self.parent_fd, self.name, self.shown)
+        return archives.Source(Path(self.shown), top_fd=top)
+
+    def open_file(self) -> IO[bytes]:
+        from cai import local_paths
+
+        return local_paths.open_file_in(self.parent_fd, self.name, self.shown)
+
+    def close(self) -> None:
+        if self.parent_fd is not None:
+            os.close(self.parent_fd)
+            self.parent_fd = None
 
 
 def _destination(container: engine.Container, path: str, kind: int, source_is_dir: bool, given_name: str) -> tuple[str, str]:
@@ -154,31 +176,35 @@ def copy_in(eng: engine.Engine, container: engine.Container, local: str, path: s
     if keep_owners:
         raise CaiError(ExitCode.ERROR, "-a needs a stopped container: only there may root write without the agent racing it",
                        f"Stop it first (cai stop --container {container.name}), or copy without -a (files become the agent's)")
-    source = None if local == "-" else _local_source(local)
-    kind = _probe(eng, container, path)
-    if source is None:
-        if kind != _IS_DIR:
-            raise CaiError(ExitCode.ERROR, f"No such directory in {container.name}: {output.shown(':' + path)}",
-                           "A tar stream goes into a directory")
-        directory, name = path, ""
-    else:
-        directory, name = _destination(container, path, kind, source.is_dir(), os.path.basename(os.path.abspath(local)))
-    child, errors = _session(container, _script(_RECEIVE, directory), send=True)
-    count = 0
+    source = None if local == "-" else _Local(local)
     try:
+        kind = _probe(eng, container, path)
         if source is None:
-            count = _pass_through(os.fdopen(0, "rb", closefd=False), child.stdin)
-        elif source.is_dir():
-            count = _send_tree(source, name, child.stdin)
+            if kind != _IS_DIR:
+                raise CaiError(ExitCode.ERROR, f"No such directory in {container.name}: {output.shown(':' + path)}",
+                               "A tar stream goes into a directory")
+            directory, name = path, ""
         else:
-            count = _send_file(source, name, child.stdin)
-    except BrokenPipeError:
-        pass  # the remote side ended: its own words are in `errors`
-    finally:
+            directory, name = _destination(container, path, kind, source.is_dir, os.path.basename(os.path.abspath(local)))
+        child, errors = _session(container, _script(_RECEIVE, directory), send=True)
+        count = 0
         try:
-            child.stdin.close()
+            if source is None:
+                count = _pass_through(os.fdopen(0, "rb", closefd=False), child.stdin)
+            elif source.is_dir:
+                count = _send_tree(source, name, child.stdin)
+            else:
+                count = _send_file(source, name, child.stdin)
         except BrokenPipeError:
-            pass
+            pass  # the remote side ended: its own words are in `errors`
+        finally:
+            try:
+                child.stdin.close()
+            except BrokenPipeError:
+                pass
+    finally:
+        if source is not None:
+            source.close()
     _finish(child, errors, f"{output.shown(local)} → {container.name}:{output.shown(path)}")
     return count
 
@@ -214,16 +240,24 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
     if local == "-":
         raise CaiError(ExitCode.ERROR, f"A tar stream goes into a running container only; {container.name} is {container.status}",
                        "cai would have to check every entry as root: start it (cai run), or copy files by path")
-    source = _local_source(local)
+    source = _Local(local)
+    try:
+        return _copy_local_in_stopped(eng, container, source, local, path, keep_owners)
+    finally:
+        source.close()
+
+
+def _copy_local_in_stopped(eng: engine.Engine, container: engine.Container, source: _Local, local: str, path: str,
+                           keep_owners: bool) -> int:
     absolute = posixpath.normpath(posixpath.join(ssh.WORKDIR, path))
     kind = _walk(eng, container, absolute)
     named = absolute + "/" if path.endswith("/") and absolute != "/" else absolute  # a trailing / names a directory
-    directory, name = _destination(container, named, kind, source.is_dir(), os.path.basename(os.path.abspath(local)))
+    directory, name = _destination(container, named, kind, source.is_dir, os.path.basename(os.path.abspath(local)))
     # The engine extracts as root and follows what is already there: so only a new entry, or a
     # plain file over a plain file, never into a tree the agent may have filled with links.
     final = posixpath.join(directory, name)
     there = _walk(eng, container, final) if kind == _IS_DIR else kind
-    if there == _IS_DIR or (there == _IS_OTHER and source.is_dir()):
+    if there == _IS_DIR or (there == _IS_OTHER and source.is_dir):
         raise CaiError(ExitCode.ERROR, f"{container.name}:{output.shown(final)} exists, and {container.name} is stopped",
                        "Into a stopped container cai copies only what is new there (root would write below what "
                        "the agent left); start it, or remove that path first")
@@ -234,8 +268,8 @@ def _copy_in_stopped(eng: engine.Engine, container: engine.Container, local: str
     # too, which can swap a directory on the way for a link between the check above and the
     # engine's write: there the copy goes through a helper that can reach nothing else.
     prefix = f"{_STAGE}/{name}" if mount is not None else name
-    if source.is_dir():
-        tree = archives.Source(source)
+    if source.is_dir:
+        tree = source.tree()
         try:
             plan = archives.scan(tree, [])
             if plan.cleared_bits:
@@ -264,14 +298,22 @@ def _put(eng: engine.Engine, container: engine.Container, directory: str, data: 
         return
     from cai import container_scripts, volumes
 
+    if keep_owners:
+        # Root keeps the owners, and cp -a writes through a link already at the destination:
+        # only where no other container can plant one.
+        sharing = engine.others_mounting(eng, mount, container.id)
+        if sharing:
+            raise CaiError(ExitCode.ERROR, f"-a into {output.shown(final)} is refused: {', '.join(sharing)} also "
+                           f"mount{'s' if len(sharing) == 1 else ''} it and could plant a link for root to write through",
+                           "Copy without -a (the files become the agent's), or into the container's own root")
     engine.copy_through_helper(
         eng, container.image_id, mount, data, final,
         container_scripts.copy_staged(f"/{_STAGE}/{posixpath.basename(final)}", final, keep_owners=keep_owners),
         as_root=keep_owners, labels=volumes.helper_labels("cp", str(mount.get("Name") or mount.get("Source"))))
 
 
-def _send_tree(root: Path, name: str, sink: IO[bytes]) -> int:
-    source = archives.Source(root)
+def _send_tree(local: _Local, name: str, sink: IO[bytes]) -> int:
+    source = local.tree()
     try:
         plan = archives.scan(source, [])
         if plan.cleared_bits:
@@ -283,10 +325,9 @@ def _send_tree(root: Path, name: str, sink: IO[bytes]) -> int:
     return len(plan.entries) + 1
 
 
-def _send_file(path: Path, name: str, sink: IO[bytes], owner: tuple[int, int] | None = AGENT_OWNER) -> int:
+def _send_file(local: _Local, name: str, sink: IO[bytes], owner: tuple[int, int] | None = AGENT_OWNER) -> int:
     """One file as a tar; `owner` None keeps the file's own (`-a`)."""
-    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as handle, \
-            tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with local.open_file() as handle, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         found = os.fstat(handle.fileno())
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = found.st_size, int(found.st_mtime), found.st_mode & 0o777

@@ -1291,6 +1291,20 @@ def mount_holding(engine: "Engine", container: str, path: str) -> dict[str, Any]
     return best
 
 
+def others_mounting(engine: "Engine", mount: Mapping[str, Any], except_id: str) -> list[str]:
+    """Names of the other containers, in any state, that mount the same volume (or bind the
+    same host path) as `mount`, an inspect Mounts entry."""
+    key = "Name" if mount.get("Type") == "volume" else "Source"
+    names = []
+    for item in engine.call("containers", all=True):
+        if item.get("Id") == except_id:
+            continue
+        if any(isinstance(m, dict) and m.get("Type") == mount.get("Type") and m.get(key) == mount.get(key)
+               for m in item.get("Mounts") or ()):
+            names.append((item.get("Names") or ["/?"])[0].lstrip("/"))
+    return sorted(names)
+
+
 def copy_through_helper(engine: "Engine", image: str, mount: Mapping[str, Any], data: Any, target: str,
                         argv: list[str], *, as_root: bool, labels: Mapping[str, str]) -> None:
     """Extract `data` (a tar) at a fresh helper's own root, then run `argv` there to copy it to

@@ -14,6 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 from cai import output
 from cai.errors import CaiError, ExitCode
@@ -102,3 +105,21 @@ def open_directory_in(parent_fd: int, name: str, shown: str) -> int:
     if fd is None:
         raise CaiError(ExitCode.ERROR, f"No such directory: {output.shown(shown)}")
     return fd
+
+
+def open_file_in(parent_fd: int, name: str, shown: str) -> "IO[bytes]":
+    """The regular file `name` below `parent_fd`, by the same rule, open for reading."""
+    path_fd = _step(parent_fd, name, shown, directory=False)
+    if path_fd is None:
+        raise CaiError(ExitCode.ERROR, f"No such file or directory: {output.shown(shown)}")
+    try:  # the O_PATH descriptor's own inode, opened for reading (never a lookup by name again)
+        fd = os.open(f"/proc/self/fd/{path_fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CaiError(ExitCode.ERROR, f"Cannot read {output.shown(shown)}: {exc.strerror}") from None
+    finally:
+        os.close(path_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CaiError(ExitCode.ERROR, f"Not a regular file: {output.shown(shown)}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")

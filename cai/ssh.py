@@ -571,7 +571,7 @@ def stop_remote(endpoint: Endpoint, remote: str, signum: int, sharing: Sequence[
     name = signal.Signals(signum).name.removeprefix("SIG")
     command = f"bash -c {shlex.quote(_STOP_SCRIPT)} cai-stop {found.group(1)} {name}"
     try:
-        proc.run([*base_argv(endpoint), *sharing, "-n", "-o", "BatchMode=yes", HOST, command], timeout=5,
+        proc.run([*base_argv(endpoint), *(sharing or NOT_SHARED), "-n", "-o", "BatchMode=yes", HOST, command], timeout=5,
                  env=_jump_shell(endpoint))
     except CaiError:
         pass  # cai is ending on a signal: what it could not stop, it cannot report better
@@ -746,11 +746,13 @@ def session_env(endpoint: Endpoint) -> dict[str, str] | None:
     return proc.child_env(overrides) if overrides else None
 
 
-def run_captured(endpoint: Endpoint, remote: str, timeout: float | None = 60.0, input: str | None = None) -> proc.Result:
-    """A short non-interactive session with output captured (detached starts, probes). `input`
-    goes to the remote command's stdin (none without it); None as `timeout` waits as long as it takes."""
-    return proc.run([*base_argv(endpoint), *NOT_SHARED, *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote],
-                    timeout=timeout, env=_jump_shell(endpoint), input=input)
+def run_captured(endpoint: Endpoint, remote: str, *, timeout: float | None, limit: int,
+                 input: str | None = None) -> proc.Result:
+    """A short non-interactive session with its output captured, each stream up to `limit` bytes
+    (the agent writes it: more is proc.RC_TOO_LONG, never the host's memory). `input` goes to the
+    remote command's stdin (none without it); None as `timeout` waits as long as it takes."""
+    argv = [*base_argv(endpoint), *NOT_SHARED, *(["-n"] if input is None else []), "-o", "BatchMode=yes", HOST, remote]
+    return proc.run_bounded(argv, timeout=timeout, limit=limit, env=_jump_shell(endpoint), input=input)
 
 
 def failure_kind(outcome: Outcome) -> str:

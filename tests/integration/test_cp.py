@@ -371,6 +371,9 @@ def test_a_neighbour_racing_a_stopped_copy_into_the_shared_volume_reaches_nothin
         before = _listing(docker_client, name, "/usr/local")
         make_container(user="1000:1000", volumes={volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
                        entrypoint=["python3", "-c", _FLIPPER])
+        (tmp_path / "owned.txt").write_text("mine\n")
+        keep = run_cai(home, "cp", "-a", str(tmp_path / "owned.txt"), f"{name}:/mnt/agent-data/owned.txt")
+        assert keep.returncode == 1 and "could plant a link for root to write through" in keep.stderr, keep.stderr
         source = tmp_path / "bin"
         source.mkdir()
         for index in range(300):
@@ -390,22 +393,56 @@ def test_a_neighbour_racing_a_stopped_copy_into_the_shared_volume_reaches_nothin
 
 def test_a_stopped_copy_into_the_data_volume_belongs_to_the_agent(stopped_box, tmp_path, docker_client):
     """Through the helper: a new tree in the volume, the agent's, readable by the container once it starts."""
+    from conftest import unique
+
     home, workspace, name, container = stopped_box
     container.stop(timeout=1)
     source = tmp_path / "tree"
     make_tree(source)
-    done = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")
-    assert done.returncode == 0, done.stderr
-    inside = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")  # a new cp-tree-…/tree
-    assert inside.returncode == 0, inside.stderr
-    again = run_cai(home, "cp", str(source), f"{name}:/mnt/agent-data/cp-tree-{name}")
-    assert again.returncode == 1 and "exists, and" in again.stderr, again.stderr
-    container.start()
-    code, listing = sh(container, f"cd /mnt/agent-data/cp-tree-{name} && stat -c '%u:%g %a %F %n' run.sh link hard empty "
-                                  f"&& cat 'with space'/* && readlink link")
-    assert code == 0, listing
-    assert listing.splitlines()[:4] == ["1000:1000 755 regular file run.sh", "1000:1000 777 symbolic link link",
-                                        "1000:1000 755 regular file hard", "1000:1000 755 directory empty"]
-    assert listing.splitlines()[4:] == ["accents", "run.sh"]
-    assert not docker_client.containers.list(all=True, filters={"label": "containai.helper.role=cp"})
-    sh(container, f"rm -rf /mnt/agent-data/cp-tree-{name}")
+    target = f"/mnt/agent-data/{unique('cp-tree')}"  # the default volume outlives test runs
+    try:
+        done = run_cai(home, "cp", str(source), f"{name}:{target}")
+        assert done.returncode == 0, done.stderr
+        inside = run_cai(home, "cp", str(source), f"{name}:{target}")  # a new …/tree inside it
+        assert inside.returncode == 0, inside.stderr
+        again = run_cai(home, "cp", str(source), f"{name}:{target}")
+        assert again.returncode == 1 and "exists, and" in again.stderr, again.stderr
+        container.start()
+        code, listing = sh(container, f"cd {target} && stat -c '%u:%g %a %F %n' run.sh link hard empty "
+                                      f"&& cat 'with space'/* && readlink link")
+        assert code == 0, listing
+        assert listing.splitlines()[:4] == ["1000:1000 755 regular file run.sh", "1000:1000 777 symbolic link link",
+                                            "1000:1000 755 regular file hard", "1000:1000 755 directory empty"]
+        assert listing.splitlines()[4:] == ["accents", "run.sh"]
+        assert not docker_client.containers.list(all=True, filters={"label": "containai.helper.role=cp"})
+    finally:
+        container.start()
+        sh(container, f"rm -rf {target}")
+
+
+def test_a_link_the_agent_planted_in_the_workspace_is_never_followed_on_this_host(box, tmp_path):
+    """The workspace is a directory of this host the agent writes: `deploy -> /etc/cron.d` and
+    `notes.txt -> ~/.ssh/id_ed25519` wait there for the user to name them (issue 24 review)."""
+    home, workspace, _, container = box
+    cron = tmp_path / "cron.d"
+    cron.mkdir()
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("PRIVATE KEY\n")
+    keys = tmp_path / "ssh-dir"
+    keys.mkdir()
+    (keys / "id_rsa").write_text("PRIVATE KEY\n")
+    assert sh(container, f"mkdir -p ~/workspace/out && echo '* * * * * root touch /pwned' > ~/workspace/out/deploy "
+                         f"&& ln -sfn {cron} ~/workspace/deploy && ln -sfn {cron} ~/workspace/build "
+                         f"&& ln -sfn {secret} ~/workspace/notes.txt && ln -sfn {keys} ~/workspace/docs")[0] == 0
+    try:
+        for argv in ((":out/deploy", "./deploy"), (":out/deploy", "./build/"), (":out", "./build/sub")):
+            done = run_cai(home, "cp", *argv, cwd=str(workspace))
+            assert done.returncode == 1, (argv, done.stderr)
+            assert done.stderr.startswith("[ERROR] Refused: ") and "is a symbolic link (to " in done.stderr, done.stderr
+        assert list(cron.iterdir()) == []
+        for local in ("./notes.txt", "./docs", "docs/id_rsa"):
+            done = run_cai(home, "cp", local, ":/tmp/", cwd=str(workspace))
+            assert done.returncode == 1 and "is a symbolic link (to " in done.stderr, (local, done.stderr)
+        assert "PRIVATE" not in sh(container, "cat /tmp/notes.txt /tmp/docs/id_rsa /tmp/id_rsa 2>/dev/null; true")[1]
+    finally:
+        sh(container, "rm -rf ~/workspace/out ~/workspace/deploy ~/workspace/build ~/workspace/notes.txt ~/workspace/docs")

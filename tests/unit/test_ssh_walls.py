@@ -66,8 +66,8 @@ def test_sessions_captured_runs_and_copies_take_nothing_from_host_star(hostile, 
     # base_argv is the head of run_session, release_master and cai cp's sessions.
     assert_walled(resolved([*ssh.base_argv(endpoint), ssh.HOST, "true"], hostile))
     ran: list[list[str]] = []
-    monkeypatch.setattr(ssh.proc, "run", lambda argv, **_: ran.append(list(argv)) or ssh.proc.Result(0, "", ""))
-    ssh.run_captured(endpoint, "true")
+    monkeypatch.setattr(ssh.proc, "run_bounded", lambda argv, **_: ran.append(list(argv)) or ssh.proc.Result(0, "", ""))
+    ssh.run_captured(endpoint, "true", timeout=5, limit=1024)
     assert_walled(resolved(ran[0], hostile))
 
 
@@ -97,8 +97,8 @@ def test_a_run_without_cais_master_uses_no_master_of_the_users(tmp_path, monkeyp
     config.write_text(f"Host *\n    ControlMaster auto\n    ControlPath {tmp_path}/cm-%C\n    ControlPersist 600\n")
     endpoint = ssh.Endpoint("proj-main", 2301, "cai-default-abc123")
     ran: list[list[str]] = []
-    monkeypatch.setattr(ssh.proc, "run", lambda argv, **_: ran.append(list(argv)) or ssh.proc.Result(0, "", ""))
-    ssh.run_captured(endpoint, "true")
+    monkeypatch.setattr(ssh.proc, "run_bounded", lambda argv, **_: ran.append(list(argv)) or ssh.proc.Result(0, "", ""))
+    ssh.run_captured(endpoint, "true", timeout=5, limit=1024)
     monkeypatch.setenv("CAI_SSH_MULTIPLEX", "0")
 
     class Stop(Exception):
