@@ -691,8 +691,8 @@ def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str 
     from cai import containers
 
     remote = control_command(verb, name, *args)
-    if strip:
-        with _filtered_stdout():
+    if strip:  # stderr too: the agent's login shell writes there
+        with _filtered(1), _filtered(2):
             rc = containers.connect(eng, container, remote, tty=tty)
     else:
         rc = containers.connect(eng, container, remote, tty=tty)
@@ -707,9 +707,12 @@ def stream(eng: Any, container: Any, verb: str, name: str, *args: str, tty: str 
     return rc
 
 
-class _filtered_stdout:
-    """File descriptor 1 is a pipe for the time being, which a thread drains through an
-    EscapeFilter into the real stdout: ssh writes there itself, so filtering needs the fd."""
+class _filtered:
+    """File descriptor `fd` (1 or 2) is a pipe for the time being, which a thread drains through
+    an EscapeFilter into the real one: ssh writes there itself, so filtering needs the fd."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
 
     def __enter__(self) -> None:
         import os
@@ -719,9 +722,10 @@ class _filtered_stdout:
         from cai import escapes
 
         sys.stdout.flush()
-        self.saved = os.dup(1)
+        sys.stderr.flush()
+        self.saved = os.dup(self.fd)
         reader, writer = os.pipe()
-        os.dup2(writer, 1)
+        os.dup2(writer, self.fd)
         os.close(writer)
 
         def pump() -> None:
@@ -743,7 +747,8 @@ class _filtered_stdout:
         import sys
 
         sys.stdout.flush()
-        os.dup2(self.saved, 1)  # the pipe's last writer here: the pump sees its end
+        sys.stderr.flush()
+        os.dup2(self.saved, self.fd)  # the pipe's last writer here: the pump sees its end
         self.thread.join(timeout=5)
         if not self.thread.is_alive():  # else it still writes there; the process ends soon anyway
             os.close(self.saved)

@@ -60,13 +60,15 @@ def checkout(workspace):
             for path in sorted(workspace.rglob("*"))}
 
 
-def on_terminal(home, box, *argv):
-    """cai with a pty as its stdout (stdin and stderr are not): what a terminal would receive."""
+def on_terminal(home, box, *argv, stderr_too=False):
+    """cai with a pty as its stdout (and stderr with `stderr_too`; stdin is not): what a terminal
+    would receive."""
     master, slave = pty.openpty()
     env = {**os.environ, "HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
     env.pop("XDG_CONFIG_HOME", None)
     child = subprocess.Popen([*CAI.split(), argv[0], argv[1], "--container", box[1], *argv[2:]],
-                             stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE, env=env)
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave if stderr_too else subprocess.PIPE,
+                             env=env)
     os.close(slave)
     received = b""
     deadline = time.monotonic() + 60
@@ -83,7 +85,7 @@ def on_terminal(home, box, *argv):
         elif child.poll() is not None:
             break
     os.close(master)
-    assert child.wait(timeout=30) == 0, child.stderr.read()
+    assert child.wait(timeout=30) == 0, child.stderr.read() if child.stderr else received
     return received.replace(b"\r\n", b"\n")
 
 
@@ -393,6 +395,23 @@ def test_logs_on_a_terminal_drop_osc_dcs_and_apc_and_keep_colours(home, box):
     wait_for(lambda: "y" in cai(home, box, "session", "logs", screen).stdout, timeout=10)
     assert b"\033]" not in on_terminal(home, box, "session", "logs", screen)
     assert cai(home, box, "session", "kill", "-s", "KILL", screen).returncode == 0
+
+
+def test_the_agents_login_shell_reaches_no_terminal_through_stderr(home, box, docker_client):
+    """The agent's ~/.bashrc writes to stderr on every login: on a terminal it goes through the
+    same filter as the log (review of issue 24)."""
+    session = new(home, box, "--log", "--", "sh", "-c", "echo clean")
+    assert cai(home, box, "session", "wait", session).returncode == 0
+    container = docker_client.containers.get(box[1])
+    line = "printf '\\033]52;c;cm0gLXJmIH4=\\007' >&2"  # the shell's own printf makes the bytes
+    planted = container.exec_run(["sh", "-c", 'cp ~/.bashrc ~/.bashrc.kept && { printf "%s\\n" "$LINE"; '
+                                              'cat ~/.bashrc.kept; } > ~/.bashrc'], user="agent", environment={"LINE": line})
+    assert planted.exit_code == 0, planted.output
+    try:
+        received = on_terminal(home, box, "session", "logs", session, stderr_too=True)
+    finally:
+        container.exec_run(["sh", "-c", "mv ~/.bashrc.kept ~/.bashrc"], user="agent")
+    assert b"clean" in received and b"\033]" not in received, received
 
 
 def test_a_neighbour_on_the_data_volume_reaches_no_session(home, box, docker_client, neighbour):
