@@ -13,7 +13,7 @@ import fnmatch
 import io
 import os
 import stat
-import tarfile
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 from cai import output
 from cai.errors import CaiError, ExitCode
+
+# PEP 706's filters and TarInfo.replace arrived in 3.11.4 (Debian 12 has 3.11.2), and 3.12 brought
+# tarfile's own fixes since: before 3.12, CPython's backport of its own module (a conditional
+# dependency). Every TarInfo that import and export handle comes from this one module (volumes.py
+# uses it too), so the filter always gets a member of its own kind.
+if sys.version_info >= (3, 12):
+    import tarfile
+else:
+    from backports import tarfile
 
 READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
@@ -358,11 +367,7 @@ def _type_problem(member: tarfile.TarInfo) -> str:
 
 def _pep706(member: tarfile.TarInfo, rel: str, target: str, scratch: str) -> str | None:
     """tarfile's own `data` filter on the member as it will be written, its symlink target left
-    out (that is data here). `scratch` is an empty directory, so no host link is ever followed.
-    Pythons before 3.11.4 (Debian 12's 3.11.2) have no filter: there the checks around this one
-    are the whole net."""
-    if not hasattr(tarfile, "data_filter"):
-        return None
+    out (that is data here). `scratch` is an empty directory, so no host link is ever followed."""
     probe = member.replace(name=rel, linkname="" if member.issym() else target, deep=False)
     try:
         tarfile.data_filter(probe, scratch)

@@ -29,8 +29,8 @@ def _reject_repeat(parser: argparse.ArgumentParser, namespace: argparse.Namespac
 
 class _StoreOnce(argparse._StoreAction):
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
-        if values == "" and option_string is not None:  # `--container=` or `--container ""`, as the original
-            parser.error(f"argument {option_string}: expected one argument")
+        if values == "" and option_string is not None:  # `--age=` or `--age ""`: the original's one line
+            raise CaiError(ExitCode.ERROR, f"{option_string} requires a value")
         _reject_repeat(parser, namespace, self, option_string)
         super().__call__(parser, namespace, values, option_string)
 

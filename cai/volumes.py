@@ -15,7 +15,6 @@ import io
 import os
 import secrets
 import stat
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 from cai import archives, config, engine, labels, output
 from cai import container_scripts as scripts
-from cai.archives import Progress
+from cai.archives import Progress, tarfile
 from cai.errors import CaiError, ExitCode
 
 VOLUME_MOUNT = "/mnt/agent-data"
@@ -571,7 +570,10 @@ def resolve_target(*, explicit_context: str | None, container: str | None, volum
                                         workspace=Path.cwd(), explicit_config=explicit_config)
         return target_of(found, explicit_config)
     ws = labels.resolve_workspace(workspace)
-    name = config.resolve_volume(volume, ws, explicit_config)
+    try:
+        name = config.resolve_volume(volume, ws, explicit_config)
+    except CaiError as exc:  # the original's two lines: what was wrong, then which step failed
+        raise CaiError(exc.code, exc.message, "[ERROR] Failed to resolve data volume") from None
     return VolumeTarget(engine.Engine(engine.resolve_context(explicit_context, ws, explicit_config)), name, ws, None,
                         explicit_config)
 

@@ -177,8 +177,11 @@ def test_the_original_messages(home, make_container, ws, tmp_path):
     assert (done.returncode, done.stderr.splitlines()[0]) == (1, "[ERROR] --container requires a value")
     done = run_cai(home, "export", "--data-volume", "bad/name", cwd=str(tmp_path))
     assert (done.returncode, done.stderr.splitlines()) == (1, [
-        "[ERROR] Invalid volume name: bad/name",
-        "[ERROR] Volume names must start with alphanumeric and contain only [a-zA-Z0-9_.-]"])
+        "[ERROR] Invalid volume name: bad/name", "[ERROR] Failed to resolve data volume"])
+    done = run_cai(home, "gc", "--age=", cwd=str(tmp_path))
+    assert (done.returncode, done.stdout, done.stderr) == (1, "", "[ERROR] --age requires a value\n")
+    done = run_cai(home, "gc", "--age", cwd=str(tmp_path))
+    assert (done.returncode, done.stderr.splitlines()[0]) == (1, "[ERROR] --age requires a value (e.g., 30d, 7d, 24h)")
     foreign = make_container(image="containai:latest", labels={"containai.managed": "false"})
     done = run_cai(home, "exec", "--container", foreign.name, "--", "true")
     assert (done.returncode, done.stderr.splitlines()) == (15, [
