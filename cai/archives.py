@@ -10,7 +10,6 @@ Modes and owners are kept exactly, except setuid, setgid and sticky, which are c
 from __future__ import annotations
 
 import fnmatch
-import io
 import os
 import stat
 import sys
@@ -306,7 +305,7 @@ def _member(rel: str, found: os.stat_result, target: str, inodes: dict[tuple[int
             info.type, info.linkname = tarfile.LNKTYPE, first
     info.mode = stat.S_IMODE(found.st_mode)
     info.uid, info.gid = found.st_uid, found.st_gid
-    info.uname, info.gname = _user_name(found.st_uid), _group_name(found.st_gid)
+    info.uname, info.gname = _owner_name(uid=found.st_uid), _owner_name(gid=found.st_gid)
     info.size = found.st_size if info.type == tarfile.REGTYPE else 0
     info.mtime = found.st_mtime
     if info.type == tarfile.SYMTYPE:
@@ -316,26 +315,18 @@ def _member(rel: str, found: os.stat_result, target: str, inodes: dict[tuple[int
     return info
 
 
-def _user_name(uid: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a per-process cache
-    if uid not in _cache:
+def _owner_name(uid: int | None = None, gid: int | None = None, _cache: dict[tuple, str] = {}) -> str:  # noqa: B006
+    """The user's (uid) or the group's (gid) name, "" when it has none; a per-process cache."""
+    key = ("user", uid) if uid is not None else ("group", gid)
+    if key not in _cache:
+        import grp
         import pwd
 
         try:
-            _cache[uid] = pwd.getpwuid(uid).pw_name
+            _cache[key] = pwd.getpwuid(uid).pw_name if uid is not None else grp.getgrgid(gid).gr_name
         except KeyError:
-            _cache[uid] = ""
-    return _cache[uid]
-
-
-def _group_name(gid: int, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a per-process cache
-    if gid not in _cache:
-        import grp
-
-        try:
-            _cache[gid] = grp.getgrgid(gid).gr_name
-        except KeyError:
-            _cache[gid] = ""
-    return _cache[gid]
+            _cache[key] = ""
+    return _cache[key]
 
 
 def corrupt(source: Path, exc: BaseException) -> CaiError:

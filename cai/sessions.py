@@ -174,34 +174,3 @@ def _exec_sessions(eng: engine.Engine, name: str, probe_id: str, *, settle: bool
         if not bridged or time.monotonic() >= deadline:
             return len(running) - bridged, bridged
         time.sleep(0.1)
-
-
-def verdict(eng: engine.Engine, container: engine.Container, *, force: bool, interactive: bool,
-            verb: str = "stop", gerund: str = "stopping", command: str = "stop") -> int | None:
-    """Whether to go on with something that ends the sessions inside (stop, kill, restart): None
-    to go on; otherwise the exit code to end with. With sessions, a terminal is asked and anything
-    else is refused (rc 1) unless `force`; an UNKNOWN answer goes on, as the original does."""
-    from cai import output
-    from cai.errors import CaiError, ExitCode
-
-    if force or not container.running:
-        return None
-    found = detect(eng, container)
-    if found.state is State.UNKNOWN:
-        if output.is_verbose():
-            output.warn(f"Could not check sessions in '{container.name}' ({found.reason}); {gerund} anyway")
-        return None
-    if found.state is State.NONE:
-        return None
-    message = f"Container '{container.name}' has active sessions ({found.summary()})"
-    if not interactive:
-        raise CaiError(ExitCode.ERROR, message,
-                       f"Use --force to {verb} it anyway: cai {command} --container {container.name} --force")
-    from cai import prompts
-
-    output.warn(message)
-    answer = prompts.confirm(f"{verb.capitalize()} anyway?")
-    if answer:
-        return None
-    output.plain_err("Cancelled.")
-    return ExitCode.OK if answer is None else ExitCode.ERROR
