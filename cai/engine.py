@@ -120,20 +120,21 @@ _sdk_ready = False
 
 
 def _sdk() -> Any:
-    """Import docker-py, once, with its context store pointed where the docker CLI keeps it.
+    """Import docker-py, once, with its context store where the docker CLI keeps it:
+    $DOCKER_CONFIG/contexts, else ~/.docker/contexts, whether or not a config.json is there.
 
-    docker-py 7.2 locates contexts next to config.json and falls back to ./contexts when that file
-    is absent, which `docker context create` never writes; so every named context would vanish.
+    docker-py 7.2 puts the store beside the first config file it finds: ./contexts when there is
+    none (`docker context create` never writes one), HOME/contexts beside a legacy ~/.dockercfg,
+    and ~/.docker/contexts when $DOCKER_CONFIG has no config.json. Each time a named context
+    vanished and cai resolved `default`, another engine.
     """
     global _sdk_ready
     if not _sdk_ready:
         _import_without_paramiko()
         import docker.context.config as context_config
 
-        original = context_config.find_config_file
-
         def find_config_file(config_path: str | None = None) -> str:
-            return original(config_path) or str(docker_config_dir() / "config.json")
+            return str(Path(config_path)) if config_path else str(docker_config_dir() / "config.json")
 
         context_config.find_config_file = find_config_file
         _sdk_ready = True

@@ -15,7 +15,7 @@ import pytest
 # (the repair in cai/engine.py, module, attribute path, parameters its signature must have)
 RELIED_ON = [
     ("_sdk: the context store next to config.json", "docker.context.config", "find_config_file", ["config_path"]),
-    ("_ssh_transport: the adapter docker-py's client imports", "docker.api.client", "SSHHTTPAdapter", None),
+    ("_ssh_transport: the adapter it hands the client", "docker.transport.sshconn", "SSHHTTPAdapter", None),
     ("_patch_ssh_transport: connect", "docker.transport.sshconn", "SSHConnection.connect", ["self"]),
     ("_patch_ssh_transport: new_conn", "docker.transport.sshconn", "SSHConnection.__init__",
      ["self", "ssh_transport", "timeout", "host"]),
@@ -43,6 +43,14 @@ def test_docker_py_still_has_what_a_repair_relies_on(repair, module, path, param
         names = list(inspect.signature(found).parameters)
         assert names[:len(parameters)] == parameters, \
             f"{module}.{path}{inspect.signature(found)} changed: look at {repair} in cai/engine.py"
+
+
+def test_the_client_still_takes_the_ssh_adapter_from_its_module_global():
+    """_ssh_transport sets docker.api.client.SSHHTTPAdapter, whose import failed without paramiko:
+    the client must still look the adapter up by that name when it makes an ssh:// client."""
+    import docker.api.client as api_client
+
+    assert "SSHHTTPAdapter(" in inspect.getsource(api_client), "look at _ssh_transport in cai/engine.py"
 
 
 def test_the_pinned_range_is_the_one_installed():
