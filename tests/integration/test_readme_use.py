@@ -54,7 +54,7 @@ STEPS = [
     ("cai session ls -a", 0),
     ("cai session logs -f train", 0),
     ("cai session wait train", 0),
-    ("cai run -d -- make test", 0),
+    ("cai run -d -- python3 train.py", 0),
     ("cai cp ./data :inputs", 0),
     ("cai status", 0),
     ("cai status --all-contexts", 0),
