@@ -8,13 +8,14 @@ all). The rules are cai's own and never ask `realpath`:
 
 - only the requested top and what is below it, every name made of plain components (no absolute
   path, no `.` or `..`, no empty component), each name once;
-- regular files, directories, symbolic links and hard links; nothing else;
+- regular files (not sparse ones), directories, symbolic links and hard links; nothing else;
 - everything is written into a directory that cai makes itself, exclusively, beside DEST, and every
   open is relative to a directory descriptor with O_NOFOLLOW, so nothing is written through a link,
   whether the stream or a racing agent planted it;
 - a hard link points only at a regular file that this stream wrote earlier;
 - once the stream has ended, every symbolic link is resolved inside the staged tree, following
-  the links there, and must stay below the top;
+  the links there, and must stay below the top; a `..` after a component the copy does not hold
+  as a directory is refused (a merge into DEST could make it lead anywhere);
 - only then does the staged tree move onto DEST: a rename, or, into an existing directory, a merge
   of renames that is checked whole before it starts. A refused copy leaves DEST as it was.
 
