@@ -116,7 +116,9 @@ new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
     # Started once the pid recorded after the login pass runs something else than NAME.cmd
     # (exec replaced it). NAME.cmd writes NAME.nostart before it ends when the command cannot
     # start, so once the session has ended that file alone decides: then its words, and exit 27.
-    for _ in $(seq 500); do
+    # Both waits are bounded in time (bash's SECONDS: no process per look).
+    deadline=$((SECONDS + 6))
+    while [ "$SECONDS" -lt "$deadline" ]; do
         [ -f "$private/$name.nostart" ] && break
         [ -f "$private/$name.started" ] && break  # a builtin or a function: it runs in NAME.cmd's shell
         pid=$(rd "$private/$name.pid" 16)
@@ -128,7 +130,8 @@ new)  # LOG WORKDIR; stdin: the record (one line), then the command's script
         sleep 0.01
     done
     if [ -f "$private/$name.nostart" ]; then
-        while running; do sleep 0.05; done
+        deadline=$((SECONDS + 6))
+        while running && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
         rd "$base/$name.screen" 65536 | awk 'NF' | tail -n 5 >&2
         exit 27
     fi
@@ -458,16 +461,19 @@ def session_script(name: str, command: Sequence[str], workdir: str | None, envir
     assignments, words = ssh.command_words([*(f"{key}={value}" for key, value in environment.items()), *command])
     if not words:
         raise CaiError(ExitCode.ERROR, "No command to run after the NAME=value words")
+    # Every word in quotes, so that none (`if`, `{`, `!`) can be shell syntax in this file.
+    words = [word if word.startswith("'") else f"'{word}'" for word in words]
     into = f" && cd -- {shlex.quote(workdir)}" if workdir else ""
     prefix = " ".join(assignments)
     nostart = f"{PRIVATE_DIR}/{name}.nostart"
+    command = " ".join(words)
     return (
         f'[ "${{1-}}" = {LOGIN_PASS} ] || exec bash -l -- "$0" {LOGIN_PASS}\n'
         f"printf '%s\\n' \"$$\" >{PRIVATE_DIR}/{name}.pid && cd {ssh.WORKDIR}{into} || exit 1\n"
         f"case $(type -t -- {words[0]}) in\n"
-        f"file) shopt -s execfail; {prefix} exec {' '.join(words)}; rc=$?; echo \"$rc\" >{nostart}; exit \"$rc\" ;;\n"
-        f"'') echo \"bash: \"{words[0]}\": command not found\" >&2; echo 127 >{nostart}; exit 127 ;;\n"
-        f"*) : >{PRIVATE_DIR}/{name}.started; {prefix} {' '.join(words)} ;;\n"
+        f"file) shopt -s execfail; {prefix} exec -- {command}; rc=$?; echo \"$rc\" >{nostart}; exit \"$rc\" ;;\n"
+        f"builtin|function) : >{PRIVATE_DIR}/{name}.started; {prefix} {command} ;;\n"
+        f"*) echo \"bash: \"{words[0]}\": command not found\" >&2; echo 127 >{nostart}; exit 127 ;;\n"
         "esac\n"
     )
 

@@ -17,7 +17,8 @@ all). The rules are cai's own and never ask `realpath`:
   the links there, and must stay below the top; a `..` after a component the copy does not hold
   as a directory is refused (a merge into DEST could make it lead anywhere);
 - only then does the staged tree move onto DEST: a rename, or, into an existing directory, a merge
-  of renames that is checked whole before it starts. A refused copy leaves DEST as it was.
+  of renames that is checked whole before it starts. A refused copy leaves DEST as it was (an
+  agent that writes DEST itself can still make a merge stop part-way, which cai says).
 
 Modes keep their permission bits less setuid, setgid, sticky and group/other write (the `data`
 filter's rule); owners are never restored. Standard library only, so that it runs on every
@@ -46,6 +47,7 @@ _CHUNK = 1 << 18
 HEADER_LIMIT = 1 << 20
 _LINK_HOPS = 40  # Linux's own limit on links followed in one lookup
 _RESOLVE_STEPS = 1_000_000  # components looked at, for all of one copy's links
+MAX_DEPTH = 400
 
 
 class Refused(Exception):
@@ -70,6 +72,8 @@ def _components(name: str, top: str) -> list[str]:
     parts = trimmed.split("/")
     if parts[0] != top or any(part in ("", ".", "..") for part in parts):
         raise Refused(f"{name!r} is not below {top!r}")
+    if len(parts) > MAX_DEPTH:  # removing or merging a deeper tree would outrun Python's recursion
+        raise Refused(f"{name[:200]!r}… is more than {MAX_DEPTH} directories deep")
     return parts[1:]
 
 
@@ -319,12 +323,12 @@ def _resolve(root_fd: int, base: list[str], target: str, budget: _Budget) -> lis
             budget.spend()
             stack.append(os.open(part, _DIR_FLAGS, dir_fd=stack[-1]))
             where.append(part)
-        parts = [part for part in target.split("/") if part not in ("", ".")]
+        parts = [part for part in reversed(target.split("/")) if part not in ("", ".")]  # next one last
         hops = _LINK_HOPS
         known = True  # every component of `where` is a real directory of the staged tree
         while parts:
             budget.spend()
-            part = parts.pop(0)
+            part = parts.pop()
             if part == "..":
                 if len(where) <= 1 or not known:
                     return None
@@ -344,7 +348,7 @@ def _resolve(root_fd: int, base: list[str], target: str, budget: _Budget) -> lis
                 inner = os.readlink(part, dir_fd=stack[-1])
                 if inner.startswith("/"):
                     return None
-                parts = [p for p in inner.split("/") if p not in ("", ".")] + parts
+                parts.extend(p for p in reversed(inner.split("/")) if p not in ("", "."))
                 continue
             where.append(part)
             if known and found is not None and stat.S_ISDIR(found.st_mode):
@@ -418,7 +422,7 @@ def _remove_staging(into_fd: int, staging: str) -> None:
         shutil.rmtree(staging, dir_fd=into_fd)
     except FileNotFoundError:
         pass
-    except OSError:
+    except (OSError, RecursionError):
         pass  # whatever is left is ours, in a hidden directory beside DEST; never a reason to fail
 
 
@@ -449,7 +453,11 @@ def _place(staging_fd: int, into_fd: int, name: str, top_is_dir: bool) -> None:
         conflict = _merge_conflict(source_fd, target_fd, name)
         if conflict:
             raise CaiError(ExitCode.ERROR, f"Cannot merge into {name}: {conflict}", "Nothing was written.")
-        _merge(source_fd, target_fd)
+        try:
+            _merge(source_fd, target_fd)
+        except OSError as exc:  # DEST changed after the check: an agent that writes it raced the merge
+            raise CaiError(ExitCode.ERROR, f"The merge into {name} stopped part-way: {exc.strerror}",
+                           "What was moved before stays; nothing was written through a link.") from None
     finally:
         os.close(source_fd)
         os.close(target_fd)

@@ -30,7 +30,7 @@ def _refused(shown: str, link_target: str) -> CaiError:
                     "in the workspace); name the real path")
 
 
-def _step(parent_fd: int, part: str, shown: str, *, directory: bool) -> int | None:
+def _step(parent_fd: int, part: str, shown: str, *, directory: bool, hops: int = 40) -> int | None:
     """Open `part` below `parent_fd`: a directory (to read), or with `directory` False anything,
     as an O_PATH descriptor (no side effect on a device or a FIFO). None when it does not exist."""
     kind = _DIR if directory else os.O_PATH | os.O_CLOEXEC
@@ -49,14 +49,25 @@ def _step(parent_fd: int, part: str, shown: str, *, directory: bool) -> int | No
         return fd
     if fd is not None:
         os.close(fd)
+    target = os.readlink(part, dir_fd=parent_fd)
     if found.st_uid != 0:
-        raise _refused(shown, os.readlink(part, dir_fd=parent_fd))
-    try:  # the system's own link
-        return os.open(part, kind, dir_fd=parent_fd)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CaiError(ExitCode.ERROR, f"Cannot open {output.shown(shown)}: {exc.strerror}") from None
+        raise _refused(shown, target)
+    if hops == 0:
+        raise CaiError(ExitCode.ERROR, f"Too many symbolic links on the way to {output.shown(shown)}")
+    # The system's own link, followed by the same rule: its target may pass through the agent's.
+    current = os.open("/", _DIR) if target.startswith("/") else os.dup(parent_fd)
+    parts = [p for p in target.split("/") if p and p != "."] or ["."]
+    for index, inner in enumerate(parts):
+        last = index == len(parts) - 1
+        try:
+            following = os.open("..", _DIR, dir_fd=current) if inner == ".." else \
+                _step(current, inner, shown, directory=directory or not last, hops=hops - 1)
+        finally:
+            os.close(current)
+        if following is None:
+            return None
+        current = following
+    return current
 
 
 def open_directory(path: str) -> int | None:

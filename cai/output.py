@@ -83,9 +83,9 @@ def emit_json(document: dict[str, Any], schema_version: int = JSON_SCHEMA_VERSIO
     import json
 
     global _json_emitted
-    body = {"schema_version": schema_version, **document}
-    print(json.dumps(body, indent=2), flush=True)
-    _json_emitted = True
+    text = json.dumps({"schema_version": schema_version, **document}, indent=2)
+    _json_emitted = True  # before the write: a Ctrl-C in the middle of it must not add a second document
+    print(text, flush=True)
 
 
 def json_emitted() -> bool:

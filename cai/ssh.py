@@ -571,8 +571,8 @@ def stop_remote(endpoint: Endpoint, remote: str, signum: int, sharing: Sequence[
     name = signal.Signals(signum).name.removeprefix("SIG")
     command = f"bash -c {shlex.quote(_STOP_SCRIPT)} cai-stop {found.group(1)} {name}"
     try:
-        proc.run([*base_argv(endpoint), *(sharing or NOT_SHARED), "-n", "-o", "BatchMode=yes", HOST, command], timeout=5,
-                 env=_jump_shell(endpoint))
+        proc.run_bounded([*base_argv(endpoint), *(sharing or NOT_SHARED), "-n", "-o", "BatchMode=yes", HOST, command],
+                         timeout=5, limit=4096, env=_jump_shell(endpoint))  # the agent's shell may print
     except CaiError:
         pass  # cai is ending on a signal: what it could not stop, it cannot report better
 

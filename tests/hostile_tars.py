@@ -100,6 +100,8 @@ def refused_cases() -> dict[str, tuple[bytes, str]]:
         "not a tar": (b"\x00" * 100 + b"hello", "not a tar"),
         "sparse file": (_tar((TOP, "dir"), (f"{TOP}/holes", "sparse")), "sparse"),
         "NUL in a link's target": (_tar((TOP, "dir"), (f"{TOP}/nul", "sym", "a\x00" + "b" * 120)), "nul"),  # in pax
+        "a tree deeper than cai removes or merges": (_tar((TOP, "dir"), ("/".join([TOP, *["a"] * 450, "f"]), "file"),
+                                                          (f"{TOP}/pipe", "fifo")), "deep"),
         "dot-dot past a component the copy lacks": (_tar((TOP, "dir"), (f"{TOP}/up", "sym", "gone/../../..")), "up"),
         "another top": (_tar(("other", "dir"), ("other/x", "file")), "other"),
     }

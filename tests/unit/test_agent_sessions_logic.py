@@ -79,6 +79,12 @@ def test_session_script_marks_a_command_that_cannot_start_and_a_builtin(tmp_path
     (private / "n1.nostart").unlink()
     done, private, _ = _run_script(tmp_path, ["exit", "9"])
     assert done.returncode == 9 and (private / "n1.started").exists() and not (private / "n1.nostart").exists()
+    for syntax in (["if", "true"], ["[[", "-n", "x", "]]"], ["{"], ["!"]):  # quoted: never shell syntax here
+        (private / "n1.started").unlink(missing_ok=True)
+        done, private, _ = _run_script(tmp_path, syntax)
+        assert done.returncode == 127 and (private / "n1.nostart").read_text() == "127\n", (syntax, done.stderr)
+        assert not (private / "n1.started").exists()
+        (private / "n1.nostart").unlink()
 
 
 def test_listing_states():

@@ -184,3 +184,48 @@ def test_chained_links_through_a_deep_tree_cost_bounded_steps(into):
     with pytest.raises(CaiError, match="steps to judge"):
         land(hostile_tars._tar(*members), into)
     assert time.monotonic() - started < 30
+
+
+def test_a_merge_the_agent_races_says_it_stopped_part_way_and_writes_through_no_link(into, monkeypatch):
+    """An agent that writes DEST swaps a checked directory for a link to /etc after the check."""
+    top = hostile_tars.TOP
+    (into / "out" / "z").mkdir(parents=True)
+    outside = into / "outside"
+    outside.mkdir()
+    checked = landing._merge_conflict
+
+    def check_then_swap(*args):
+        found = checked(*args)
+        if args[2] == "out":
+            (into / "out" / "z").rmdir()
+            (into / "out" / "z").symlink_to(outside)
+        return found
+
+    monkeypatch.setattr(landing, "_merge_conflict", check_then_swap)
+    stream = hostile_tars._tar((top, "dir"), (f"{top}/a", "file"), (f"{top}/z", "dir"), (f"{top}/z/inner", "file"))
+    with pytest.raises(CaiError, match="stopped part-way"):
+        land(stream, into, "out")
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in into.iterdir()) == ["out", "outside"]  # no staging left
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="makes a root-owned link and an agent-owned one (CI runs as root)")
+def test_a_root_owned_link_is_followed_by_the_same_rule(tmp_path):
+    """A system link is followed, but not through a link of the agent's on its way."""
+    from cai import local_paths
+
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "key").write_text("KEY\n")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "sub").symlink_to("../secret")
+    os.lchown(tmp_path / "ws" / "sub", 1000, 1000)  # the agent's
+    (tmp_path / "ws" / "via-root").symlink_to("sub/key")  # root's, through the agent's
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ws" / "fine").symlink_to("../real")  # root's, to a real directory
+    workspace = local_paths.open_directory(str(tmp_path / "ws"))
+    try:
+        with pytest.raises(CaiError, match="is a symbolic link"):
+            local_paths.open_file_in(workspace, "via-root", "via-root")
+        assert local_paths.kind_in(workspace, "fine", "fine") == "dir"
+    finally:
+        os.close(workspace)
