@@ -499,8 +499,6 @@ def control(eng: Any, container: Any, verb: str, name: str = "", *args: str, tim
     """Run one verb of the control script as the agent, output captured. An ssh failure is 13."""
     from cai import proc, ssh
 
-    from cai import ssh
-
     result = ssh.run_captured(_endpoint(eng, container), control_command(verb, name, *args), timeout=timeout,
                               limit=CONTROL_OUTPUT_LIMIT, input=input)
     if result.rc == proc.RC_TOO_LONG:
