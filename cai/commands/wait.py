@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
 
 if TYPE_CHECKING:
     from cai.main import Ctx
