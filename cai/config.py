@@ -129,13 +129,15 @@ def best_workspace_section(doc: dict[str, Any], workspace: Path | str) -> dict[s
 # --- validation ------------------------------------------------------------------------------
 
 
-def validate_volume_name(name: str, *, source: str = "") -> str:
+def validate_volume_name(name: str, *, source: str = "", hint: bool = True) -> str:
+    """`hint`: the rule's line after the error, as the original's export and import print it (its
+    volume resolution prints the first line alone)."""
     if not name or len(name) > 255 or not VOLUME_NAME_RE.match(name):
         where = f" (from {source})" if source else ""
         raise CaiError(
             ExitCode.ERROR,
             f"Invalid volume name: {output.shown(name)}{where}",
-            "[ERROR] Volume names must start with alphanumeric and contain only [a-zA-Z0-9_.-]",
+            *(["[ERROR] Volume names must start with alphanumeric and contain only [a-zA-Z0-9_.-]"] if hint else []),
         )
     return name
 
@@ -150,7 +152,7 @@ def valid_context_name(name: str) -> bool:
 def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path | None = None) -> str:
     """Data volume precedence: flag, env, workspace state, repo/explicit config, user config, default."""
     if cli_value is not None:
-        return validate_volume_name(cli_value)
+        return validate_volume_name(cli_value, hint=False)
     env = os.environ.get("CONTAINAI_DATA_VOLUME")
     if env:
         return validate_volume_name(env, source="CONTAINAI_DATA_VOLUME")

@@ -572,8 +572,8 @@ def resolve_target(*, explicit_context: str | None, container: str | None, volum
     ws = labels.resolve_workspace(workspace)
     try:
         name = config.resolve_volume(volume, ws, explicit_config)
-    except CaiError as exc:  # the original's two lines: what was wrong, then which step failed
-        raise CaiError(exc.code, exc.message, "[ERROR] Failed to resolve data volume") from None
+    except CaiError as exc:  # as the original: what was wrong, then which step failed
+        raise CaiError(exc.code, exc.message, *exc.extra, "[ERROR] Failed to resolve data volume") from None
     return VolumeTarget(engine.Engine(engine.resolve_context(explicit_context, ws, explicit_config)), name, ws, None,
                         explicit_config)
 
