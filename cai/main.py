@@ -136,8 +136,10 @@ def _promise_json_error(args: Any, kind: str, message: str, code: int, details: 
 
     if args is None or output.json_emitted():
         return
+    # A command whose JSON hangs on more than --json says so itself; --json alone promises version 1.
     promised = getattr(_command_module(args._module), "json_promised", None)
-    version = promised(args) if promised is not None else None
+    version = promised(args) if promised is not None else \
+        output.JSON_SCHEMA_VERSION if getattr(args, "json", False) else None
     if version is None:
         return
     import re

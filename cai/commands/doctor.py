@@ -65,10 +65,6 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
     return report
 
 
-def json_promised(args: "argparse.Namespace") -> int | None:
-    return 1 if args.json else None
-
-
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     want_json = args.json
     report = collect(ctx.context)

@@ -64,10 +64,6 @@ def _dry_run_line(candidates: int, images: int, helpers: int) -> str:
     return f"[DRY-RUN] Would remove {candidates} container(s) and {images} image(s){more}"
 
 
-def json_promised(args: argparse.Namespace) -> int | None:
-    return 1 if args.json else None
-
-
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     import os
     from pathlib import Path

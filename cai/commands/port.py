@@ -40,10 +40,6 @@ def published(inspected: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def json_promised(args: argparse.Namespace) -> int | None:
-    return 1 if args.json else None
-
-
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai import output
 

@@ -89,10 +89,6 @@ def _lines(text: str) -> int:
     return int(text)
 
 
-def json_promised(args: argparse.Namespace) -> int | None:
-    return 1 if getattr(args, "json", False) else None
-
-
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from cai.main import Ctx
 

@@ -55,10 +55,6 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
     return entries
 
 
-def json_promised(args: "argparse.Namespace") -> int | None:
-    return 1 if getattr(args, "json", False) else None
-
-
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     from cai import engine, ssh
     from cai.errors import CaiError, ExitCode
