@@ -152,19 +152,18 @@ class _Tree:
 
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, leaf: str) -> None:
     fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
-    try:
+    with os.fdopen(fd, "wb") as out:  # a buffered writer: each write goes out whole
         source = tar.extractfile(member)
         left = member.size
         while source is not None and left > 0:
             chunk = source.read(min(_CHUNK, left))
             if not chunk:
                 raise Refused(f"{member.name!r} ends before its {member.size} bytes")
-            _write_all(fd, chunk)
+            out.write(chunk)
             left -= len(chunk)
+        out.flush()
         os.fchmod(fd, _clear_bits(member.mode))
         _set_mtime(fd, member.mtime)
-    finally:
-        os.close(fd)
 
 
 def _set_mtime(fd: int, mtime: float) -> None:
@@ -173,11 +172,6 @@ def _set_mtime(fd: int, mtime: float) -> None:
     except (OverflowError, ValueError, OSError):
         pass  # a time the file system cannot hold: the file keeps now
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def stage(tar: tarfile.TarFile, top: str, root_fd: int) -> tuple[int, bool]:
