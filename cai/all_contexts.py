@@ -104,13 +104,13 @@ def fan_out(work: Callable[["engine.Engine"], T], contexts: list[str] | None = N
     import concurrent.futures
     import threading
 
-    from cai import config, engine
+    from cai import engine
 
     names = known_contexts() if contexts is None else contexts
     early: dict[str, Unreachable] = {}
     endpoints: dict[str, str] = {}
     for name in names:  # in this thread: it reads local files (and imports docker once)
-        if not config.valid_context_name(name):
+        if not engine.valid_context_name(name):
             early[name] = Unreachable(name, "cai does not accept this context name "
                                             "(alphanumeric first, then only [a-zA-Z0-9_-], at most 64 characters)")
             continue

@@ -220,7 +220,7 @@ def _fingerprint() -> str:
 
 
 def _cache_file(shell: str) -> str:
-    """config.cache_dir() / "completion" / NAME, without pathlib."""
+    """userfiles.cache_dir() / "completion" / NAME, without pathlib."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME") or os.path.expanduser("~"), ".cache")
     return os.path.join(base, "containai", "completion", f"{shell}-{_fingerprint()}")
 
@@ -236,7 +236,7 @@ def script(shell: str) -> str:
         pass
     from pathlib import Path
 
-    from cai import config
+    from cai import userfiles
 
     cached = Path(cached_name)
     text = generate(shell)
@@ -248,7 +248,7 @@ def script(shell: str) -> str:
         for stale in cached.parent.glob(f"{shell}-*"):
             if stale.stat().st_mtime < time.time() - 86400:
                 stale.unlink()
-        config.atomic_write(cached, text, mode=0o644)
+        userfiles.atomic_write(cached, text, mode=0o644)
     except OSError:
         pass  # only speed is lost
     return text

@@ -1,4 +1,4 @@
-"""Paths, config files and workspace state.
+"""Config files and workspace state.
 
 Workspace state lives in the user config `${XDG_CONFIG_HOME:-~/.config}/containai/config.toml`
 under `[workspace."<normalized path>"]`. It is read with tomllib and written atomically (temp
@@ -8,7 +8,6 @@ import time.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -16,42 +15,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
-from cai.errors import CaiError, ExitCode
 from cai import output
+from cai.errors import CaiError, ExitCode
+from cai.userfiles import atomic_write, file_lock, user_config_path
 
 DEFAULT_DATA_VOLUME = "containai-data"
-AGENT_WORKSPACE = "/home/agent/workspace"  # where the image mounts the workspace (ssh, engine, volumes)
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
-LOCK_TIMEOUT_S = 30.0
 DEFAULT_PIDS_LIMIT = 4096  # processes and threads of one agent container; `[container].pids_limit`
-
-
-def _home() -> Path:
-    return Path(os.environ.get("HOME") or Path.home())
-
-
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(_home() / ".config")
-    return Path(base) / "containai"
-
-
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(_home() / ".local" / "state")
-    return Path(base) / "containai"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(_home() / ".cache")
-    return Path(base) / "containai"
-
-
-def user_config_path() -> Path:
-    return config_dir() / "config.toml"
-
-
-def ssh_dir() -> Path:
-    return _home() / ".ssh"
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -105,9 +75,7 @@ def workspace_key(workspace: Path | str) -> str:
 
 def workspace_state(workspace: Path | str) -> dict[str, Any]:
     """The user config's `[workspace."<path>"]` table, or {} (read failures degrade to empty)."""
-    table = load_toml(user_config_path(), strict=False).get("workspace", {})
-    entry = table.get(workspace_key(workspace), {}) if isinstance(table, dict) else {}
-    return entry if isinstance(entry, dict) else {}
+    return Layers(None).workspace_state(workspace)
 
 
 def best_workspace_section(doc: dict[str, Any], workspace: Path | str) -> dict[str, Any]:
@@ -142,30 +110,101 @@ def validate_volume_name(name: str, *, source: str = "", hint: bool = True) -> s
     return name
 
 
-def valid_context_name(name: str) -> bool:
-    return 0 < len(name) <= 64 and bool(CONTEXT_NAME_RE.match(name))
-
-
 # --- resolution ------------------------------------------------------------------------------
 
 
-def resolve_volume(cli_value: str | None, workspace: Path, explicit_config: Path | None = None) -> str:
-    """Data volume precedence: flag, env, workspace state, repo/explicit config, user config, default."""
-    if cli_value is not None:
-        return validate_volume_name(cli_value, hint=False)
-    env = os.environ.get("CONTAINAI_DATA_VOLUME")
-    if env:
-        return validate_volume_name(env, source="CONTAINAI_DATA_VOLUME")
-    state = workspace_state(workspace).get("data_volume")
-    if isinstance(state, str) and state:
-        return validate_volume_name(state, source="workspace state")
-    for path, strict in _config_sources(workspace, explicit_config):
-        doc = load_toml(path, strict=strict)
-        section = best_workspace_section(doc, workspace)
-        for candidate in (section.get("data_volume"), doc.get("data_volume")):
-            if isinstance(candidate, str) and candidate:
-                return validate_volume_name(candidate, source=str(path))
-    return DEFAULT_DATA_VOLUME
+class Layers:
+    """The config files that speak for one workspace, in precedence order: the explicit (--config,
+    strict) or the discovered repo config, then the user's. Each file is read once, when a setting
+    first needs it: a broken file that no asked-for setting reaches stays quiet, as before."""
+
+    __slots__ = ("workspace", "_sources", "_docs")
+
+    def __init__(self, workspace: Path | None, explicit_config: Path | None = None) -> None:
+        self.workspace = workspace
+        self._sources = _config_sources(workspace, explicit_config) if workspace is not None else \
+            ([(explicit_config, True)] if explicit_config is not None else []) + [(user_config_path(), False)]
+        self._docs: dict[Path, dict[str, Any]] = {}
+
+    def docs(self) -> Iterator[tuple[Path, dict[str, Any]]]:
+        for path, strict in self._sources:
+            if path not in self._docs:
+                self._docs[path] = load_toml(path, strict=strict)
+            yield path, self._docs[path]
+
+    def user(self) -> dict[str, Any]:
+        path = user_config_path()
+        if path not in self._docs:
+            self._docs[path] = load_toml(path, strict=False)
+        return self._docs[path]
+
+    def workspace_state(self, workspace: Path | str | None = None) -> dict[str, Any]:
+        """The user config's `[workspace."<path>"]` table, or {}."""
+        table = self.user().get("workspace", {})
+        entry = table.get(workspace_key(workspace or self.workspace or ""), {}) if isinstance(table, dict) else {}
+        return entry if isinstance(entry, dict) else {}
+
+    def engine_context(self) -> tuple[str, str] | None:
+        """(context, where it was named), as written: CONTAINAI_SECURE_ENGINE_CONTEXT, else the
+        first `[secure_engine].context_name` (key by key: a repo config without the key does not
+        hide the user's). contexts.py judges the name."""
+        env = os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT")
+        if env:
+            return env, "CONTAINAI_SECURE_ENGINE_CONTEXT"
+        for path, doc in self.docs():
+            section = doc.get("secure_engine", {})
+            name = section.get("context_name") if isinstance(section, dict) else None
+            if isinstance(name, str) and name:
+                return name, f"[secure_engine].context_name in {path}"
+        return None
+
+    def volume(self, cli_value: str | None) -> str:
+        """Data volume precedence: flag, env, workspace state, repo/explicit config, user config, default."""
+        if cli_value is not None:
+            return validate_volume_name(cli_value, hint=False)
+        env = os.environ.get("CONTAINAI_DATA_VOLUME")
+        if env:
+            return validate_volume_name(env, source="CONTAINAI_DATA_VOLUME")
+        state = self.workspace_state().get("data_volume")
+        if isinstance(state, str) and state:
+            return validate_volume_name(state, source="workspace state")
+        for path, doc in self.docs():
+            section = best_workspace_section(doc, self.workspace or Path("/"))
+            for candidate in (section.get("data_volume"), doc.get("data_volume")):
+                if isinstance(candidate, str) and candidate:
+                    return validate_volume_name(candidate, source=str(path))
+        return DEFAULT_DATA_VOLUME
+
+    def excludes(self) -> list[str]:
+        """`default_excludes` plus the best-matching `[workspace."P"].excludes`, each from the first
+        config that has one."""
+        defaults: list[str] | None = None
+        specific: list[str] | None = None
+        for _, doc in self.docs():
+            if defaults is None and "default_excludes" in doc:
+                defaults = _string_list(doc["default_excludes"])
+            section = best_workspace_section(doc, self.workspace or Path("/"))
+            if specific is None and "excludes" in section:
+                specific = _string_list(section["excludes"])
+        return list(dict.fromkeys((defaults or []) + (specific or [])))
+
+    def import_excludes_private(self) -> bool:
+        """`[import].exclude_priv` (default true): leave `shell/bashrc.d/*.priv.*` out of imports."""
+        for _, doc in self.docs():
+            section = doc.get("import")
+            if isinstance(section, dict) and isinstance(section.get("exclude_priv"), bool):
+                return section["exclude_priv"]
+        return True
+
+    def pids_limit(self) -> int:
+        """`[container].pids_limit` of the user's config, for containers created from now on. Only
+        the user's: a repo config sits in the workspace, which the agent writes."""
+        section = self.user().get("container")
+        value = section.get("pids_limit", DEFAULT_PIDS_LIMIT) if isinstance(section, dict) else DEFAULT_PIDS_LIMIT
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CaiError(ExitCode.ERROR, f"Invalid [container].pids_limit in {output.shown(str(user_config_path()))}: "
+                           f"{output.shown(repr(value))}", "[ERROR] It is a whole number of processes, at least 1 (default 4096)")
+        return value
 
 
 def _config_sources(workspace: Path, explicit_config: Path | None) -> list[tuple[Path, bool]]:
@@ -187,110 +226,7 @@ def _string_list(value: Any) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def resolve_excludes(workspace: Path, explicit_config: Path | None = None) -> list[str]:
-    """`default_excludes` plus the best-matching `[workspace."P"].excludes`, each from the first
-    config that has one."""
-    defaults: list[str] | None = None
-    specific: list[str] | None = None
-    for path, strict in _config_sources(workspace, explicit_config):
-        doc = load_toml(path, strict=strict)
-        if defaults is None and "default_excludes" in doc:
-            defaults = _string_list(doc["default_excludes"])
-        section = best_workspace_section(doc, workspace)
-        if specific is None and "excludes" in section:
-            specific = _string_list(section["excludes"])
-    return list(dict.fromkeys((defaults or []) + (specific or [])))
-
-
-def import_excludes_private(workspace: Path, explicit_config: Path | None = None) -> bool:
-    """`[import].exclude_priv` (default true): leave `shell/bashrc.d/*.priv.*` out of imports."""
-    for path, strict in _config_sources(workspace, explicit_config):
-        section = load_toml(path, strict=strict).get("import")
-        if isinstance(section, dict) and isinstance(section.get("exclude_priv"), bool):
-            return section["exclude_priv"]
-    return True
-
-
-def pids_limit() -> int:
-    """`[container].pids_limit` of the user's config, for containers created from now on. Only the
-    user's: a repo config sits in the workspace, which the agent writes."""
-    path = user_config_path()
-    section = load_toml(path, strict=False).get("container")
-    value = section.get("pids_limit", DEFAULT_PIDS_LIMIT) if isinstance(section, dict) else DEFAULT_PIDS_LIMIT
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CaiError(ExitCode.ERROR, f"Invalid [container].pids_limit in {output.shown(str(path))}: {output.shown(repr(value))}",
-                       "[ERROR] It is a whole number of processes, at least 1 (default 4096)")
-    return value
-
-
-def configured_engine_context(workspace: Path | None, explicit_config: Path | None = None) -> tuple[str, str] | None:
-    """(context, where it was named): CONTAINAI_SECURE_ENGINE_CONTEXT, else the first
-    `[secure_engine].context_name` of the explicit or the workspace's config, then the user's (key
-    by key: a repo config without the key does not hide the user's). An invalid name is an error."""
-    env = os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT")
-    if env:
-        return _checked_context(env, "CONTAINAI_SECURE_ENGINE_CONTEXT"), "CONTAINAI_SECURE_ENGINE_CONTEXT"
-    sources = _config_sources(workspace, explicit_config) if workspace is not None else \
-        ([(explicit_config, True)] if explicit_config is not None else []) + [(user_config_path(), False)]
-    for path, strict in sources:
-        section = load_toml(path, strict=strict).get("secure_engine", {})
-        name = section.get("context_name") if isinstance(section, dict) else None
-        if isinstance(name, str) and name:
-            where = f"[secure_engine].context_name in {path}"
-            return _checked_context(name, where), where
-    return None
-
-
-def _checked_context(name: str, source: str) -> str:
-    if not valid_context_name(name):
-        raise CaiError(ExitCode.ERROR, f"Invalid context name: {output.shown(name)} (from {source})",
-                       "[ERROR] Context names start with alphanumeric and contain only [a-zA-Z0-9_-] (at most 64 characters)")
-    return name
-
-
 # --- writing ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def file_lock(lock_path: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """An exclusive flock on `lock_path`, waited for up to `timeout` seconds."""
-    import fcntl
-    import time
-
-    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise CaiError(ExitCode.ERROR, f"Timeout acquiring lock: {lock_path}")
-                time.sleep(0.02)
-        yield
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write to a temp file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def update_user_config(mutate: Callable[[dict[str, Any]], None]) -> None:

@@ -5,124 +5,20 @@ Shared by `run`, `exec` and `shell`. Docker goes through `engine`, OpenSSH throu
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
-from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping, Sequence
 
-from cai import config, engine, labels, output, run_options, ssh
+    from cai.resolution import Target
+
+from cai import config, engine, labels, output, run_options, ssh, userfiles
 from cai import container_scripts as scripts
 from cai.errors import CaiError, ExitCode
 
 DEFAULT_STOP_TIMEOUT = 100
 START_POLLS = 30
-
-
-@dataclass(frozen=True)
-class Target:
-    engine: engine.Engine
-    name: str
-    workspace: Path
-    volume: str
-    container: engine.Container | None
-
-
-def _by_workspace(eng: engine.Engine, workspace: Path) -> engine.Container | None:
-    ws = str(workspace)
-    saved = config.workspace_state(ws).get("container_name")
-    if isinstance(saved, str) and saved:
-        found = eng.inspect_container(saved)
-        if found is not None and labels.label(found.labels, labels.WORKSPACE) == ws:
-            return found
-    matches = engine.list_containers(eng, [f"{labels.WORKSPACE}={ws}"])
-    if len(matches) > 1:
-        names = " ".join(sorted(m["Names"][0].lstrip("/") for m in matches))
-        raise CaiError(ExitCode.ERROR, f"Multiple containers found for workspace: {ws}",
-                       f"[ERROR] Containers: {names}", "[ERROR] Use --container to specify which one")
-    if matches:
-        return eng.inspect_container(matches[0]["Id"])
-    for name in (labels.container_name_for(workspace), labels.legacy_container_name(ws)):
-        found = eng.inspect_container(name)
-        # By name, only a container with no workspace label (legacy or foreign; the caller rejects a
-        # foreign one) may be taken: the original also took another workspace's "ws-nogit".
-        if found is not None and labels.label(found.labels, labels.WORKSPACE) in ("", ws):
-            return found
-    return None
-
-
-def resolve(*, explicit_context: str | None, workspace_arg: str | None, container_arg: str | None,
-            volume_arg: str | None, create_missing_named: bool) -> Target:
-    """Standard mode (workspace) or --container mode, as reference ssh-exec §2.3 describes."""
-    if container_arg is not None:
-        labels.validate_container_name(container_arg)
-        if workspace_arg is not None:
-            raise CaiError(ExitCode.ERROR, "--container and --workspace are mutually exclusive")
-        if volume_arg is not None:
-            raise CaiError(ExitCode.ERROR, "--container and --data-volume are mutually exclusive")
-    workspace = labels.resolve_workspace(workspace_arg)
-    eng = engine.Engine(engine.resolve_context(explicit_context, workspace))
-    if container_arg is not None:
-        found = eng.inspect_container(container_arg)
-        if found is None:
-            if not create_missing_named:
-                raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {container_arg}",
-                               "To create a container for this workspace, run:", f"  cai run --container {container_arg} /path/to/workspace")
-            return Target(eng, container_arg, workspace, config.resolve_volume(None, workspace), None)
-        if not labels.is_workspace_container(found.labels):
-            raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container {found.name} exists but is not managed by ContainAI",
-                           "[HINT] Remove the conflicting container or use a different name")
-        ws_label = labels.label(found.labels, labels.WORKSPACE) or str(workspace)
-        vol_label = labels.label(found.labels, labels.DATA_VOLUME) or config.resolve_volume(None, workspace)
-        return Target(eng, found.name, Path(ws_label), vol_label, found)
-    volume = config.resolve_volume(volume_arg, workspace)
-    found = _by_workspace(eng, workspace)
-    if found is not None:
-        check_ours(found)
-        return Target(eng, found.name, workspace, volume, found)
-    name = labels.resolve_new_name(labels.container_name_for(workspace), str(workspace), lambda n: _workspace_of(eng, n))
-    return Target(eng, name, workspace, volume, None)
-
-
-def _workspace_of(eng: engine.Engine, name: str) -> str | None:
-    found = eng.inspect_container(name)
-    return None if found is None else labels.label(found.labels, labels.WORKSPACE)
-
-
-def find_named(name: str, *, explicit_context: str | None, workspace: Path,
-               explicit_config: Path | None = None) -> engine.Container | None:
-    """By name across the candidate contexts; None when none has it. For stop, status, export and
-    import, where "not found" is rc 1 (the original's), not exec's 10."""
-    try:
-        return engine.find_container_by_name(name, explicit_context=explicit_context, workspace=workspace,
-                                             explicit_config=explicit_config)
-    except CaiError as exc:
-        if exc.code == ExitCode.CONTAINER_NOT_FOUND:
-            return None
-        raise
-
-
-def require_managed(container: engine.Container) -> None:
-    """The strict rule (stop, status, export, import): the label must be exactly `true`."""
-    if not labels.is_managed(container.labels):
-        raise CaiError(ExitCode.ERROR, f"Container {container.name} exists but is not managed by ContainAI")
-
-
-def find_managed(name: str, *, explicit_context: str | None, workspace: Path,
-                 explicit_config: Path | None = None) -> engine.Container:
-    found = find_named(name, explicit_context=explicit_context, workspace=workspace, explicit_config=explicit_config)
-    if found is None:
-        raise CaiError(ExitCode.ERROR, f"Container not found: {name}")
-    require_managed(found)
-    return found
-
-
-def check_ours(container: engine.Container) -> None:
-    if not labels.is_workspace_container(container.labels):
-        raise CaiError(ExitCode.CONTAINER_FOREIGN, f"Container '{container.name}' was not created by ContainAI",
-                       "This is a name collision with a container not managed by ContainAI.",
-                       "Use a different workspace path or remove the conflicting container.")
 
 
 # --- ports -----------------------------------------------------------------------------------
@@ -166,7 +62,7 @@ def allocate_port(eng: engine.Engine) -> int:
 def create(target: Target, *, image: str, memory: str, cpus: float, remote_path: str | None = None,
            options: "run_options.RunOptions | None" = None) -> engine.Container:
     eng = target.engine
-    pids_limit = config.pids_limit()
+    pids_limit = target.layers.pids_limit()
     require_image(eng, image)
     engine.ensure_volume(eng, target.volume)
     output.info(f"Creating container {target.name} [context: {eng.context}]")
@@ -181,7 +77,7 @@ def create(target: Target, *, image: str, memory: str, cpus: float, remote_path:
             raise CaiError(ExitCode.ERROR, f"Volume {workspace_volume} holds the workspace of container {users[0]}",
                            f"[HINT] Choose another name (--container), or remove {users[0]} first")
         engine.ensure_volume(eng, workspace_volume)
-    with config.file_lock(config.config_dir() / ".ssh-port.lock"):
+    with userfiles.file_lock(userfiles.config_dir() / ".ssh-port.lock"):
         port = allocate_port(eng)
         options = options or run_options.RunOptions()
         container_labels = {**options.labels, **run_options.env_label(options.environment), labels.MANAGED: "true",
@@ -453,7 +349,7 @@ def prepare(target: Target, *, image: str, memory: str, cpus: float, fresh: bool
     if fresh and target.container is not None:
         output.info("Recreating container...")
         remove(eng, target.container)
-        target = Target(eng, target.name, target.workspace, target.volume, None)
+        target = dataclasses.replace(target, container=None)
     if target.container is None:
         output.info("Container not found, creating...")
         container = create(target, image=image, memory=memory, cpus=cpus, remote_path=remote_path, options=options)

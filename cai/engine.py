@@ -12,14 +12,14 @@ import re
 import shutil
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping
 
-from cai import config, output
+from cai import docker_py, layout, output
+from cai.docker_py import docker_config_dir  # the docker CLI's, which docker_py also uses
 from cai.errors import CaiError, ExitCode
 
 DEDICATED_CONTEXT = "containai-docker"
@@ -88,7 +88,10 @@ def classify(exc: BaseException) -> EngineUnavailable:
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
     names = {type(e).__name__ for e in chain}
     detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-    complaint = _ssh_complaint()
+    dial = next((e for e in chain if isinstance(e, docker_py.DialFailed)), None)
+    if dial is not None:
+        return EngineUnavailable("ssh", str(dial))
+    complaint = docker_py.ssh_complaint()
     if complaint:  # an ssh:// engine: ssh's own words say what went wrong
         return EngineUnavailable("ssh", complaint)
     import ssl
@@ -112,271 +115,21 @@ def classify(exc: BaseException) -> EngineUnavailable:
 # --- contexts --------------------------------------------------------------------------------
 
 
-def docker_config_dir() -> Path:
-    return Path(os.environ.get("DOCKER_CONFIG") or Path(os.environ.get("HOME") or Path.home()) / ".docker")
+# The names cai accepts: the original's rule, stricter than the docker CLI's (no `.` or `+`).
+CONTEXT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 
 
-_sdk_ready = False
-
-
-def _sdk() -> Any:
-    """Import docker-py, once, with its context store where the docker CLI keeps it:
-    $DOCKER_CONFIG/contexts, else ~/.docker/contexts, whether or not a config.json is there.
-
-    docker-py 7.2 puts the store beside the first config file it finds: ./contexts when there is
-    none (`docker context create` never writes one), HOME/contexts beside a legacy ~/.dockercfg,
-    and ~/.docker/contexts when $DOCKER_CONFIG has no config.json. Each time a named context
-    vanished and cai resolved `default`, another engine.
-    """
-    global _sdk_ready
-    if not _sdk_ready:
-        _import_without_paramiko()
-        import docker.context.config as context_config
-
-        def find_config_file(config_path: str | None = None) -> str:
-            return str(Path(config_path)) if config_path else str(docker_config_dir() / "config.json")
-
-        context_config.find_config_file = find_config_file
-        _sdk_ready = True
-    import docker
-
-    return docker
-
-
-def _import_without_paramiko() -> None:
-    """docker-py imports its paramiko transport at import (120 ms of every engine command), which
-    cai never uses: an ssh:// client goes through the system ssh, and `_ssh_transport` loads
-    docker-py's module for that when such a client is made."""
-    import sys
-
-    blocked = "paramiko" not in sys.modules
-    if blocked:
-        sys.modules["paramiko"] = None  # type: ignore[assignment]  # `import paramiko` fails at once
-    try:
-        import docker  # noqa: F401
-    finally:
-        if blocked and sys.modules.get("paramiko", False) is None:
-            del sys.modules["paramiko"]
-
-
-_ssh_ready = False
-
-
-def _ssh_transport() -> None:
-    """docker-py's ssh transport, loaded and mended, for an ssh:// client."""
-    global _ssh_ready
-    if not _ssh_ready:
-        import sys
-        import types
-
-        import docker.api.client as api_client
-
-        # The module imports paramiko (140 ms) for its other transport alone, which cai never
-        # asks for (use_ssh_client is always set): a placeholder stands in while it loads.
-        real = sys.modules.get("paramiko")
-        sys.modules["paramiko"] = real or types.ModuleType("paramiko")
-        try:
-            import docker.transport.sshconn as sshconn
-        finally:
-            if real is None:
-                del sys.modules["paramiko"]
-
-        api_client.SSHHTTPAdapter = sshconn.SSHHTTPAdapter  # its import failed without paramiko
-        _patch_ssh_transport()
-        _ssh_ready = True
-
-
-# ssh:// engines. docker-py's paramiko transport ignores ProxyJump, the agent's keys in some
-# setups and the user's known_hosts rules, so cai uses its other transport (use_ssh_client: the
-# system `ssh`, running `docker system dial-stdio` on the engine host), mended where it breaks:
-#   - its socket is a pipe pair behind a dummy TCP socket: timeouts never apply, close() writes to
-#     an ssh that may have exited (a broken pipe after every finished `exec`), and urllib3 cannot
-#     see a dead connection. cai gives ssh one end of a socketpair and docker-py the other;
-#   - it makes a new pool, so a new ssh login, for every request: cai keeps one per client;
-#   - it always passes `-p 22` (its URL parser adds the port), which beats the ssh config's
-#     `Port`, and refuses a socket path. cai dials what the context's URL says (`DialTarget`).
-# The argv comes from ssh.engine_dial_argv: batch mode, a short connect timeout and keepalives (a
-# dead host fails in seconds, not minutes), and ssh's messages kept for the error.
-_DIALS = threading.local()  # .recent: (ssh process, its stderr) of this thread's latest engine connections
-
-
-@dataclass(frozen=True)
-class DialTarget:
-    """What a context's `ssh://[user@]host[:port][/socket]` names, as ssh and docker take it."""
-
-    destination: str  # user@host, an IPv6 host without brackets
-    port: str | None  # only when the URL names one
-    socket_path: str | None
-
-
-def dial_target(url: str) -> DialTarget:
-    from cai import ssh
-
-    return DialTarget(*ssh.split_ssh_url(url))
-
-
-def _thread_dials() -> list[tuple[Any, Any]]:
-    # Per thread: a request and the ssh it dialled run in one thread, and contexts asked side by
-    # side must not tell each other's failures.
-    recent = getattr(_DIALS, "recent", None)
-    if recent is None:
-        recent = _DIALS.recent = []
-    return recent
-
-
-def _patch_ssh_transport() -> None:
-    import signal
-    import socket
-    import subprocess
-    import tempfile
-
-    import docker.transport.sshconn as sshconn
-    import urllib3.connectionpool
-
-    from cai import ssh
-
-    class DialSocket(socket.socket):
-        """docker-py's end of a socketpair; ssh's stdin and stdout are the other end."""
-
-        proc: Any = None
-
-        def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
-            # A one-byte buffer: http.client reads the headers and nothing past them, so that
-            # docker-py can read a hijacked stream (exec, attach) from the socket itself.
-            reader = super().makefile(mode, buffering=1 if "b" in mode else buffering, **kwargs)
-            reader.channel = self  # where docker-py looks for an ssh connection's socket
-            return reader
-
-        def _real_close(self, *args: Any) -> None:  # the last reference, response bodies included
-            super()._real_close(*args)  # type: ignore[misc]
-            if self.proc is None:
-                return
-            try:  # an ssh that failed, or whose engine closed (an exec's end), is on its way out
-                self.proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                self.proc.cai_closed = True  # its exit is not a failure to report
-                self.proc.terminate()
-
-    def connect(self: Any) -> None:
-        target: DialTarget = self.cai_dial
-        ours, theirs = socket.socketpair()
-        log = tempfile.TemporaryFile()
-        try:
-            proc = subprocess.Popen(
-                ssh.engine_dial_argv(target.destination, target.port, target.socket_path),
-                env={k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")},
-                stdin=theirs, stdout=theirs, stderr=log,
-                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-            )
-        except OSError as exc:
-            ours.close()
-            detail = "ssh is not installed or not on PATH" if isinstance(exc, FileNotFoundError) else f"ssh: {exc}"
-            raise EngineUnavailable("ssh", detail) from None
-        finally:
-            theirs.close()
-        sock = DialSocket(fileno=ours.detach())
-        sock.proc = proc
-        sock.settimeout(self.timeout)
-        recent = _thread_dials()
-        recent.append((proc, log))
-        del recent[:-8]
-        self.sock = sock
-
-    def get_connection(self: Any, url: str, proxies: Any = None) -> Any:
-        # One pool for the client: docker-py's own key is the request's whole URL.
-        with self.pools.lock:
-            pool = self.pools.get("ssh")
-            if pool is None:
-                pool = sshconn.SSHConnectionPool(timeout=self.timeout, maxsize=self.max_pool_size, host=self.ssh_host)
-                pool.cai_dial = getattr(self, "cai_dial", None) or dial_target(f"ssh://{self.ssh_host}")
-                self.pools["ssh"] = pool
-        return pool
-
-    def new_conn(self: Any) -> Any:
-        conn = sshconn.SSHConnection(None, self.timeout, self.ssh_host)
-        conn.cai_dial = self.cai_dial
-        return conn
-
-    base_get_conn = urllib3.connectionpool.HTTPConnectionPool._get_conn
-
-    def get_conn(self: Any, timeout: float | None = None) -> Any:
-        # urllib3's own: it drops a pooled connection whose ssh has gone (its socket reads EOF).
-        conn = base_get_conn(self, timeout)
-        if conn.sock is not None:  # a streamed response left it without one (docker-py's doing)
-            conn.sock.settimeout(self.timeout)
-        return conn
-
-    sshconn.SSHConnection.connect = connect
-    sshconn.SSHHTTPAdapter.get_connection = get_connection
-    sshconn.SSHConnectionPool._new_conn = new_conn
-    sshconn.SSHConnectionPool._get_conn = get_conn
-
-
-def _ssh_complaint() -> str:
-    """The last thing ssh said on this thread's latest engine connection that ended in failure
-    ("" when none did), taken: a later failure of another engine is not told in its words."""
-    recent = _thread_dials()
-    deadline = time.monotonic() + 0.5  # a failing ssh may still be on its way out
-    for index in range(len(recent) - 1, -1, -1):
-        process, log = recent[index]
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:  # noqa: BLE001 - still running: that connection did not fail
-            continue
-        # 0 is a clean end; 255 or a signal after cai closed the connection is cai's own SIGTERM
-        # (a failing ssh that cai closed while it was exiting keeps its own code, 127 for example).
-        if process.returncode == 0 or (getattr(process, "cai_closed", False) and process.returncode in (255, -15)):
-            continue
-        try:
-            log.seek(0)
-            lines = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
-        except (OSError, ValueError):
-            continue
-        if lines:
-            del recent[index]
-            return lines[-1][:300]
-    return ""
-
-
-def client_kwargs(host: str, tls: Any) -> dict[str, Any]:
-    """APIClient arguments for an endpoint: ssh:// through the system ssh (see `attach_dial`)."""
-    if not host.startswith("ssh://"):
-        return {"base_url": host, **({"tls": tls} if tls is not None else {})}
-    from urllib.parse import urlsplit
-
-    return {"base_url": f"ssh://{urlsplit(host).netloc}", "use_ssh_client": True}  # docker-py refuses a path
-
-
-def keep_context_ca(client: Any) -> None:
-    """A context's own CA verifies its engine. requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
-    replace it for each request (docker-py #2433), so where those are set (many corporate and CI
-    machines) the engine's certificate failed to verify, while the docker CLI accepted it."""
-    ca = getattr(client, "verify", None)
-    if not isinstance(ca, str):
-        return
-    merge = client.merge_environment_settings
-
-    def merge_keeping_ca(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        settings = merge(*args, **kwargs)
-        settings["verify"] = ca
-        return settings
-
-    client.merge_environment_settings = merge_keeping_ca
-
-
-def attach_dial(client: Any, host: str) -> None:
-    """What this client's connections dial: the context's own URL, port and socket path."""
-    if host.startswith("ssh://"):
-        client._custom_adapter.cai_dial = dial_target(host)
+def valid_context_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and bool(CONTEXT_NAME_RE.match(name))
 
 
 def context_endpoint(name: str) -> str | None:
     """The docker endpoint of a context, or None when no such context exists."""
     if name == DEFAULT_CONTEXT:
         return "unix:///var/run/docker.sock"
-    if not config.valid_context_name(name):
+    if not valid_context_name(name):
         return None
-    _sdk()
+    docker_py.sdk()
     from docker.context import ContextAPI
 
     try:
@@ -393,51 +146,6 @@ def is_remote(engine: "Engine") -> bool:
 
 def context_exists(name: str) -> bool:
     return context_endpoint(name) is not None
-
-
-def resolve_context(explicit: str | None = None, workspace: Path | None = None, explicit_config: Path | None = None) -> str:
-    """--context, else CONTAINAI_SECURE_ENGINE_CONTEXT / [secure_engine].context_name when it exists,
-    else `containai-docker` when it exists, else `default`."""
-    if explicit is not None:
-        if not config.valid_context_name(explicit):
-            raise CaiError(
-                ExitCode.ERROR,
-                f"Invalid context name: {output.shown(explicit)}",
-                "[ERROR] Context names start with alphanumeric and contain only [a-zA-Z0-9_-] (at most 64 characters)",
-            )
-        if not context_exists(explicit):
-            raise EngineUnavailable("context", f"Docker context not found: {explicit} (from --context)")
-        return explicit
-    configured = _configured_context(workspace, explicit_config)
-    if configured is not None:
-        return configured
-    return DEDICATED_CONTEXT if context_exists(DEDICATED_CONTEXT) else DEFAULT_CONTEXT
-
-
-def _configured_context(workspace: Path | None, explicit_config: Path | None) -> str | None:
-    """The env's or the config's context. A named context that does not exist is an error, never
-    a fallback: `gc --force` from cron must not prune another engine than the one it names."""
-    found = config.configured_engine_context(workspace, explicit_config)
-    if found is None:
-        return None
-    name, source = found
-    if not context_exists(name):
-        raise EngineUnavailable("context", f"Docker context not found: {name} (from {source})")
-    return name
-
-
-def candidate_contexts(explicit: str | None, workspace: Path | None, explicit_config: Path | None = None) -> list[str]:
-    """Where a container may live when looked up by name: config context, containai-docker, default."""
-    if explicit is not None:
-        return [resolve_context(explicit)]
-    names: list[str] = []
-    configured = _configured_context(workspace, explicit_config)
-    if configured is not None:
-        names.append(configured)
-    if context_exists(DEDICATED_CONTEXT):
-        names.append(DEDICATED_CONTEXT)
-    names.append(DEFAULT_CONTEXT)
-    return list(dict.fromkeys(names))
 
 
 # --- records ---------------------------------------------------------------------------------
@@ -490,7 +198,7 @@ def workspace_mount(mounts: Any) -> dict[str, str]:
     """What the workspace directory is, from inspect's or the list's Mounts: {"type": "bind",
     "source": a path on the engine's host} or {"type": "volume", "source": its name}; {} if neither."""
     for mount in mounts if isinstance(mounts, list) else ():
-        if isinstance(mount, dict) and mount.get("Destination") == config.AGENT_WORKSPACE:
+        if isinstance(mount, dict) and mount.get("Destination") == layout.AGENT_WORKSPACE:
             kind = mount.get("Type")
             source = mount.get("Name") if kind == "volume" else mount.get("Source")
             if kind in ("bind", "volume") and isinstance(source, str):
@@ -538,14 +246,14 @@ class Engine:
         key = (self.context, host, repr(identity), timeout)
         with _CLIENTS_LOCK:
             if key not in _CLIENTS:
-                docker = _sdk()
-                kwargs = client_kwargs(host, tls)
+                docker = docker_py.sdk()
+                kwargs = docker_py.client_kwargs(host, tls)
                 if kwargs.get("use_ssh_client"):
-                    _ssh_transport()
+                    docker_py.load_ssh_transport()
                 try:
                     client = docker.APIClient(version=API_VERSION, timeout=timeout, **kwargs)
-                    attach_dial(client, ctx.Host if ctx else "")
-                    keep_context_ca(client)
+                    docker_py.attach_dial(client, ctx.Host if ctx else "")
+                    docker_py.keep_context_ca(client)
                 except Exception as exc:
                     raise classify(exc) from exc
                 _CLIENTS[key] = client
@@ -553,7 +261,7 @@ class Engine:
 
     def _resolve(self) -> tuple[str, Any, Any]:
         if self._target is None:
-            _sdk()
+            docker_py.sdk()
             from docker.context import ContextAPI
 
             ctx = ContextAPI.get_context(self.context) if self.context != DEFAULT_CONTEXT else None
@@ -564,7 +272,7 @@ class Engine:
 
     def call(self, method: str, *args: Any, timeout: float = QUICK_TIMEOUT_S, **kwargs: Any) -> Any:
         """Call an APIClient method; engine failures become a classified CaiError. NotFound passes."""
-        docker = _sdk()
+        docker = docker_py.sdk()
         try:
             return getattr(self.api(timeout), method)(*args, **kwargs)
         except docker.errors.NotFound:
@@ -589,7 +297,7 @@ class Engine:
         return self.call("info").get("SystemTime", "")
 
     def inspect_container(self, name: str) -> Container | None:
-        docker = _sdk()
+        docker = docker_py.sdk()
         try:
             return Container.from_inspect(self.call("inspect_container", name), self.context)
         except docker.errors.NotFound:
@@ -597,14 +305,14 @@ class Engine:
 
     def inspect_raw(self, name: str) -> dict[str, Any] | None:
         """The engine's own inspect document, as `docker inspect` prints it."""
-        docker = _sdk()
+        docker = docker_py.sdk()
         try:
             return self.call("inspect_container", name)
         except docker.errors.NotFound:
             return None
 
     def image_exists(self, reference: str) -> bool:
-        docker = _sdk()
+        docker = docker_py.sdk()
         try:
             self.call("inspect_image", reference)
             return True
@@ -615,44 +323,6 @@ class Engine:
 def _api_message(exc: Any) -> str:
     explanation = getattr(exc, "explanation", None)
     return str(explanation or exc).strip()
-
-
-def find_container_by_name(
-    name: str,
-    *,
-    explicit_context: str | None = None,
-    workspace: Path | None = None,
-    explicit_config: Path | None = None,
-) -> Container:
-    """Probe every candidate context. One hit is the answer; none is exit 10; several is the
-    ambiguity error alone. When none has it but one could not be asked, that context's classified
-    error is the answer: "not found" would be a guess."""
-    hits: list[Container] = []
-    failures: list[tuple[str, EngineUnavailable]] = []
-    candidates = candidate_contexts(explicit_context, workspace, explicit_config)
-    for ctx in candidates:
-        try:
-            found = Engine(ctx).inspect_container(name)
-        except EngineUnavailable as exc:
-            failures.append((ctx, exc))
-            continue
-        if found is not None:
-            hits.append(found)
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise CaiError(
-            ExitCode.ERROR,
-            f"Container '{name}' exists in multiple contexts:",
-            *[f"  - {c.context}" for c in hits],
-            "Remove or rename the duplicate to resolve ambiguity.",
-        )
-    if failures:
-        ctx, exc = failures[0]
-        error = EngineUnavailable(exc.kind, exc.detail)
-        error.extra = (*error.extra, f"[ERROR]   Context '{ctx}' could not be asked, so {name} may be there")
-        raise error from exc
-    raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"Container not found: {name}")
 
 
 # --- the docker CLI --------------------------------------------------------------------------
@@ -712,7 +382,7 @@ def cli_env() -> dict[str, str | None]:
 def build_image(engine: Engine, context_dir: Path, tag: str, buildargs: Mapping[str, str], labels: Mapping[str, str], on_line: Any) -> str:
     """Build with the engine's builder (no registry needed when the base is local). `on_line`
     receives each progress line. Returns the image id."""
-    docker = _sdk()
+    docker = docker_py.sdk()
     image_id = ""
     try:
         stream = engine.api(SLOW_TIMEOUT_S * 5).build(
@@ -748,14 +418,14 @@ class CreateSpec:
     memory: str
     cpus: float
     stop_timeout: int
+    pids_limit: int
     environment: Mapping[str, str] = field(default_factory=dict)
     restart_policy: Mapping[str, Any] | None = None
     workspace_must_exist: bool = False  # `workspace` is a path on the engine's host (--remote-path)
-    pids_limit: int = config.DEFAULT_PIDS_LIMIT
 
 
 def _with_engine_errors(engine: "Engine", action: str, fn: Any, timeout: float = SLOW_TIMEOUT_S) -> Any:
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         return fn(engine.api(timeout))
     except docker.errors.APIError as exc:
@@ -813,26 +483,17 @@ def inspect_many(engine: "Engine", ids: list[str], workers: int = 8) -> dict[str
 
 
 def _pooled_inspect(engine: "Engine") -> Any:
-    """For an engine on a local socket, inspect through docker-py's own connection pool without
-    requests' per-request machinery: 0.6 ms a container instead of 1.3 here, and a gc or ps of
-    many containers is mostly these inspects. None elsewhere (ssh:// and TLS keep docker-py's path)."""
+    """Inspect through docker_py.local_getter on a local socket; None elsewhere."""
     import json
     from urllib.parse import quote
 
-    api = engine.api()  # first: it imports docker-py without paramiko
-    import docker.transport.unixconn as unixconn
-
-    url = api._url("/containers/json")
-    adapter = api.get_adapter(url)
-    if not isinstance(adapter, unixconn.UnixHTTPAdapter):
+    get = docker_py.local_getter(engine.api())  # engine.api() first: it imports docker-py without paramiko
+    if get is None:
         return None
-    pool = adapter.get_connection(url)
-    prefix = f"/v{api.api_version}/containers/"
 
     def inspect(container_id: str) -> Container | None:
         try:
-            response = pool.urlopen("GET", f"{prefix}{quote(container_id, safe='')}/json", timeout=QUICK_TIMEOUT_S,
-                                    retries=False, preload_content=True)
+            response = get(f"/containers/{quote(container_id, safe='')}/json", QUICK_TIMEOUT_S)
         except Exception as exc:
             raise classify(exc) from exc
         if response.status == 404:
@@ -856,7 +517,7 @@ def list_images(engine: "Engine") -> list[dict[str, Any]]:
 def remove_stopped_container(engine: "Engine", container_id: str) -> bool:
     """`docker rm` without force, so the engine itself refuses a container that is running by
     now. False when it is already gone."""
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         engine.api(SLOW_TIMEOUT_S).remove_container(container_id, force=False, v=False)
         return True
@@ -896,15 +557,15 @@ AGENT_CAPABILITIES = (
 
 
 def create_container(engine: "Engine", spec: CreateSpec) -> str:
-    docker = _sdk()
+    docker = docker_py.sdk()
 
     def create(api: Any) -> str:
         host_config = api.create_host_config(
             port_bindings={22: ("127.0.0.1", spec.ssh_port)},
-            binds={**({} if spec.workspace_must_exist else {spec.workspace: {"bind": config.AGENT_WORKSPACE, "mode": "rw"}}),
+            binds={**({} if spec.workspace_must_exist else {spec.workspace: {"bind": layout.AGENT_WORKSPACE, "mode": "rw"}}),
                    spec.volume: {"bind": "/mnt/agent-data", "mode": "rw"}},
             # A Mount, unlike a bind, refuses a missing source instead of making an empty directory.
-            mounts=[docker.types.Mount(config.AGENT_WORKSPACE, spec.workspace, type="bind")] if spec.workspace_must_exist else None,
+            mounts=[docker.types.Mount(layout.AGENT_WORKSPACE, spec.workspace, type="bind")] if spec.workspace_must_exist else None,
             mem_limit=spec.memory, memswap_limit=spec.memory, nano_cpus=int(spec.cpus * 1e9), init=True,
             # A setuid file in the agent's own volume or workspace (an archive's, or planted) must
             # not make the agent root.
@@ -915,7 +576,7 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
         )
         created = api.create_container(
             spec.image, name=spec.name, hostname=spec.hostname, labels=dict(spec.labels), ports=[22],
-            host_config=host_config, working_dir=config.AGENT_WORKSPACE, stop_timeout=spec.stop_timeout,
+            host_config=host_config, working_dir=layout.AGENT_WORKSPACE, stop_timeout=spec.stop_timeout,
             environment={"CAI_HOST_WORKSPACE": spec.workspace, **spec.environment},
         )
         return created["Id"]
@@ -924,7 +585,7 @@ def create_container(engine: "Engine", spec: CreateSpec) -> str:
 
 
 def start_container(engine: "Engine", name: str) -> None:
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         engine.api(SLOW_TIMEOUT_S).start(name)
     except docker.errors.APIError as exc:
@@ -935,7 +596,7 @@ def start_container(engine: "Engine", name: str) -> None:
 
 
 def remove_container(engine: "Engine", name: str) -> None:
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         engine.api(SLOW_TIMEOUT_S).remove_container(name, force=True)
     except docker.errors.NotFound:
@@ -972,7 +633,7 @@ def exec_captured(engine: "Engine", name: str, argv: list[str], timeout: float =
             raise OutputTooLarge(f"{name} sent {exc.message}") from None
         return exec_id, api.exec_inspect(exec_id).get("ExitCode") or 0, out.decode(errors="replace")
 
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         return run(engine.api(timeout))
     except docker.errors.APIError as exc:
@@ -1039,7 +700,7 @@ def running_exec_ids(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT
 def running_execs(engine: "Engine", name: str, timeout: float = QUICK_TIMEOUT_S) -> list[tuple[str, list[str]]]:
     """The container's exec sessions that are still running, with their argv (Moby drops finished
     ones from ExecIDs, but one may finish between the two reads)."""
-    docker = _sdk()
+    docker = docker_py.sdk()
     running = []
     for exec_id in engine.call("inspect_container", name, timeout=timeout).get("ExecIDs") or ():
         try:
@@ -1114,7 +775,7 @@ def container_stats(engine: "Engine", name: str, timeout: float) -> dict[str, An
 
 
 def volume_exists(engine: "Engine", name: str) -> bool:
-    docker = _sdk()
+    docker = docker_py.sdk()
     try:
         engine.call("inspect_volume", name)
         return True
@@ -1151,12 +812,9 @@ GO_MODE_DIR, GO_MODE_SYMLINK = 1 << 31, 1 << 27  # os.ModeDir and os.ModeSymlink
 def _path_stat(api: Any, container: str, path: str) -> dict[str, Any] | None:
     """The archive API's stat of `path` in the container (the link itself when it is one; stopped
     containers too), or None when it does not exist."""
-    docker = _sdk()
-    found = api.head(api._url("/containers/{0}/archive", container), params={"path": path}, timeout=QUICK_TIMEOUT_S)
-    if found.status_code == 404:
+    stat = docker_py.archive_stat(api, container, path, QUICK_TIMEOUT_S)
+    if stat is None:
         return None
-    api._raise_for_status(found)
-    stat = docker.utils.decode_json_header(found.headers.get("X-Docker-Container-Path-Stat") or "e30=")
     return {"mode": int(stat.get("mode") or 0), "size": int(stat.get("size") or 0),
             "link_target": str(stat.get("linkTarget") or "")}
 
@@ -1170,7 +828,7 @@ def engine_host_directory(engine: "Engine", image: str, path: str, labels: Mappi
     """Whether `path` is a directory on the engine's host, seen as a container's bind sees it: a
     created (never started) container with the Mount, which the engine refuses for a missing
     source, then the stat of its mount point through the archive API; the container is removed."""
-    docker = _sdk()
+    docker = docker_py.sdk()
     probe_dir = "/cai-bind-check"
 
     def probe(api: Any) -> bool:
@@ -1214,7 +872,7 @@ def _classified(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def missing(exc: CaiError) -> bool:
     """Whether a classified engine error was the engine's "no such" answer (a path, a container)."""
-    return isinstance(exc.__cause__, _sdk().errors.NotFound)
+    return isinstance(exc.__cause__, docker_py.sdk().errors.NotFound)
 
 
 # What the engine's tar may add around a file (its header, a PAX header with long names or extended
@@ -1311,7 +969,7 @@ def copy_through_helper(engine: "Engine", image: str, mount: Mapping[str, Any], 
     """Extract `data` (a tar) at a fresh helper's own root, then run `argv` there to copy it to
     `target`. The helper has only `mount` (at its destination), no
     network and no capabilities beyond the few that `-a` needs as root; it is removed afterwards."""
-    docker = _sdk()
+    docker = docker_py.sdk()
     kind = mount.get("Type")
     source = mount.get("Name") if kind == "volume" else mount.get("Source")
     if kind not in ("volume", "bind") or not isinstance(source, str):

@@ -13,7 +13,7 @@ import json
 import zlib
 from pathlib import Path
 
-from cai import config, ssh
+from cai import config, ssh, userfiles
 
 
 Known = ssh.Endpoint
@@ -35,14 +35,14 @@ def key(explicit_context: str | None, container_arg: str | None, workspace: Path
     import os
 
     return json.dumps([explicit_context, os.environ.get("CONTAINAI_SECURE_ENGINE_CONTEXT"), container_arg,
-                       str(workspace), _file_version(config.user_config_path()),
+                       str(workspace), _file_version(userfiles.user_config_path()),
                        _file_version(config.discover_config(workspace))])
 
 
 def _entry_path(cache_key: str) -> Path:
     # The name only spreads entries out; an entry is used only when its stored key matches.
     data = cache_key.encode()
-    return config.state_dir() / "reach" / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}.json"
+    return userfiles.state_dir() / "reach" / f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}.json"
 
 
 def lookup(cache_key: str) -> Known | None:
@@ -66,7 +66,7 @@ def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
     path = _entry_path(cache_key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        config.atomic_write(path, body + "\n", mode=0o600)
+        userfiles.atomic_write(path, body + "\n", mode=0o600)
     except OSError:
         pass  # a cache that cannot be written only costs speed
 
@@ -80,7 +80,7 @@ def forget(cache_key: str) -> None:
 
 def forget_alias(alias: str) -> None:
     """Every entry that reaches the endpoint `alias` (a renamed or removed container)."""
-    directory = config.state_dir() / "reach"
+    directory = userfiles.state_dir() / "reach"
     for path in directory.glob("*.json") if directory.is_dir() else ():
         try:
             if json.loads(path.read_text()).get("alias") == alias:

@@ -21,12 +21,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Sequence
 
-from cai import config, output, proc
+from cai import layout, output, proc, userfiles
 from cai.errors import CaiError, ExitCode
 
 HOST = "127.0.0.1"
 USER = "agent"
-WORKDIR = config.AGENT_WORKSPACE
+WORKDIR = layout.AGENT_WORKSPACE
 PORT_RANGE = (2300, 2500)
 READY_TIMEOUT_S = 30.0
 CONNECT_ATTEMPTS = 3
@@ -53,15 +53,15 @@ NO_FORWARDING = ("-o", "ForwardAgent=no", "-o", "ForwardX11=no", "-o", "ClearAll
 
 
 def key_path() -> Path:
-    return config.config_dir() / "id_containai"
+    return userfiles.config_dir() / "id_containai"
 
 
 def known_hosts_path() -> Path:
-    return config.config_dir() / "known_hosts"
+    return userfiles.config_dir() / "known_hosts"
 
 
 def host_config_dir() -> Path:
-    return config.ssh_dir() / "containai.d"
+    return userfiles.ssh_dir() / "containai.d"
 
 
 def config_path_value(path: Path | str, *, expand: str = "") -> str:
@@ -126,7 +126,7 @@ def preflight() -> None:
     if missing:
         raise CaiError(ExitCode.SSH_SETUP_FAILED, f"{', '.join(missing)} not found on PATH",
                        "Install the OpenSSH client (Debian: apt install openssh-client)")
-    for directory in (config.config_dir(), config.ssh_dir(), host_config_dir()):
+    for directory in (userfiles.config_dir(), userfiles.ssh_dir(), host_config_dir()):
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -146,7 +146,7 @@ def ensure_key() -> str:
     pub = key.with_name(key.name + ".pub")
     key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(key.parent, 0o700)
-    with config.file_lock(key.parent / ".key.lock"):
+    with userfiles.file_lock(key.parent / ".key.lock"):
         if not key.exists():
             done = proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-f", str(key), "-N", "", "-C", "containai"], timeout=30)
             if done.rc != 0:
@@ -157,7 +157,7 @@ def ensure_key() -> str:
             done = proc.run(["ssh-keygen", "-y", "-f", str(key)], timeout=30)
             if done.rc != 0:
                 raise CaiError(ExitCode.SSH_SETUP_FAILED, "Failed to derive the public key", f"  {done.err.strip()}")
-            config.atomic_write(pub, done.out, mode=0o644)
+            userfiles.atomic_write(pub, done.out, mode=0o644)
         os.chmod(key, 0o600)
     return pub.read_text().strip()
 
@@ -289,14 +289,14 @@ def pin_host_keys(alias: str, keys: Sequence[str]) -> None:
     """Make `keys` ("TYPE BASE64", read from the container through the engine) the only ones
     pinned for `alias`, under the lock; unchanged pins are not rewritten."""
     path = known_hosts_path()
-    with config.file_lock(path.parent / ".known_hosts.lock"):
+    with userfiles.file_lock(path.parent / ".known_hosts.lock"):
         old = path.read_text().splitlines() if path.exists() else []
         fresh = [f"{alias} {key}" for key in keys]
         if [line for line in old if line.split(" ", 1)[0] == alias] == fresh:
             return
         # The file is cai's own: lines of other aliases stay, pins by port from before aliases go.
         kept = [line for line in old if line.split(" ", 1)[0] != alias and line.startswith("cai-")]
-        config.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
+        userfiles.atomic_write(path, "\n".join(kept + fresh) + "\n", mode=0o600)
 
 
 def pinned_lines(alias: str) -> tuple[str, ...]:
@@ -316,11 +316,11 @@ def forget_host(alias: str) -> None:
     path = known_hosts_path()
     if not path.exists():
         return
-    with config.file_lock(path.parent / ".known_hosts.lock"):
+    with userfiles.file_lock(path.parent / ".known_hosts.lock"):
         lines = path.read_text().splitlines()
         kept = [line for line in lines if line.split(" ", 1)[0] != alias]
         if kept != lines:
-            config.atomic_write(path, "\n".join(kept) + ("\n" if kept else ""), mode=0o600)
+            userfiles.atomic_write(path, "\n".join(kept) + ("\n" if kept else ""), mode=0o600)
 
 
 # --- client config ---------------------------------------------------------------------------
@@ -332,7 +332,7 @@ _INCLUDE_PATTERN = r"(?i)^\s*include\s+[^#]*containai\.d/\*\.conf"  # compiled o
 def write_host_config(endpoint: Endpoint) -> Path:
     """~/.ssh/containai.d/NAME.conf, and the Include line first in ~/.ssh/config, so `ssh NAME` works."""
     name, port = endpoint.name, endpoint.port
-    ssh_dir = config.ssh_dir()
+    ssh_dir = userfiles.ssh_dir()
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     conf_dir = host_config_dir()
     conf_dir.mkdir(mode=0o700, exist_ok=True)
@@ -359,14 +359,14 @@ def write_host_config(endpoint: Endpoint) -> Path:
         "",
     ])
     target = conf_dir / f"{name}.conf"
-    with config.file_lock(ssh_dir / ".containai-config.lock"):
+    with userfiles.file_lock(ssh_dir / ".containai-config.lock"):
         user_config, lines = read_user_config()
-        config.atomic_write(target, body, mode=0o600)
+        userfiles.atomic_write(target, body, mode=0o600)
         first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), "")
         if not re.match(_INCLUDE_PATTERN, first):
             rest = [line for line in lines if not re.match(_INCLUDE_PATTERN, line)]
             mode = stat.S_IMODE(user_config.stat().st_mode) if user_config.exists() else 0o600
-            config.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=mode)
+            userfiles.atomic_write(user_config, "\n".join([INCLUDE_LINE, "", *rest]).rstrip("\n") + "\n", mode=mode)
     return target
 
 
@@ -374,7 +374,7 @@ def read_user_config() -> tuple[Path, list[str]]:
     """~/.ssh/config's real file (a dotfiles manager's symlink is followed, and the link is kept:
     the file is rewritten beside its target) and its lines. Unreadable or not UTF-8 is exit 12,
     before anything is written."""
-    link = config.ssh_dir() / "config"
+    link = userfiles.ssh_dir() / "config"
     real = Path(os.path.realpath(link))
     try:
         return real, real.read_text(encoding="utf-8").splitlines()

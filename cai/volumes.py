@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Iterator, Sequence
 
-from cai import archives, config, engine, labels, output
+from cai import archives, config, contexts, engine, labels, layout, output, resolution, userfiles
 from cai import container_scripts as scripts
 from cai.archives import Progress, tarfile
 from cai.errors import CaiError, ExitCode
@@ -35,7 +35,7 @@ PRIVATE_PATTERNS = ("shell/bashrc.d/*.priv.*",)
 SECRET_PATTERNS = ("*.priv.*", ".credentials.json", "credentials.json", "auth.json", ".netrc", "*.pem", "*.key",
                    "id_rsa", "id_ecdsa", "id_ed25519")
 SWAP_POLL_S = 0.1
-WORKSPACE_PATH = config.AGENT_WORKSPACE
+WORKSPACE_PATH = layout.AGENT_WORKSPACE
 AGENT_OWNER = (1000, 1000)
 
 
@@ -421,9 +421,7 @@ def _require_no_running_users(eng: engine.Engine, volume: str, helper: str | Non
 
 
 def _records_path(eng: engine.Engine, volume: str) -> Path:
-    from cai import config
-
-    return config.state_dir() / "imports" / f"{eng.context}@{volume}.json"  # `@` is in neither kind of name
+    return userfiles.state_dir() / "imports" / f"{eng.context}@{volume}.json"  # `@` is in neither kind of name
 
 
 def _work_records(eng: engine.Engine, volume: str) -> dict[str, str]:
@@ -440,11 +438,9 @@ def _work_records(eng: engine.Engine, volume: str) -> dict[str, str]:
 def _write_records(eng: engine.Engine, volume: str, records: dict[str, str]) -> None:
     import json
 
-    from cai import config
-
     path = _records_path(eng, volume)
     if records:
-        config.atomic_write(path, json.dumps(records) + "\n", mode=0o600)
+        userfiles.atomic_write(path, json.dumps(records) + "\n", mode=0o600)
     else:
         path.unlink(missing_ok=True)
 
@@ -510,9 +506,7 @@ def _verify(eng: engine.Engine, helper: str, volume: str, plan: archives.Plan) -
 @contextlib.contextmanager
 def _import_lock(eng: engine.Engine, volume: str) -> Iterator[None]:
     """One import per volume and context from this host at a time."""
-    from cai import config
-
-    lock = config.file_lock(config.state_dir() / "locks" / f"import-{eng.context}-{volume}.lock", timeout=1.0)
+    lock = userfiles.file_lock(userfiles.state_dir() / "locks" / f"import-{eng.context}-{volume}.lock", timeout=1.0)
     try:
         lock.__enter__()
     except CaiError:
@@ -530,10 +524,8 @@ def leftover_imports(eng: engine.Engine) -> list[dict[str, str]]:
     for helper in engine.list_containers(eng, [f"{labels.HELPER_ROLE}=import"]):
         found.append({"volume": (helper.get("Labels") or {}).get(labels.HELPER_VOLUME, ""),
                       "helper": str(helper["Id"])[:12], "state": str(helper.get("State", "")), "work": ""})
-    from cai import config
-
     prefix = f"{eng.context}@"
-    for path in sorted((config.state_dir() / "imports").glob(f"{prefix}*.json")):
+    for path in sorted((userfiles.state_dir() / "imports").glob(f"{prefix}*.json")):
         volume = path.name[len(prefix):-len(".json")]
         for work in _work_records(eng, volume):
             found.append({"volume": volume, "helper": "", "state": "recorded", "work": work})
@@ -548,14 +540,12 @@ class VolumeTarget:
     volume: str
     workspace: Path
     container: str | None  # the managed container, when it was named
-    config: Path | None = None  # --config, which also decides the excludes
+    layers: config.Layers  # with --config, which also decides the excludes
 
 
 def resolve_target(*, explicit_context: str | None, container: str | None, volume: str | None,
                    workspace: str | None, config_path: str | None) -> VolumeTarget:
     """`--container` (its labels decide), else the workspace (or cwd) and the usual volume rules."""
-    from cai import config
-
     if container is not None and workspace is not None:
         raise CaiError(ExitCode.ERROR, "--container and --workspace are mutually exclusive")
     if container is not None and volume is not None:
@@ -564,18 +554,16 @@ def resolve_target(*, explicit_context: str | None, container: str | None, volum
     if explicit_config is not None and not explicit_config.is_file():
         raise CaiError(ExitCode.ERROR, f"Config file not found: {explicit_config}")
     if container is not None:
-        from cai import containers
-
-        found = containers.find_managed(labels.validate_container_name(container), explicit_context=explicit_context,
+        found = resolution.find_managed(labels.validate_container_name(container), explicit_context=explicit_context,
                                         workspace=Path.cwd(), explicit_config=explicit_config)
         return target_of(found, explicit_config)
     ws = labels.resolve_workspace(workspace)
+    layers = config.Layers(ws, explicit_config)
     try:
-        name = config.resolve_volume(volume, ws, explicit_config)
+        name = layers.volume(volume)
     except CaiError as exc:  # as the original: what was wrong, then which step failed
         raise CaiError(exc.code, exc.message, *exc.extra, "[ERROR] Failed to resolve data volume") from None
-    return VolumeTarget(engine.Engine(engine.resolve_context(explicit_context, ws, explicit_config)), name, ws, None,
-                        explicit_config)
+    return VolumeTarget(engine.Engine(contexts.resolve(explicit_context, layers)), name, ws, None, layers)
 
 
 def target_of(container: engine.Container, explicit_config: Path | None = None) -> VolumeTarget:
@@ -586,15 +574,14 @@ def target_of(container: engine.Container, explicit_config: Path | None = None) 
     volume = labels.label(container.labels, labels.DATA_VOLUME)
     if not volume:
         raise CaiError(ExitCode.ERROR, f"Container {container.name} is missing data-volume label")
-    return VolumeTarget(engine.Engine(container.context), volume, Path(workspace), container.name, explicit_config)
+    return VolumeTarget(engine.Engine(container.context), volume, Path(workspace), container.name,
+                        config.Layers(Path(workspace), explicit_config))
 
 
 def export_target(target: VolumeTarget, destination: str | None, *, use_excludes: bool,
                   extra: Sequence[tuple[str, str]] = ()) -> Path:
     """Export with the config's excludes; returns the absolute path written."""
-    from cai import config
-
     path = output_path(destination, Path(os.getcwd()), datetime.now())
-    excludes = config.resolve_excludes(target.workspace, target.config) if use_excludes else []
+    excludes = target.layers.excludes() if use_excludes else []
     export(target.engine, target.volume, path, source=ExportSource(target.container), excludes=excludes, extra=extra)
     return path

@@ -21,9 +21,9 @@ def add_container_flags(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 def existing_container(args: argparse.Namespace, ctx: Any) -> tuple[Any, Any]:
     """(engine, container) for a verb that acts on a container that exists: --container NAME,
     -w PATH or the current directory's. Missing is 10, another tool's container 15, as for exec."""
-    from cai import containers, output
+    from cai import output, resolution
 
-    target = containers.resolve(explicit_context=ctx.context, workspace_arg=args.workspace,
+    target = resolution.resolve(explicit_context=ctx.context, workspace_arg=args.workspace,
                                 container_arg=args.container, volume_arg=None, create_missing_named=False)
     if target.container is None:
         raise CaiError(ExitCode.CONTAINER_NOT_FOUND, f"No container for workspace: {output.shown(str(target.workspace))}",
@@ -96,9 +96,9 @@ def workspace_choice(path: str | None, flag: str | None) -> str | None:
 
 
 def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, *, create_missing_named: bool, workspace: str | None) -> Any:
-    from cai import containers
+    from cai import containers, resolution
 
-    target = containers.resolve(
+    target = resolution.resolve(
         explicit_context=explicit_context, workspace_arg=workspace, container_arg=args.container,
         volume_arg=args.data_volume, create_missing_named=create_missing_named,
     )

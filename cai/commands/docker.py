@@ -54,7 +54,7 @@ def exec_container_token(args: Sequence[str]) -> int | None:
 
 
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
-    from cai import engine, labels
+    from cai import engine, labels, resolution
     from cai.errors import CaiError
 
     docker_args = list(ctx.passthrough)
@@ -62,9 +62,7 @@ def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
     if any(a == "--context" or a.startswith("--context=") for a in docker_args):
         argv = [docker, *docker_args]
     else:
-        from pathlib import Path
-
-        context = engine.resolve_context(ctx.context, Path.cwd())
+        context = resolution.context_here(ctx.context)
         token = exec_container_token(docker_args)
         if token is not None:
             try:

@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
 def collect(explicit_context: str | None) -> dict[str, Any]:
     import shutil
 
-    from cai import engine, labels
+    from cai import engine, labels, resolution
     from cai.errors import CaiError
 
     report: dict[str, Any] = {
@@ -41,9 +41,7 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
     }
     problems: list[CaiError] = []
     try:
-        from pathlib import Path
-
-        context = engine.resolve_context(explicit_context, Path.cwd())
+        context = resolution.context_here(explicit_context)
         report["engine"]["context"] = context
         eng = engine.Engine(context)
         report["engine"]["endpoint"] = eng.endpoint()

@@ -65,17 +65,14 @@ def _dry_run_line(candidates: int, images: int, helpers: int) -> str:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    import os
-    from pathlib import Path
-
-    from cai import clock, engine, pruning
+    from cai import clock, engine, pruning, resolution
 
     if args.all_contexts and ctx.context is not None:
         raise CaiError(ExitCode.ERROR, "--all-contexts and --context are mutually exclusive")
     threshold = clock.parse_age(args.age)  # before any engine call, as the original
     if args.all_contexts:
         return _run_all_contexts(args, threshold)
-    eng = engine.Engine(engine.resolve_context(ctx.context, Path(os.getcwd())))
+    eng = engine.Engine(resolution.context_here(ctx.context))
     plan = pruning.make_plan(eng, args.age, threshold, with_images=args.images)
 
     def finish(*, cancelled: bool = False, outcome: pruning.Outcome | None = None) -> None:

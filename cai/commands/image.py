@@ -44,12 +44,10 @@ def definition_hash() -> str:
 
 
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
-    from cai import engine, labels
+    from cai import engine, labels, resolution
 
     base, tag = args.base, args.tag or labels.DEFAULT_IMAGE
-    from pathlib import Path
-
-    eng = engine.Engine(engine.resolve_context(ctx.context, Path.cwd()))  # the engine `cai run` here would use
+    eng = engine.Engine(resolution.context_here(ctx.context))  # the engine `cai run` here would use
     output.info(f"Building {tag} from {base} [context: {eng.context}]")
     show_progress = output.isatty() or output.is_verbose()
 

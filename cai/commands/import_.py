@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     import os
     from pathlib import Path
 
-    from cai import archives, config, volumes
+    from cai import archives, volumes
 
     if not args.source:
         raise CaiError(ExitCode.ERROR, "Nothing to import: give --from ARCHIVE|DIR", "Use 'cai import --help' for usage")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
                                     workspace=args.workspace, config_path=args.config)
     # What the archive holds is restored (export already applied the excludes), except *.priv.*.
     patterns: list[str] = []
-    if not args.no_excludes and config.import_excludes_private(target.workspace, target.config):
+    if not args.no_excludes and target.layers.import_excludes_private():
         patterns += volumes.PRIVATE_PATTERNS
     if args.no_secrets:
         patterns += volumes.SECRET_PATTERNS

@@ -71,11 +71,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
             raise all_contexts.none_answered(unreachable)
         rows = [row for _, (_, context_rows) in kept for row in context_rows]
     else:
-        from pathlib import Path
+        from cai import engine, resolution
 
-        from cai import engine
-
-        rows = rows_of(engine.Engine(engine.resolve_context(ctx.context, Path.cwd())))
+        rows = rows_of(engine.Engine(resolution.context_here(ctx.context)))
     if args.names_only:
         for row in rows:
             output.out(row["name"])

@@ -45,7 +45,7 @@ def _taken_elsewhere(new_name: str) -> list[str]:
 
 
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai import config, containers, labels, output, reach, ssh
+    from cai import config, containers, labels, output, reach, ssh, userfiles
 
     new_name = labels.validate_container_name(args.new_name)  # before any engine call
     eng, container = existing_container(args, ctx)
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
         ssh.remove_host_config(container.name)
         ssh.write_host_config(containers.endpoint(renamed))
     reach.forget_alias(alias)
-    for cached in config.cache_dir().glob("complete-containers-*"):
+    for cached in userfiles.cache_dir().glob("complete-containers-*"):
         cached.unlink(missing_ok=True)
     output.ok(f"Renamed {container.name} to {new_name}")
     return ExitCode.OK

@@ -70,9 +70,9 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 
 
 def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:
-    from cai import containers, engine, labels, output, ssh
+    from cai import containers, engine, labels, output, resolution, ssh
 
-    target = containers.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,
+    target = resolution.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,
                                 volume_arg=args.data_volume, create_missing_named=True)
     existing = target.container
     remote_path = containers.remote_path_choice(target.engine, args.remote_path, None if args.fresh else existing)

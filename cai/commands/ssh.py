@@ -56,13 +56,13 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
 
 
 def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
-    from cai import engine, ssh
+    from cai import engine, resolution, ssh
     from cai.errors import CaiError, ExitCode
 
     entries = host_entries(ssh.host_config_dir(), ssh.key_path())
     engines: list[engine.Engine] = []
     why = "unknown"
-    for name in engine.candidate_contexts(ctx.context, None):
+    for name in resolution.candidate_contexts(ctx.context, None):
         candidate = engine.Engine(name)
         try:
             candidate.info()

@@ -297,12 +297,12 @@ def json_promised(args: argparse.Namespace) -> int | None:
 def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     from pathlib import Path
 
-    from cai import containers
+    from cai import resolution
 
     if args.all_contexts:
         return _run_all_contexts(args, ctx)
     name, workspace = _container_name(args)
-    container = containers.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
+    container = resolution.find_managed(name, explicit_context=ctx.context, workspace=Path(workspace))
     uptime = uptime_seconds = found = resources = None
     if container.running:
         from datetime import datetime, timezone

@@ -66,21 +66,21 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
     from pathlib import Path
 
-    from cai import containers
+    from cai import resolution
 
-    return _stop_one(args, containers.find_managed(name, explicit_context=ctx.context, workspace=Path(cwd)))
+    return _stop_one(args, resolution.find_managed(name, explicit_context=ctx.context, workspace=Path(cwd)))
 
 
 def _stop_from_state(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
     from pathlib import Path
 
-    from cai import containers, labels
+    from cai import labels, resolution
 
-    container = containers.find_named(name, explicit_context=ctx.context, workspace=Path(cwd))
+    container = resolution.find_named(name, explicit_context=ctx.context, workspace=Path(cwd))
     if container is None:
         output.warn(f"Container from workspace state not found: {name}")
         return ExitCode.OK
-    containers.require_managed(container)
+    resolution.require_managed(container)
     owner = labels.label(container.labels, labels.WORKSPACE)
     if owner and owner != cwd:
         raise CaiError(ExitCode.ERROR, f"Container '{name}' belongs to workspace '{owner}', not current directory.",
@@ -150,13 +150,13 @@ def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
     """Our containers in every candidate context, each once (by id), sorted by name per context."""
     from pathlib import Path
 
-    from cai import engine, labels
+    from cai import engine, labels, resolution
 
-    resolved = engine.resolve_context(ctx.context, Path(cwd))
+    resolved = resolution.context_here(ctx.context, Path(cwd))
     rows: list[Row] = []
     seen: set[str] = set()
     failures: list[CaiError] = []
-    candidates = engine.candidate_contexts(ctx.context, Path(cwd))
+    candidates = resolution.candidate_contexts(ctx.context, Path(cwd))
     for name in candidates:
         eng = engine.Engine(name)
         try:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cai import all_contexts, engine
+from cai import all_contexts, docker_py, engine
 from cai import pruning as gc
 from cai.commands import status
 from cai.main import cli
@@ -118,14 +118,14 @@ def test_an_ssh_complaint_is_told_in_the_thread_that_dialled_and_once():
 
     log = tempfile.TemporaryFile()
     log.write(b"ssh: connect to host 10.0.0.9 port 22: Connection refused\n")
-    engine._thread_dials().append((Exited(), log))
+    docker_py.thread_dials().append((Exited(), log))
     elsewhere: list[str] = []
-    other = threading.Thread(target=lambda: elsewhere.append(engine._ssh_complaint()))
+    other = threading.Thread(target=lambda: elsewhere.append(docker_py.ssh_complaint()))
     other.start()
     other.join()
     assert elsewhere == [""]  # another context's thread does not tell it
-    assert engine._ssh_complaint() == "ssh: connect to host 10.0.0.9 port 22: Connection refused"
-    assert engine._ssh_complaint() == ""  # and a later failure here is not told in its words
+    assert docker_py.ssh_complaint() == "ssh: connect to host 10.0.0.9 port 22: Connection refused"
+    assert docker_py.ssh_complaint() == ""  # and a later failure here is not told in its words
 
 
 def test_none_answered_carries_the_first_contexts_code():

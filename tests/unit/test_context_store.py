@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cai import engine
+from cai import docker_py, engine
 
 
 def write_context(store, name: str, host: str) -> None:
@@ -41,4 +41,4 @@ def test_docker_config_without_a_config_json_is_still_the_store(isolated_home, t
 
 @pytest.fixture(autouse=True)
 def fresh_sdk_state(monkeypatch):
-    monkeypatch.setattr(engine, "_sdk_ready", False)
+    monkeypatch.setattr(docker_py, "_sdk_ready", False)

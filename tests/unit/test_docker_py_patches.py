@@ -1,4 +1,4 @@
-"""What cai's repairs of docker-py (engine.py) rely on, checked against the docker-py installed.
+"""What cai's repairs of docker-py (docker_py.py) rely on, checked against the docker-py installed.
 
 They replace or call private names of docker-py 7.2 (pyproject.toml pins the range they were
 written for). A release that renames one would fail at run time on a user's upgrade; here it
@@ -12,10 +12,10 @@ import inspect
 
 import pytest
 
-# (the repair in cai/engine.py, module, attribute path, parameters its signature must have)
+# (the repair in cai/docker_py.py, module, attribute path, parameters its signature must have)
 RELIED_ON = [
-    ("_sdk: the context store next to config.json", "docker.context.config", "find_config_file", ["config_path"]),
-    ("_ssh_transport: the adapter it hands the client", "docker.transport.sshconn", "SSHHTTPAdapter", None),
+    ("sdk: the context store next to config.json", "docker.context.config", "find_config_file", ["config_path"]),
+    ("load_ssh_transport: the adapter it hands the client", "docker.transport.sshconn", "SSHHTTPAdapter", None),
     ("_patch_ssh_transport: connect", "docker.transport.sshconn", "SSHConnection.connect", ["self"]),
     ("_patch_ssh_transport: new_conn", "docker.transport.sshconn", "SSHConnection.__init__",
      ["self", "ssh_transport", "timeout", "host"]),
@@ -25,11 +25,11 @@ RELIED_ON = [
      ["self", "ssh_client", "timeout", "maxsize", "host"]),
     ("_patch_ssh_transport: new_conn", "docker.transport.sshconn", "SSHConnectionPool._new_conn", ["self"]),
     ("_patch_ssh_transport: get_conn", "urllib3.connectionpool", "HTTPConnectionPool._get_conn", ["self", "timeout"]),
-    ("_pooled_inspect", "docker.transport.unixconn", "UnixHTTPAdapter.get_connection", ["self", "url", "proxies"]),
-    ("_pooled_inspect and the archive stat", "docker.api.client", "APIClient._url", None),
-    ("the archive stat", "docker.api.client", "APIClient._raise_for_status", None),
-    ("the archive stat", "docker.utils", "decode_json_header", None),
-    ("_pooled_inspect", "docker.api.client", "APIClient.get_adapter", ["self", "url"]),
+    ("local_getter", "docker.transport.unixconn", "UnixHTTPAdapter.get_connection", ["self", "url", "proxies"]),
+    ("local_getter and archive_stat", "docker.api.client", "APIClient._url", None),
+    ("archive_stat", "docker.api.client", "APIClient._raise_for_status", None),
+    ("archive_stat", "docker.utils", "decode_json_header", None),
+    ("local_getter", "docker.api.client", "APIClient.get_adapter", ["self", "url"]),
 ]
 
 
@@ -37,20 +37,20 @@ RELIED_ON = [
 def test_docker_py_still_has_what_a_repair_relies_on(repair, module, path, parameters):
     found = importlib.import_module(module)
     for name in path.split("."):
-        assert hasattr(found, name), f"{module}.{path} is gone: look at {repair} in cai/engine.py"
+        assert hasattr(found, name), f"{module}.{path} is gone: look at {repair} in cai/docker_py.py"
         found = getattr(found, name)
     if parameters is not None:
         names = list(inspect.signature(found).parameters)
         assert names[:len(parameters)] == parameters, \
-            f"{module}.{path}{inspect.signature(found)} changed: look at {repair} in cai/engine.py"
+            f"{module}.{path}{inspect.signature(found)} changed: look at {repair} in cai/docker_py.py"
 
 
 def test_the_client_still_takes_the_ssh_adapter_from_its_module_global():
-    """_ssh_transport sets docker.api.client.SSHHTTPAdapter, whose import failed without paramiko:
+    """load_ssh_transport sets docker.api.client.SSHHTTPAdapter, whose import failed without paramiko:
     the client must still look the adapter up by that name when it makes an ssh:// client."""
     import docker.api.client as api_client
 
-    assert "SSHHTTPAdapter(" in inspect.getsource(api_client), "look at _ssh_transport in cai/engine.py"
+    assert "SSHHTTPAdapter(" in inspect.getsource(api_client), "look at load_ssh_transport in cai/docker_py.py"
 
 
 def test_the_pinned_range_is_the_one_installed():

@@ -6,7 +6,7 @@ import sys
 import pytest
 import requests
 
-from cai import engine
+from cai import docker_py, engine
 from cai.commands.docker import exec_container_token
 
 
@@ -74,7 +74,7 @@ def test_an_ssh_engine_is_dialled_as_its_url_says(url, target, argv_tail):
     of this URL: docker-py's own parser adds :22 and drops the path."""
     from cai import ssh
 
-    found = engine.dial_target(url)
+    found = docker_py.dial_target(url)
     assert (found.destination, found.port, found.socket_path) == target
     argv = ssh.engine_dial_argv(found.destination, found.port, found.socket_path)
     assert argv[argv.index("--"):] == argv_tail
@@ -99,7 +99,7 @@ def test_the_contexts_ca_survives_requests_ca_bundle(monkeypatch):
     plain, kept = requests.Session(), requests.Session()
     for session in (plain, kept):
         session.verify = "/ctx/ca.pem"
-    engine.keep_context_ca(kept)
+    docker_py.keep_context_ca(kept)
     settings = [s.merge_environment_settings("https://h:2376/v1.41/_ping", {}, None, None, None) for s in (plain, kept)]
     assert [s["verify"] for s in settings] == ["/etc/ssl/certs/ca-certificates.crt", "/ctx/ca.pem"]  # docker-py #2433
 

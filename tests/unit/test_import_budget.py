@@ -19,7 +19,7 @@ OWN = {"__future__", "cai", "cai.argparsing", "cai.errors", "cai.main", "cai.out
 HELP = OWN
 EXEC_HELP = OWN | {"cai.commands", "cai.commands._target", "cai.commands.exec", "cai.labels"}
 WARM_EXEC = EXEC_HELP | {
-    "cai.config", "cai.proc", "cai.reach", "cai.ssh",
+    "cai.config", "cai.layout", "cai.proc", "cai.reach", "cai.ssh", "cai.userfiles",
     "subprocess", "_posixsubprocess", "selectors", "select", "threading", "_weakrefset", "signal", "fcntl", "math",
     "collections.abc", "shlex", "zlib",  # ssh's session, its control socket's name
     "json", "json.decoder", "json.encoder", "json.scanner", "_json",  # reach's cache

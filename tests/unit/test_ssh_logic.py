@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from cai import containers, ssh
+from cai import containers, docker_py, ssh
 
 
 def _inner(remote: str) -> str:
@@ -86,10 +86,8 @@ def test_remote_wrapper_leaves_the_command_no_extra_fd(tmp_path):
     ("root@[fd00::2]:2222", ("root@fd00::2", "2222")),
 ])
 def test_the_jump_is_read_as_the_engines_dial_reads_it(jump, split):
-    from cai import engine
-
     assert ssh._split_jump(jump) == split
-    target = engine.dial_target(f"ssh://{jump}")
+    target = docker_py.dial_target(f"ssh://{jump}")
     assert (target.destination, target.port) == split
 
 
