@@ -185,7 +185,7 @@ def _mark(parser: argparse.ArgumentParser) -> None:
 def generate(shell: str) -> str:
     import shtab
 
-    from cai.main import build_parser
+    from cai.commands import build_parser
 
     parser = build_parser()
     _mark(parser)

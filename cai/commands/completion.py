@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
+
+from cai import output
+from cai.commands import Ctx
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from cai import output
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
 
 INSTALL = """install (then open a new shell):
   bash:  echo 'source <(cai completion bash)' >> ~/.bashrc
@@ -33,7 +32,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import completion
 
     if args.shell is None:

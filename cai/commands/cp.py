@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import re
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -51,7 +50,7 @@ def container_side(word: str) -> tuple[str | None, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import copying
 
     into, outof = container_side(args.destination), container_side(args.source)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+
+from cai.commands import Ctx
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Sequence
-
-if TYPE_CHECKING:
     import argparse
-
-    from cai.main import Ctx
+    from typing import Any, Sequence
 
 # argv after the command word goes to docker untouched; argparse never sees it.
 PASSTHROUGH = True
@@ -21,7 +20,7 @@ _EXEC_VALUE_OPTIONS = {"-e", "--env", "--env-file", "-w", "--workdir", "--detach
 _EXEC_USER_OPTIONS = {"-u", "--user"}
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return subparsers.add_parser(
         "docker",
         help="run docker against cai's engine context",
@@ -53,7 +52,7 @@ def exec_container_token(args: Sequence[str]) -> int | None:
     return None
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, labels
     from cai.errors import CaiError
 

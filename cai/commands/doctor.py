@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from cai import output
+from cai.commands import Ctx
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
-from cai import output
-
-if TYPE_CHECKING:
     import argparse
-
-    from cai.main import Ctx
+    from typing import Any
 
 TOOLS = ("docker", "ssh", "ssh-keygen")
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "doctor",
         help="check the engine, the SSH tools and the agent image",
@@ -65,7 +62,7 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
     return report
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     want_json = args.json
     report = collect(ctx.context)
     errors = report.pop("_errors")

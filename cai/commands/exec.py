@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_target_flags, check_workdir, creation_flags_given, resolve_and_prepare
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,7 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 AGENT_USERS = ("agent", "1000", "1000:1000")
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import output, ssh
 
     command = list(args.command)
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     return rc
 
 
-def _exec_through_engine(args: argparse.Namespace, ctx: "Ctx", command: list[str], environment: dict[str, str],
+def _exec_through_engine(args: argparse.Namespace, ctx: Ctx, command: list[str], environment: dict[str, str],
                          tty: bool) -> int:
     """sshd logs in the agent alone: any other user is the engine's exec (the docker CLI)."""
     import os

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+
+from cai import output
+from cai.commands import Ctx
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from cai import output
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import volumes
     from cai.errors import CaiError, ExitCode
 

@@ -8,15 +8,15 @@ confirmation, context by context: removal waits for each engine, as a single-con
 from __future__ import annotations
 
 import argparse
+
+from cai import output
+from cai.commands import Ctx
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai import output
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
     from cai.pruning import Plan
 
 DEFAULT_AGE = "30d"
@@ -64,7 +64,7 @@ def _dry_run_line(candidates: int, images: int, helpers: int) -> str:
     return f"[DRY-RUN] Would remove {candidates} container(s) and {images} image(s){more}"
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     import os
     from pathlib import Path
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-
-    from cai.main import Ctx
+    from typing import Any
 
 DEFAULT_BASE = "debian:bookworm-slim"
 DEFINITION_DIR = Path(__file__).resolve().parent.parent / "image"
 HASH_LABEL = "containai.image-hash"
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("image", help="build the agent image", description="Manage the agent image.")
     actions = parser.add_subparsers(dest="image_action", metavar="ACTION", title="actions", required=True)
     build = actions.add_parser(
@@ -43,7 +41,7 @@ def definition_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, labels
 
     base, tag = args.base, args.tag or labels.DEFAULT_IMAGE

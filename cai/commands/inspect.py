@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_container_flags, existing_container
-from cai.errors import ExitCode
-
-if TYPE_CHECKING:
     from cai import engine
-    from cai.main import Ctx
 
 JSON_SCHEMA_VERSION = 2  # as cai status --json: numbers beside the text
 
@@ -68,7 +68,7 @@ def json_promised(args: argparse.Namespace) -> int | None:
     return JSON_SCHEMA_VERSION if args.format is None else None  # a template prints what it says
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import output, templates
 
     template = templates.Template(args.format) if args.format is not None else None  # before any engine call

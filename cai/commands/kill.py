@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 # Linux's numbering, whatever this client's OS calls its own (Docker passes a number through).
 LINUX_SIGNALS = ("HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
@@ -62,7 +61,7 @@ def signal_name(text: str) -> tuple[str, int]:
     return (f"RTMIN+{number - RTMIN}" if number - RTMIN <= RTMAX - number else f"RTMAX-{RTMAX - number}"), number
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, session_guard
 
     name, number = signal_name(args.signal)  # before any engine call

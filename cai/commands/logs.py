@@ -7,15 +7,14 @@ engine keeps them apart; one merged stream could not be split again).
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def _tail(value: str) -> int | None:
@@ -40,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     import threading
     import time
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
 
 JSON_SCHEMA_VERSION = 2
 OWN_SHORT_FLAGS = ("-q",)  # names only, as docker ps -q; the global --quiet keeps its long form
@@ -38,7 +37,7 @@ def json_promised(args: argparse.Namespace) -> int | None:
     return JSON_SCHEMA_VERSION if args.format == "json" else None
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import all_contexts, listing, output, templates
 
     filters = listing.parse_filters(args.filter)  # all of it before any engine call

@@ -9,15 +9,14 @@ are. The hostname inside stays the old one: Docker cannot change it without a ne
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -44,7 +43,7 @@ def _taken_elsewhere(new_name: str) -> list[str]:
     return [context for context, taken in answered if taken]
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import config, containers, labels, output, reach, ssh
 
     new_name = labels.validate_container_name(args.new_name)  # before any engine call

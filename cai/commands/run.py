@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_target_flags, resolve_and_prepare, split_remainder, workspace_choice
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -36,9 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import containers, output, ssh
-    from cai.main import Ctx
 
     path, command = split_remainder(args, args._run_parser, "Use 'cai run --help' for usage")
     # Global flags after PATH (`cai run ~/p --context X -- make`) were parsed only now.
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)
 
 
-def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:
+def _dry_run(args: argparse.Namespace, ctx: Ctx, workspace: str | None, command: list[str]) -> int:
     from cai import containers, engine, labels, output, ssh
 
     target = containers.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,

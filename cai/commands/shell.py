@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -24,7 +23,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import containers, ssh
 
     workspace = workspace_choice(args.path, args.workspace)

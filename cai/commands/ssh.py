@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 from cai import output
+from cai.commands import Ctx
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
-
-    from cai.main import Ctx
+    from typing import Any
 
 _MARKER = "# ContainAI SSH config"
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("ssh", help="manage SSH client state", description="Manage cai's SSH client state.")
     actions = parser.add_subparsers(dest="ssh_action", metavar="ACTION", title="actions", required=True)
     cleanup = actions.add_parser(
@@ -55,7 +52,7 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
     return entries
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, ssh
     from cai.errors import CaiError, ExitCode
 

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Mapping
 
 from cai import output
+from cai.commands import Ctx
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Any, Mapping
 
     from cai import engine, sessions
-    from cai.main import Ctx
 
 BEST_EFFORT_BUDGET_S = 5.0
 JSON_SCHEMA_VERSION = 2  # 2: numbers beside the text (uptime_seconds, bytes; percents are numbers)
@@ -265,7 +264,7 @@ def _context_rows(eng: "engine.Engine") -> tuple[str, list[dict[str, Any]]]:
     return identity, container_rows(eng.context, listed)
 
 
-def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _run_all_contexts(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import all_contexts
 
     for flag, given in (("--container", args.container is not None), ("--workspace", args.workspace is not None)):
@@ -294,7 +293,7 @@ def json_promised(args: argparse.Namespace) -> int | None:
     return 1 if args.all_contexts else JSON_SCHEMA_VERSION
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from pathlib import Path
 
     from cai import containers

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import os
+
+from cai import output
+from cai.commands import Ctx
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai import output
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
     from cai import engine
-    from cai.main import Ctx
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import labels
 
     if args.name is not None:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 # --- one container ---------------------------------------------------------------------------
 
 
-def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+def _stop_named(args: argparse.Namespace, ctx: Ctx, name: str, cwd: str) -> int:
     from pathlib import Path
 
     from cai import containers
@@ -71,7 +71,7 @@ def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> in
     return _stop_one(args, containers.find_managed(name, explicit_context=ctx.context, workspace=Path(cwd)))
 
 
-def _stop_from_state(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+def _stop_from_state(args: argparse.Namespace, ctx: Ctx, name: str, cwd: str) -> int:
     from pathlib import Path
 
     from cai import containers, labels
@@ -146,7 +146,7 @@ class Row:
         self.engine, self.id, self.name, self.status = engine, id, name, status
 
 
-def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
+def _rows(ctx: Ctx, cwd: str) -> tuple[list[Row], str]:
     """Our containers in every candidate context, each once (by id), sorted by name per context."""
     from pathlib import Path
 
@@ -189,7 +189,7 @@ def _row_label(row: Row, resolved: str) -> str:
     return f"{row.name} ({row.status}){_where(row, resolved)}"
 
 
-def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
+def _stop_listed(args: argparse.Namespace, ctx: Ctx, cwd: str) -> int:
     rows, resolved = _rows(ctx, cwd)
     if not rows:
         output.out("No ContainAI containers found.")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
+    from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +38,7 @@ def render(top: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, output
 
     words = list(args.ps_options)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from cai.commands._target import add_container_flags
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -20,7 +19,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai.commands.pause import set_paused
 
     return set_paused(args, ctx, paused=False)
