@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cai import completion
-from cai.commands import COMMANDS, build_parser
+from cai.commands import COMMANDS, build_parser, completion
 from cai.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
