@@ -1,7 +1,12 @@
 """The commands: their names and summaries, the context each is handed, and the argparse tree.
 
-One module per command, each with add_parser(subparsers) and run(args, ctx) -> int, and nothing
-heavy at import. They import Ctx from here at run time: this package is loaded before any of them.
+One module per command, importing nothing heavy, declares:
+- DESCRIPTION, its `--help` text (and EPILOG, when it has one);
+- add_arguments(parser), its own flags, when it has any;
+- run(args, ctx) -> int;
+- optionally PASSTHROUGH (the words after it go to another program, unparsed), OWN_SHORT_FLAGS
+  (global short flags it takes for itself) and json_promised(args) (see main).
+They import Ctx from here at run time: this package is loaded before any of them.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from cai.argparsing import CaiParser, add_global_flags
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from types import ModuleType
 
 # Each command, in the order `cai --help` lists it, with its one-line summary: the top-level help
-# shows them without importing a command module (tests/unit/test_cli.py checks them against each
-# module's own).
+# shows them without importing a command module, and each command's own parser has the same.
 SUMMARIES = {
     "run": "create or start the workspace container, then run a command in it",
     "exec": "run a command in the workspace container",
@@ -83,9 +88,20 @@ def build_parser(only: str | None = None, *, full: bool = True) -> CaiParser:
         if only is None and not full:  # top-level help or an error: names and summaries only
             subparsers.add_parser(name, help=SUMMARIES[name], add_help=False)
             continue
-        module = command_module(name)
-        sub = module.add_parser(subparsers)
-        if not getattr(module, "PASSTHROUGH", False):
-            add_global_flags(sub, on_subcommand=True, taken=getattr(module, "OWN_SHORT_FLAGS", ()))
-        sub.set_defaults(_module=name)
+        _add_command(subparsers, name)
     return parser
+
+
+def _add_command(subparsers: argparse._SubParsersAction, name: str) -> None:
+    """Command `name`'s parser, made from what its module declares."""
+    module = command_module(name)
+    passthrough = getattr(module, "PASSTHROUGH", False)
+    # A pass-through command's words, -h included, are its program's.
+    sub = subparsers.add_parser(name, help=SUMMARIES[name], description=module.DESCRIPTION,
+                                epilog=getattr(module, "EPILOG", None), add_help=not passthrough)
+    add_arguments = getattr(module, "add_arguments", None)
+    if add_arguments is not None:
+        add_arguments(sub)
+    if not passthrough:
+        add_global_flags(sub, on_subcommand=True, taken=getattr(module, "OWN_SHORT_FLAGS", ()))
+    sub.set_defaults(_module=name)

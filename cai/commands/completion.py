@@ -15,9 +15,12 @@ from cai import output
 from cai.commands import Ctx, build_parser
 from cai.errors import CaiError, ExitCode
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = ("Print a completion script for bash or zsh. It completes commands, flags, paths and, for --container, "
+               "the names of cai's containers in the context cai would use (asked of docker within 0.5 s).")
+EPILOG = """install (then open a new shell):
+  bash:  echo 'source <(cai completion bash)' >> ~/.bashrc
+  zsh:   mkdir -p ~/.zfunc && cai completion zsh > ~/.zfunc/_cai && echo 'fpath=(~/.zfunc $fpath); autoload -U compinit && compinit' >> ~/.zshrc
+"""
 
 SHELLS = ("bash", "zsh")
 DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
@@ -26,24 +29,11 @@ CONTAINER_FLAGS = frozenset({"--container"})
 DIRECTORY_POSITIONALS = frozenset({"path"})  # `cai shell PATH`
 OFFERED_SIGNALS = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT")
 
-INSTALL = """install (then open a new shell):
-  bash:  echo 'source <(cai completion bash)' >> ~/.bashrc
-  zsh:   mkdir -p ~/.zfunc && cai completion zsh > ~/.zfunc/_cai && echo 'fpath=(~/.zfunc $fpath); autoload -U compinit && compinit' >> ~/.zshrc
-"""
 
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "completion",
-        help="print the bash or zsh completion script",
-        description="Print a completion script for bash or zsh. It completes commands, flags, paths and, for "
-        "--container, the names of cai's containers in the context cai would use (asked of docker within 0.5 s).",
-        epilog=INSTALL,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # EPILOG's lines as written
     parser.add_argument("shell", nargs="?", metavar="SHELL", help="bash or zsh")
     parser.set_defaults(_print_help=parser.print_help)
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

@@ -10,18 +10,14 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
+DESCRIPTION = ("Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
+               "and the agent image. Exits 1 when something cai needs is missing.")
+
 TOOLS = ("docker", "ssh", "ssh-keygen")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "doctor",
-        help="check the engine, the SSH tools and the agent image",
-        description="Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
-        "and the agent image. Exits 1 when something cai needs is missing.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    return parser
 
 
 def collect(explicit_context: str | None) -> dict[str, Any]:

@@ -7,18 +7,11 @@ import argparse
 from cai import output
 from cai.commands import Ctx
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = ("Write the agent data volume as a gzip tar (default: ./containai-export-YYYYMMDD-HHMMSS.tgz). "
+               "The data comes through the Docker API, so this works on remote contexts too. Prints the file's path.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export",
-        help="export the data volume to a .tgz file",
-        description="Write the agent data volume as a gzip tar (default: ./containai-export-YYYYMMDD-HHMMSS.tgz). "
-        "The data comes through the Docker API, so this works on remote contexts too. Prints the file's path.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="PATH", help="file or directory to write to")
     parser.add_argument("--container", metavar="NAME", help="export this container's volume")
     parser.add_argument("--data-volume", metavar="VOLUME", help="export this volume")
@@ -27,7 +20,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-excludes", action="store_true", help="ignore default_excludes and workspace excludes")
     parser.add_argument("--sessions", action="store_true", help="also the container's session records and logs "
                         "(~/.cai-sessions in the container, not in the volume), under .cai-sessions/; needs --container")
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

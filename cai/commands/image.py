@@ -10,15 +10,15 @@ from cai.commands import Ctx
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import Any
+
+DESCRIPTION = "Manage the agent image."
 
 DEFAULT_BASE = "debian:bookworm-slim"
 DEFINITION_DIR = Path(__file__).resolve().parent.parent / "image"
 HASH_LABEL = "containai.image-hash"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("image", help="build the agent image", description="Manage the agent image.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="image_action", metavar="ACTION", title="actions", required=True)
     build = actions.add_parser(
         "build",
@@ -28,7 +28,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     build.add_argument("--base", metavar="IMAGE", default=DEFAULT_BASE, help=f"base image (default: {DEFAULT_BASE})")
     build.add_argument("--tag", metavar="IMAGE", default=None, help="tag to build (default: containai:latest)")
-    return parser
 
 
 def definition_hash() -> str:

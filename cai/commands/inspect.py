@@ -14,19 +14,16 @@ if TYPE_CHECKING:
 
     from cai import engine
 
+DESCRIPTION = ("Print the engine's inspect document of the workspace container with a `cai` object added: "
+               "workspace, data volume, SSH port, context, host-key pins and sessions. With --format, print one "
+               "template per container, e.g. '{{.State.Status}}' or '{{json .cai.sessions}}' (docs/cli-reference.md).")
+
 JSON_SCHEMA_VERSION = 2  # as cai status --json: numbers beside the text
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "inspect", help="show the engine's inspect document and cai's own view",
-        description="Print the engine's inspect document of the workspace container with a `cai` object added: "
-        "workspace, data volume, SSH port, context, host-key pins and sessions. With --format, print one "
-        "template per container, e.g. '{{.State.Status}}' or '{{json .cai.sessions}}' (docs/cli-reference.md).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-f", "--format", metavar="TEMPLATE", help="a Go-like template: {{.A.B}}, {{json .A}}, {{.}}")
-    return parser
 
 
 def pin_state(pinned: list[str], shown: list[str]) -> str:

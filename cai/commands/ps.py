@@ -11,17 +11,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+DESCRIPTION = ("List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
+               "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
+               "Running, paused and restarting ones by default, as docker ps.")
+
 JSON_SCHEMA_VERSION = 2
 OWN_SHORT_FLAGS = ("-q",)  # names only, as docker ps -q; the global --quiet keeps its long form
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "ps", help="list cai's containers (running ones unless -a)",
-        description="List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
-        "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
-        "Running, paused and restarting ones by default, as docker ps.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="every state, stopped and created ones too")
     parser.add_argument("--format", metavar="FORMAT", default="table",
                         help="table (default), json, or a template such as '{{.Name}}\\t{{.Status}}'")
@@ -30,7 +28,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("-q", dest="names_only", action="store_true", help="print only the names (what --container takes)")
     parser.add_argument("--no-sessions", action="store_true", help="do not look inside the containers (faster)")
     parser.add_argument("--all-contexts", action="store_true", help="every Docker context, side by side (5 s each)")
-    return parser
 
 
 def json_promised(args: argparse.Namespace) -> int | None:

@@ -18,16 +18,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+DESCRIPTION = ("Rename the workspace container to NEW. `ssh NEW`, the workspace's state and cai's caches "
+               "follow; a name that any known context has taken is refused.")
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "rename", help="rename the container (ssh NAME, state and caches follow)",
-        description="Rename the workspace container to NEW. `ssh NEW`, the workspace's state and cai's caches "
-        "follow; a name that any known context has taken is refused.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("new_name", metavar="NEW", help="the new name")
-    return parser
 
 
 def _taken_elsewhere(new_name: str) -> list[str]:

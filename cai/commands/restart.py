@@ -8,9 +8,8 @@ from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = ("Stop the workspace container (with `cai stop`'s session rules) and start it again. It "
+               "returns once sshd answers; the pinned host keys stay valid, since they live in the container.")
 
 
 def _seconds(value: str) -> int:
@@ -19,17 +18,11 @@ def _seconds(value: str) -> int:
     return int(value)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "restart", help="stop and start the container again",
-        description="Stop the workspace container (with `cai stop`'s session rules) and start it again. It "
-        "returns once sshd answers; the pinned host keys stay valid, since they live in the container.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-t", "--time", metavar="SECONDS", type=_seconds,
                         help="seconds to wait for it to stop before killing it (default: its stop timeout, 100)")
     parser.add_argument("--force", action="store_true", help="restart even with active sessions")
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

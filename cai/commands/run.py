@@ -8,19 +8,12 @@ from cai.commands import Ctx
 from cai.commands._target import add_target_flags, resolve_and_prepare, split_remainder, workspace_choice
 from cai.errors import CaiError, ExitCode
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = ("Create (or start) the workspace container with sshd, the workspace mounted at "
+               "/home/agent/workspace and a pinned host key. With `-- CMD`, run CMD in it. Without, report "
+               "how to reach it (`cai shell`, `ssh NAME`).")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "run",
-        help="create or start the workspace container, then run a command in it",
-        description="Create (or start) the workspace container with sshd, the workspace mounted at "
-        "/home/agent/workspace and a pinned host key. With `-- CMD`, run CMD in it. Without, report "
-        "how to reach it (`cai shell`, `ssh NAME`).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_flags(parser)
     parser.add_argument("-d", "--detached", action="store_true", help="start CMD in a detached session (cai session) and print its name")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
@@ -32,7 +25,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     created.add_argument("--restart", metavar="POLICY", help="the engine's restart policy: no, on-failure[:N], unless-stopped, always")
     parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[PATH] [-- CMD ...]", help="workspace directory, then the command after --")
     parser.set_defaults(_run_parser=parser)
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

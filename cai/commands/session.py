@@ -15,17 +15,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+DESCRIPTION = ("Run commands in detached sessions (tmux, as the agent) that survive a closed terminal, a dropped "
+               "connection and cai itself. Attach with `cai attach NAME`; detach with Ctrl-b d. Sessions end with the "
+               "container: after a stop they are listed as lost.")
+
 # A stopped command with nobody to resume it: the wrapper resumes it anyway.
 REFUSED_SIGNALS = ("STOP", "TSTP", "TTIN", "TTOU")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "session", help="agent sessions that outlive the client: new, ls, logs, send, wait, kill, prune",
-        description="Run commands in detached sessions (tmux, as the agent) that survive a closed terminal, a dropped "
-        "connection and cai itself. Attach with `cai attach NAME`; detach with Ctrl-b d. Sessions end with the "
-        "container: after a stop they are listed as lost.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="session_action", metavar="ACTION", title="actions", required=True,
                                     parser_class=type(parser))
 
@@ -79,7 +77,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     prune.add_argument("--age", metavar="AGE", default="0m", help="only those ended at least AGE ago: 30d, 12h, 1d12h")
     prune.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
     prune.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
 def _lines(text: str) -> int:

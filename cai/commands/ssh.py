@@ -9,13 +9,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
-    from typing import Any
+
+DESCRIPTION = "Manage cai's SSH client state."
 
 _MARKER = "# ContainAI SSH config"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("ssh", help="manage SSH client state", description="Manage cai's SSH client state.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="ssh_action", metavar="ACTION", title="actions", required=True)
     cleanup = actions.add_parser(
         "cleanup",
@@ -25,7 +25,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     cleanup.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
     cleanup.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
 class HostEntry:

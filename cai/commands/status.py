@@ -24,24 +24,20 @@ if TYPE_CHECKING:
 
     from cai import engine, sessions
 
+DESCRIPTION = ("Show the workspace container's status, image, uptime, active sessions and memory/CPU use. "
+               "Uptime, sessions and resources are best effort (5 s at most).")
+
 BEST_EFFORT_BUDGET_S = 5.0
 JSON_SCHEMA_VERSION = 2  # 2: numbers beside the text (uptime_seconds, bytes; percents are numbers)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "status",
-        help="show a container's state, uptime, sessions and resource use",
-        description="Show the workspace container's status, image, uptime, active sessions and memory/CPU use. "
-        "Uptime, sessions and resources are best effort (5 s at most).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--container", metavar="NAME", help="show this container")
     parser.add_argument("-w", "--workspace", metavar="PATH", help="show this workspace's container (default: current directory)")
     parser.add_argument("--json", action="store_true", help=f"print one JSON document (schema_version {JSON_SCHEMA_VERSION})")
     parser.add_argument("--all-contexts", action="store_true",
                         help="list the cai containers of every Docker context, side by side (5 s each); "
                         "unreachable contexts are reported, not fatal")
-    return parser
 
 
 # --- pure parts ------------------------------------------------------------------------------

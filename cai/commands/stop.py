@@ -17,26 +17,20 @@ from cai.errors import CaiError, ExitCode
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from cai import engine
 
+DESCRIPTION = ("Stop the current workspace's container, a named one, or several. Before stopping, cai looks for "
+               "SSH connections, terminals and exec sessions inside: on a terminal it asks, otherwise it refuses "
+               "unless --force. Without workspace state or --container, it lists containers to pick from.")
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "stop",
-        help="stop workspace containers (checks for active sessions first)",
-        description="Stop the current workspace's container, a named one, or several. Before stopping, cai looks for "
-        "SSH connections, terminals and exec sessions inside: on a terminal it asks, otherwise it refuses "
-        "unless --force. Without workspace state or --container, it lists containers to pick from.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--container", metavar="NAME", help="stop this container")
     parser.add_argument("--all", action="store_true", help="stop every cai container without asking which")
     parser.add_argument("--remove", action="store_true", help="remove the container (docker rm -f) and its ssh config")
     parser.add_argument("--force", action="store_true", help="stop even with active sessions or a failed export")
     parser.add_argument("--export", action="store_true", help="export the data volume first (not with --all)")
     parser.add_argument("--name", help=argparse.SUPPRESS)
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

@@ -7,16 +7,11 @@ import argparse
 from cai.commands import Ctx
 from cai.commands._target import add_container_flags
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = "Thaw the workspace container's processes after `cai pause`."
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("unpause", help="thaw a paused container",
-                                   description="Thaw the workspace container's processes after `cai pause`.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

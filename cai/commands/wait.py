@@ -8,20 +8,13 @@ from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+DESCRIPTION = ("Block until the workspace container stops (at once when it is not running), print its "
+               "exit code and exit with it, so that `cai wait && echo ok` works (the printed code is exact: 10-15 "
+               "may be the container's own, and one outside 0-255 exits 1). Ctrl-C is 130.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "wait", help="wait until the container stops, then exit with its exit code",
-        description="Block until the workspace container stops (at once when it is not running), print its "
-        "exit code and exit with it, so that `cai wait && echo ok` works (the printed code is exact: 10-15 "
-        "may be the container's own, and one outside 0-255 exits 1). Ctrl-C is 130.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
-    return parser
 
 
 def run(args: argparse.Namespace, ctx: Ctx) -> int:

@@ -244,8 +244,8 @@ def test_since_is_a_time_or_a_duration_back_from_now():
 
 
 def test_the_top_level_summaries_are_each_commands_own():
-    """`cai --help` shows SUMMARIES without importing the commands: they must say what each
-    command's own parser says."""
+    """`cai --help` shows SUMMARIES without importing the commands: each command's own parser must
+    say the same (build_parser gives it that summary as its help)."""
     import argparse
 
     from cai.commands import SUMMARIES
