@@ -28,6 +28,7 @@ class Target:
 
 def resolve(*, explicit_context: str | None, workspace_arg: str | None, container_arg: str | None,
             volume_arg: str | None, create_missing_named: bool) -> Target:
+    # The names first, from the arguments alone: which workspace, and which names to look for.
     if container_arg is not None:
         labels.validate_container_name(container_arg)
         if workspace_arg is not None:
@@ -35,16 +36,20 @@ def resolve(*, explicit_context: str | None, workspace_arg: str | None, containe
         if volume_arg is not None:
             raise CaiError(ExitCode.ERROR, "--container and --data-volume are mutually exclusive")
     workspace = labels.resolve_workspace(workspace_arg)
+    by_name = (container_arg,) if container_arg is not None else \
+        (labels.container_name_for(workspace), labels.legacy_container_name(str(workspace)))
+    # Then the config, read once, and the context it names.
     layers = config.Layers(workspace)
     eng = engine.Engine(contexts.resolve(explicit_context, layers))
+    # Then what the engine holds under those names.
     if container_arg is not None:
         return _named(eng, container_arg, workspace, layers, create_missing_named)
     volume = layers.volume(volume_arg)
-    found = _by_workspace(eng, workspace, layers)
+    found = _by_workspace(eng, workspace, layers, by_name)
     if found is not None:
         check_ours(found)
         return Target(eng, found.name, workspace, volume, found, layers)
-    name = labels.resolve_new_name(labels.container_name_for(workspace), str(workspace), lambda n: _workspace_of(eng, n))
+    name = labels.resolve_new_name(by_name[0], str(workspace), lambda n: _workspace_of(eng, n))
     return Target(eng, name, workspace, volume, None, layers)
 
 
@@ -63,7 +68,9 @@ def _named(eng: engine.Engine, name: str, workspace: Path, layers: config.Layers
     return Target(eng, found.name, Path(ws_label) if ws_label else workspace, vol_label, found, layers)
 
 
-def _by_workspace(eng: engine.Engine, workspace: Path, layers: config.Layers) -> engine.Container | None:
+def _by_workspace(eng: engine.Engine, workspace: Path, layers: config.Layers,
+                  by_name: tuple[str, ...]) -> engine.Container | None:
+    """The saved name, else the one container labelled with the workspace, else by name."""
     ws = str(workspace)
     saved = layers.workspace_state().get("container_name")
     if isinstance(saved, str) and saved:
@@ -77,7 +84,7 @@ def _by_workspace(eng: engine.Engine, workspace: Path, layers: config.Layers) ->
                        f"[ERROR] Containers: {names}", "[ERROR] Use --container to specify which one")
     if matches:
         return eng.inspect_container(matches[0]["Id"])
-    for name in (labels.container_name_for(workspace), labels.legacy_container_name(ws)):
+    for name in by_name:
         found = eng.inspect_container(name)
         # By name, only a container with no workspace label (legacy or foreign; the caller rejects a
         # foreign one) may be taken: the original also took another workspace's "ws-nogit".

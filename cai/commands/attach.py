@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Attach this terminal to session NAME (started with `cai session new` or `cai run -d`). Ctrl-b "
+               "then d detaches and leaves it running; several clients may attach at once. Needs a terminal.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "attach", help="attach this terminal to a session (detach: Ctrl-b d)",
-        description="Attach this terminal to session NAME (started with `cai session new` or `cai run -d`). Ctrl-b "
-        "then d detaches and leaves it running; several clients may attach at once. Needs a terminal.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-r", "--read-only", action="store_true", help="watch without typing into it")
     parser.add_argument("name", metavar="NAME")
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions, output
     from cai.commands._target import existing_container
 

@@ -11,35 +11,26 @@ from __future__ import annotations
 
 import argparse
 import re
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Copy SRC to DEST. Exactly one of them is in the container: `:PATH` (the workspace's "
+               "container, or --container's) or `NAME:PATH`; relative paths start at /home/agent/workspace. "
+               "A directory is copied whole; when DEST is an existing directory, the copy goes inside it. `-` is a "
+               "tar stream on stdin or stdout. Files copied in belong to the agent (-a keeps the archive's owners, "
+               "stopped containers only); what is copied out is checked first (no absolute paths, no `..`, no links "
+               "that leave DEST, no devices). A stopped container is read and written through the engine, not started.")
+EPILOG = "Examples: cai cp ./data :inputs/  ·  cai cp proj-main:results/report.md .  ·  cai cp :logs - | tar -t"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "cp",
-        help="copy files between here and a container",
-        description="Copy SRC to DEST. Exactly one of them is in the container: `:PATH` (the workspace's "
-        "container, or --container's) or `NAME:PATH`; relative paths start at /home/agent/workspace. "
-        "A directory is copied whole; when DEST is an existing directory, the copy goes inside it. `-` is a "
-        "tar stream on stdin or stdout. Files copied in belong to the agent (-a keeps the archive's owners, "
-        "stopped containers only); what is copied out is checked first (no absolute paths, no `..`, no links "
-        "that leave DEST, no devices). A stopped container is read and written through the engine, not started.",
-        epilog="Examples: cai cp ./data :inputs/  ·  cai cp proj-main:results/report.md .  ·  cai cp :logs - | tar -t",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-a", "--archive", action="store_true",
                         help="keep the files' own owners (into a stopped container only)")
     parser.add_argument("source", metavar="SRC", help="a local path, -, :PATH or NAME:PATH")
     parser.add_argument("destination", metavar="DEST", help="a local path, -, :PATH or NAME:PATH")
-    return parser
 
 
 _CONTAINER_SIDE = re.compile(r"^([a-zA-Z0-9][a-zA-Z0-9_.-]*)?:(.*)$", re.DOTALL)
@@ -51,7 +42,7 @@ def container_side(word: str) -> tuple[str | None, str] | None:
     return (found.group(1), found.group(2)) if found else None
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import copying
 
     into, outof = container_side(args.destination), container_side(args.source)

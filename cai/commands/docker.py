@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
+
+from cai.commands import Ctx
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Sequence
-
-if TYPE_CHECKING:
     import argparse
+    from typing import Sequence
 
-    from cai.main import Ctx
+DESCRIPTION = ("Run `docker --context <cai's context> ARGS…` and return docker's exit code. "
+               "`cai docker exec` into a cai container runs as user agent unless -u is given.")
 
 # argv after the command word goes to docker untouched; argparse never sees it.
 PASSTHROUGH = True
@@ -19,16 +21,6 @@ PASSTHROUGH = True
 # `docker exec` options that take a separate value, so the value is not the container.
 _EXEC_VALUE_OPTIONS = {"-e", "--env", "--env-file", "-w", "--workdir", "--detach-keys"}
 _EXEC_USER_OPTIONS = {"-u", "--user"}
-
-
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
-    return subparsers.add_parser(
-        "docker",
-        help="run docker against cai's engine context",
-        description="Run `docker --context <cai's context> ARGS…` and return docker's exit code. "
-        "`cai docker exec` into a cai container runs as user agent unless -u is given.",
-        add_help=False,
-    )
 
 
 def exec_container_token(args: Sequence[str]) -> int | None:
@@ -53,7 +45,7 @@ def exec_container_token(args: Sequence[str]) -> int | None:
     return None
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, labels, resolution
     from cai.errors import CaiError
 

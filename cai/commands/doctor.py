@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
+from cai import output
+from cai.commands import Ctx
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
-from cai import output
-
-if TYPE_CHECKING:
-    import argparse
-
-    from cai.main import Ctx
+DESCRIPTION = ("Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
+               "and the agent image. Exits 1 when something cai needs is missing.")
 
 TOOLS = ("docker", "ssh", "ssh-keygen")
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
-    parser = subparsers.add_parser(
-        "doctor",
-        help="check the engine, the SSH tools and the agent image",
-        description="Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
-        "and the agent image. Exits 1 when something cai needs is missing.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    return parser
 
 
 def collect(explicit_context: str | None) -> dict[str, Any]:
@@ -63,7 +56,7 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
     return report
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     want_json = args.json
     report = collect(ctx.context)
     errors = report.pop("_errors")

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_target_flags, check_workdir, creation_flags_given, resolve_and_prepare
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Run CMD in /home/agent/workspace through `bash -lc` over SSH. Streams and the exit "
+               "code are the command's own; 10-15 mean cai could not run it (see docs/exit-codes.md).")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "exec",
-        help="run a command in the workspace container",
-        description="Run CMD in /home/agent/workspace through `bash -lc` over SSH. Streams and the exit "
-        "code are the command's own; 10-15 mean cai could not run it (see docs/exit-codes.md).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_flags(parser)
     own = parser.add_argument_group("the command")
     own.add_argument("-u", "--user", metavar="USER", help="run as USER (default: agent, over ssh); another user, "
@@ -30,13 +22,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     own.add_argument("--workdir", metavar="PATH", help="run in PATH; a relative one is under /home/agent/workspace "
                      "(default: the workspace for the agent, / for another user)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="the command and its arguments")
-    return parser
 
 
 AGENT_USERS = ("agent", "1000", "1000:1000")
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import output, ssh
 
     command = list(args.command)
@@ -79,7 +70,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     return rc
 
 
-def _exec_through_engine(args: argparse.Namespace, ctx: "Ctx", command: list[str], environment: dict[str, str],
+def _exec_through_engine(args: argparse.Namespace, ctx: Ctx, command: list[str], environment: dict[str, str],
                          tty: bool) -> int:
     """sshd logs in the agent alone: any other user is the engine's exec (the docker CLI)."""
     import os

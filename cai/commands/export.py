@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Write the agent data volume as a gzip tar (default: ./containai-export-YYYYMMDD-HHMMSS.tgz). "
+               "The data comes through the Docker API, so this works on remote contexts too. Prints the file's path.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "export",
-        help="export the data volume to a .tgz file",
-        description="Write the agent data volume as a gzip tar (default: ./containai-export-YYYYMMDD-HHMMSS.tgz). "
-        "The data comes through the Docker API, so this works on remote contexts too. Prints the file's path.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="PATH", help="file or directory to write to")
     parser.add_argument("--container", metavar="NAME", help="export this container's volume")
     parser.add_argument("--data-volume", metavar="VOLUME", help="export this volume")
@@ -28,10 +20,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-excludes", action="store_true", help="ignore default_excludes and workspace excludes")
     parser.add_argument("--sessions", action="store_true", help="also the container's session records and logs "
                         "(~/.cai-sessions in the container, not in the volume), under .cai-sessions/; needs --container")
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import volumes
     from cai.errors import CaiError, ExitCode
 

@@ -8,30 +8,25 @@ confirmation, context by context: removal waits for each engine, as a single-con
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from cai.main import Ctx
     from cai.pruning import Plan
+
+DESCRIPTION = ("Remove cai containers that have been stopped (or never started) for at least --age, measured on the "
+               "engine's clock. Running, paused and restarting containers, containers labelled containai.keep=true "
+               "(or 1, yes) and containers cai does not manage are never removed. Asks first on a terminal; elsewhere "
+               "it removes only with --force.")
+EPILOG = "From cron: cai gc --force --json --age 14d >~/.local/state/cai-gc.json"
 
 DEFAULT_AGE = "30d"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "gc",
-        help="remove stale cai containers (and unused cai images)",
-        description="Remove cai containers that have been stopped (or never started) for at least --age, measured on "
-        "the engine's clock. Running, paused and restarting containers, containers labelled containai.keep=true (or 1, yes) "
-        "and containers cai does not manage are never removed. Asks first on a terminal; elsewhere it removes "
-        "only with --force.",
-        epilog="From cron: cai gc --force --json --age 14d >~/.local/state/cai-gc.json",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     parser.add_argument("--force", action="store_true", help="remove without asking")
     parser.add_argument("--age", metavar="AGE", default=DEFAULT_AGE,
@@ -43,7 +38,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="every Docker context, planned side by side (5 s each); unreachable contexts are reported, "
                         "the others still done")
     parser.missing_value_hints = {"--age": " (e.g., 30d, 7d, 24h)"}
-    return parser
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -64,7 +58,7 @@ def _dry_run_line(candidates: int, images: int, helpers: int) -> str:
     return f"[DRY-RUN] Would remove {candidates} container(s) and {images} image(s){more}"
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import clock, engine, pruning, resolution
 
     if args.all_contexts and ctx.context is not None:

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
-    from cai.main import Ctx
+DESCRIPTION = "Manage the agent image."
 
 DEFAULT_BASE = "debian:bookworm-slim"
 DEFINITION_DIR = Path(__file__).resolve().parent.parent / "image"
 HASH_LABEL = "containai.image-hash"
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
-    parser = subparsers.add_parser("image", help="build the agent image", description="Manage the agent image.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="image_action", metavar="ACTION", title="actions", required=True)
     build = actions.add_parser(
         "build",
@@ -30,7 +28,6 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
     )
     build.add_argument("--base", metavar="IMAGE", default=DEFAULT_BASE, help=f"base image (default: {DEFAULT_BASE})")
     build.add_argument("--tag", metavar="IMAGE", default=None, help="tag to build (default: containai:latest)")
-    return parser
 
 
 def definition_hash() -> str:
@@ -43,7 +40,7 @@ def definition_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, labels, resolution
 
     base, tag = args.base, args.tag or labels.DEFAULT_IMAGE

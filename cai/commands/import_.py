@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Replace the data volume's contents with an archive made by `cai export` (or a directory). "
+               "Every entry is checked before anything is written, symlinks are kept as they are, and setuid, setgid "
+               "and sticky bits are cleared (docs/export-import.md). shell/bashrc.d/*.priv.* is left out unless "
+               "[import].exclude_priv = false.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "import",
-        help="restore the data volume from an export",
-        description="Replace the data volume's contents with an archive made by `cai export` (or a directory). "
-        "Every entry is checked before anything is written, symlinks are kept as they are, and setuid, setgid "
-        "and sticky bits are cleared (docs/export-import.md). shell/bashrc.d/*.priv.* is left out unless "
-        "[import].exclude_priv = false.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", metavar="ARCHIVE|DIR", help="what to restore (required)")
     parser.add_argument("--container", metavar="NAME", help="restore into this container's volume")
     parser.add_argument("--data-volume", metavar="VOLUME", help="restore into this volume (created when missing)")
@@ -31,10 +23,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="list what would be restored, change nothing")
     parser.add_argument("--no-excludes", action="store_true", help="restore shell/bashrc.d/*.priv.* files too")
     parser.add_argument("--no-secrets", action="store_true", help="also leave out credentials, keys and *.priv.* files")
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     import os
     from pathlib import Path
 

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_container_flags, existing_container
-from cai.errors import ExitCode
-
-if TYPE_CHECKING:
     from cai import engine
-    from cai.main import Ctx
+
+DESCRIPTION = ("Print the engine's inspect document of the workspace container with a `cai` object added: "
+               "workspace, data volume, SSH port, context, host-key pins and sessions. With --format, print one "
+               "template per container, e.g. '{{.State.Status}}' or '{{json .cai.sessions}}' (docs/cli-reference.md).")
 
 JSON_SCHEMA_VERSION = 2  # as cai status --json: numbers beside the text
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "inspect", help="show the engine's inspect document and cai's own view",
-        description="Print the engine's inspect document of the workspace container with a `cai` object added: "
-        "workspace, data volume, SSH port, context, host-key pins and sessions. With --format, print one "
-        "template per container, e.g. '{{.State.Status}}' or '{{json .cai.sessions}}' (docs/cli-reference.md).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-f", "--format", metavar="TEMPLATE", help="a Go-like template: {{.A.B}}, {{json .A}}, {{.}}")
-    return parser
 
 
 def pin_state(pinned: list[str], shown: list[str]) -> str:
@@ -68,7 +65,7 @@ def json_promised(args: argparse.Namespace) -> int | None:
     return JSON_SCHEMA_VERSION if args.format is None else None  # a template prints what it says
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import output, templates
 
     template = templates.Template(args.format) if args.format is not None else None  # before any engine call

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Send SIGNAL to the workspace container's main process. Nearly every signal ends its init, and with it "
+               "the container, so all but CONT, STOP, TSTP, TTIN, TTOU, WINCH, CHLD and URG follow `cai stop`'s "
+               "session rules: with someone inside, a terminal is asked and anything else is refused unless --force.")
 
 # Linux's numbering, whatever this client's OS calls its own (Docker passes a number through).
 LINUX_SIGNALS = ("HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
@@ -24,18 +23,11 @@ RTMIN, RTMAX = 34, 64  # as glibc and Docker count them
 HARMLESS = ("CONT", "STOP", "WINCH", "CHLD", "URG", "TSTP", "TTIN", "TTOU")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "kill", help="send a signal to the container (KILL by default)",
-        description="Send SIGNAL to the workspace container's main process. Nearly every signal ends its init, and "
-        "with it the container, so all but CONT, STOP, TSTP, TTIN, TTOU, WINCH, CHLD and URG follow `cai stop`'s "
-        "session rules: with someone inside, a terminal is asked and anything else is refused unless --force.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-s", "--signal", metavar="SIGNAL", default="KILL",
                         help="a name (TERM, SIGTERM) or a number (15); default KILL")
     parser.add_argument("--force", action="store_true", help="send it even with active sessions")
-    return parser
 
 
 def signal_name(text: str) -> tuple[str, int]:
@@ -62,7 +54,7 @@ def signal_name(text: str) -> tuple[str, int]:
     return (f"RTMIN+{number - RTMIN}" if number - RTMIN <= RTMAX - number else f"RTMAX-{RTMAX - number}"), number
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, session_guard
 
     name, number = signal_name(args.signal)  # before any engine call

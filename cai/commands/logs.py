@@ -7,15 +7,13 @@ engine keeps them apart; one merged stream could not be split again).
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Show the workspace container's log (its main process: init and sshd). With -f, follow it "
+               "until Ctrl-C (rc 0) or until the container stops.")
 
 
 def _tail(value: str) -> int | None:
@@ -26,21 +24,15 @@ def _tail(value: str) -> int | None:
     return int(value)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "logs", help="show the container's log",
-        description="Show the workspace container's log (its main process: init and sshd). With -f, follow it "
-        "until Ctrl-C (rc 0) or until the container stops.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container stops")
     parser.add_argument("--tail", metavar="N", type=_tail, help="only the last N lines (default: all)")
     parser.add_argument("--since", metavar="T", help="only lines since T: RFC 3339, or a duration back from now (10m, 2h, 1d12h)")
     parser.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with the engine's timestamp")
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     import threading
     import time
 

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Freeze every process in the workspace container. `cai status` shows `paused`; `gc` and "
+               "`stop --all` leave a paused container alone. Thaw it with `cai unpause`.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "pause", help="freeze the container's processes",
-        description="Freeze every process in the workspace container. `cai status` shows `paused`; `gc` and "
-        "`stop --all` leave a paused container alone. Thaw it with `cai unpause`.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     return set_paused(args, ctx, paused=True)
 
 
-def set_paused(args: argparse.Namespace, ctx: "Ctx", *, paused: bool) -> int:
+def set_paused(args: argparse.Namespace, ctx: Ctx, *, paused: bool) -> int:
     from cai import engine, output, ssh
 
     eng, container = existing_container(args, ctx)

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
-from cai.commands._target import add_container_flags, existing_container
-from cai.errors import ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Show the workspace container's published ports as `22/tcp -> 127.0.0.1:2345`. A running "
+               "container shows what the engine bound; a stopped one what it will bind when it starts.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "port", help="show the container's published ports",
-        description="Show the workspace container's published ports as `22/tcp -> 127.0.0.1:2345`. A running "
-        "container shows what the engine bound; a stopped one what it will bind when it starts.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document (schema_version 1)")
-    return parser
 
 
 def published(inspected: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -40,7 +36,7 @@ def published(inspected: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import output
 
     eng, container = existing_container(args, ctx)

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
+               "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
+               "Running, paused and restarting ones by default, as docker ps.")
 
 JSON_SCHEMA_VERSION = 2
 OWN_SHORT_FLAGS = ("-q",)  # names only, as docker ps -q; the global --quiet keeps its long form
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "ps", help="list cai's containers (running ones unless -a)",
-        description="List cai's workspace containers: name, state (and health), workspace, image, SSH port, "
-        "uptime or age, and whether someone is inside (HAS/NONE/UNKNOWN, asked side by side within 5 s). "
-        "Running, paused and restarting ones by default, as docker ps.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-a", "--all", action="store_true", help="every state, stopped and created ones too")
     parser.add_argument("--format", metavar="FORMAT", default="table",
                         help="table (default), json, or a template such as '{{.Name}}\\t{{.Status}}'")
@@ -31,14 +28,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("-q", dest="names_only", action="store_true", help="print only the names (what --container takes)")
     parser.add_argument("--no-sessions", action="store_true", help="do not look inside the containers (faster)")
     parser.add_argument("--all-contexts", action="store_true", help="every Docker context, side by side (5 s each)")
-    return parser
 
 
 def json_promised(args: argparse.Namespace) -> int | None:
     return JSON_SCHEMA_VERSION if args.format == "json" else None
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import all_contexts, listing, output, templates
 
     filters = listing.parse_filters(args.filter)  # all of it before any engine call

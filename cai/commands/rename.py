@@ -9,26 +9,22 @@ are. The hostname inside stays the old one: Docker cannot change it without a ne
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_container_flags, existing_container
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Rename the workspace container to NEW. `ssh NEW`, the workspace's state and cai's caches "
+               "follow; a name that any known context has taken is refused.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "rename", help="rename the container (ssh NAME, state and caches follow)",
-        description="Rename the workspace container to NEW. `ssh NEW`, the workspace's state and cai's caches "
-        "follow; a name that any known context has taken is refused.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("new_name", metavar="NEW", help="the new name")
-    return parser
 
 
 def _taken_elsewhere(new_name: str) -> list[str]:
@@ -44,7 +40,7 @@ def _taken_elsewhere(new_name: str) -> list[str]:
     return [context for context, taken in answered if taken]
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import config, containers, labels, output, reach, ssh, userfiles
 
     new_name = labels.validate_container_name(args.new_name)  # before any engine call
@@ -59,7 +55,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     other = ssh.host_config_alias(new_name)
     if other is not None and other != alias:
         raise CaiError(ExitCode.ERROR, f"~/.ssh/containai.d/{new_name}.conf belongs to another container ({other})",
-                       f"[HINT] Remove that container, or run: cai ssh cleanup")
+                       "[HINT] Remove that container, or run: cai ssh cleanup")
     from cai import engine
 
     ssh.release_master(containers.endpoint(container))

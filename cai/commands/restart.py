@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Stop the workspace container (with `cai stop`'s session rules) and start it again. It "
+               "returns once sshd answers; the pinned host keys stay valid, since they live in the container.")
 
 
 def _seconds(value: str) -> int:
@@ -20,20 +18,14 @@ def _seconds(value: str) -> int:
     return int(value)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "restart", help="stop and start the container again",
-        description="Stop the workspace container (with `cai stop`'s session rules) and start it again. It "
-        "returns once sshd answers; the pinned host keys stay valid, since they live in the container.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("-t", "--time", metavar="SECONDS", type=_seconds,
                         help="seconds to wait for it to stop before killing it (default: its stop timeout, 100)")
     parser.add_argument("--force", action="store_true", help="restart even with active sessions")
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import containers, engine, output, session_guard, ssh
 
     eng, container = existing_container(args, ctx)

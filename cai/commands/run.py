@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_target_flags, resolve_and_prepare, split_remainder, workspace_choice
 from cai.errors import CaiError, ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Create (or start) the workspace container with sshd, the workspace mounted at "
+               "/home/agent/workspace and a pinned host key. With `-- CMD`, run CMD in it. Without, report "
+               "how to reach it (`cai shell`, `ssh NAME`).")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "run",
-        help="create or start the workspace container, then run a command in it",
-        description="Create (or start) the workspace container with sshd, the workspace mounted at "
-        "/home/agent/workspace and a pinned host key. With `-- CMD`, run CMD in it. Without, report "
-        "how to reach it (`cai shell`, `ssh NAME`).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_flags(parser)
     parser.add_argument("-d", "--detached", action="store_true", help="start CMD in a detached session (cai session) and print its name")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved plan and change nothing")
@@ -33,12 +25,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     created.add_argument("--restart", metavar="POLICY", help="the engine's restart policy: no, on-failure[:N], unless-stopped, always")
     parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="[PATH] [-- CMD ...]", help="workspace directory, then the command after --")
     parser.set_defaults(_run_parser=parser)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import containers, output, ssh
-    from cai.main import Ctx
 
     path, command = split_remainder(args, args._run_parser, "Use 'cai run --help' for usage")
     # Global flags after PATH (`cai run ~/p --context X -- make`) were parsed only now.
@@ -69,7 +59,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
     return containers.connect(target.engine, container, ssh.remote_exec_command(command), tty=tty)
 
 
-def _dry_run(args: argparse.Namespace, ctx: "Ctx", workspace: str | None, command: list[str]) -> int:
+def _dry_run(args: argparse.Namespace, ctx: Ctx, workspace: str | None, command: list[str]) -> int:
     from cai import containers, engine, labels, output, resolution, ssh
 
     target = resolution.resolve(explicit_context=ctx.context, workspace_arg=workspace, container_arg=args.container,

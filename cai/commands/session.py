@@ -4,29 +4,26 @@
 from __future__ import annotations
 
 import argparse
+
+from cai import output
+from cai.argparsing import add_global_flags
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, add_target_flags
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai import output
-from cai.argparsing import add_global_flags
-from cai.commands._target import add_container_flags, add_target_flags
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Run commands in detached sessions (tmux, as the agent) that survive a closed terminal, a dropped "
+               "connection and cai itself. Attach with `cai attach NAME`; detach with Ctrl-b d. Sessions end with the "
+               "container: after a stop they are listed as lost.")
 
 # A stopped command with nobody to resume it: the wrapper resumes it anyway.
 REFUSED_SIGNALS = ("STOP", "TSTP", "TTIN", "TTOU")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "session", help="agent sessions that outlive the client: new, ls, logs, send, wait, kill, prune",
-        description="Run commands in detached sessions (tmux, as the agent) that survive a closed terminal, a dropped "
-        "connection and cai itself. Attach with `cai attach NAME`; detach with Ctrl-b d. Sessions end with the "
-        "container: after a stop they are listed as lost.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="session_action", metavar="ACTION", title="actions", required=True,
                                     parser_class=type(parser))
 
@@ -80,7 +77,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     prune.add_argument("--age", metavar="AGE", default="0m", help="only those ended at least AGE ago: 30d, 12h, 1d12h")
     prune.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
     prune.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
 def _lines(text: str) -> int:
@@ -89,9 +85,7 @@ def _lines(text: str) -> int:
     return int(text)
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
-    from cai.main import Ctx
-
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     if args.session_action == "new":
         name, command = _split_new(args)
         ctx = Ctx(args.context, args.debug, ctx.passthrough)  # global flags after NAME were parsed only now
@@ -111,7 +105,7 @@ def _split_new(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return (agent_sessions.check_name(name) if name is not None else None), command
 
 
-def _new(args: argparse.Namespace, ctx: "Ctx", name: str | None, command: list[str]) -> int:
+def _new(args: argparse.Namespace, ctx: Ctx, name: str | None, command: list[str]) -> int:
     from cai import agent_sessions, run_options
     from cai.commands._target import check_workdir, resolve_and_prepare
 
@@ -125,7 +119,7 @@ def _new(args: argparse.Namespace, ctx: "Ctx", name: str | None, command: list[s
     return ExitCode.OK
 
 
-def _existing(args: argparse.Namespace, ctx: "Ctx") -> tuple[Any, Any]:
+def _existing(args: argparse.Namespace, ctx: Ctx) -> tuple[Any, Any]:
     """The container, running or stopped (a stopped one's records are read through the engine),
     but not paused."""
     from cai import containers
@@ -137,7 +131,7 @@ def _existing(args: argparse.Namespace, ctx: "Ctx") -> tuple[Any, Any]:
     return eng, container
 
 
-def _running(args: argparse.Namespace, ctx: "Ctx") -> tuple[Any, Any]:
+def _running(args: argparse.Namespace, ctx: Ctx) -> tuple[Any, Any]:
     from cai import agent_sessions
     from cai.commands._target import existing_container
 
@@ -156,7 +150,7 @@ def _check(result: Any, name: str, container: Any) -> None:
         raise CaiError(ExitCode.ERROR, f"Session {name}: the step failed ({result.rc})", *agent_sessions.said(result.err))
 
 
-def _ls(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _ls(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions
 
     eng, container = _existing(args, ctx)
@@ -185,7 +179,7 @@ def _joined(command: list[str] | None) -> str:
     return "?" if command is None else shlex.join(command)
 
 
-def _logs(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _logs(args: argparse.Namespace, ctx: Ctx) -> int:
     import os
 
     from cai import agent_sessions
@@ -206,7 +200,7 @@ def _logs(args: argparse.Namespace, ctx: "Ctx") -> int:
     return rc
 
 
-def _send(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _send(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions
 
     name = agent_sessions.check_name(args.name)
@@ -215,7 +209,7 @@ def _send(args: argparse.Namespace, ctx: "Ctx") -> int:
     return ExitCode.OK
 
 
-def _wait(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _wait(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions
 
     name = agent_sessions.check_name(args.name)
@@ -233,7 +227,7 @@ def _wait(args: argparse.Namespace, ctx: "Ctx") -> int:
     return code
 
 
-def _kill(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _kill(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions
     from cai.commands.kill import signal_name
 
@@ -248,7 +242,7 @@ def _kill(args: argparse.Namespace, ctx: "Ctx") -> int:
     return ExitCode.OK
 
 
-def _prune(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _prune(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import agent_sessions, clock
 
     age = clock.parse_age(args.age)

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_target_flags, resolve_and_prepare, workspace_choice
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = "Open an interactive login shell (PTY) in /home/agent/workspace. The exit code is the shell's."
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "shell",
-        help="open a login shell in the workspace container",
-        description="Open an interactive login shell (PTY) in /home/agent/workspace. The exit code is the shell's.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", metavar="PATH", help="workspace directory (default: current directory)")
     add_target_flags(parser)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import containers, ssh
 
     workspace = workspace_choice(args.path, args.workspace)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 from cai import output
+from cai.commands import Ctx
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
 
-    from cai.main import Ctx
+DESCRIPTION = "Manage cai's SSH client state."
 
 _MARKER = "# ContainAI SSH config"
 
 
-def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
-    parser = subparsers.add_parser("ssh", help="manage SSH client state", description="Manage cai's SSH client state.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="ssh_action", metavar="ACTION", title="actions", required=True)
     cleanup = actions.add_parser(
         "cleanup",
@@ -28,7 +25,6 @@ def add_parser(subparsers: Any) -> "argparse.ArgumentParser":
     )
     cleanup.add_argument("--dry-run", action="store_true", help="show what would be removed, change nothing")
     cleanup.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
 class HostEntry:
@@ -55,7 +51,7 @@ def host_entries(conf_dir: Path, key_path: Path) -> list[HostEntry]:
     return entries
 
 
-def run(args: "argparse.Namespace", ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, resolution, ssh
     from cai.errors import CaiError, ExitCode
 

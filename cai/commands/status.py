@@ -12,37 +12,32 @@ from __future__ import annotations
 
 import argparse
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Mapping
 
 from cai import output
+from cai.commands import Ctx
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Any, Mapping
 
     from cai import engine, sessions
-    from cai.main import Ctx
+
+DESCRIPTION = ("Show the workspace container's status, image, uptime, active sessions and memory/CPU use. "
+               "Uptime, sessions and resources are best effort (5 s at most).")
 
 BEST_EFFORT_BUDGET_S = 5.0
 JSON_SCHEMA_VERSION = 2  # 2: numbers beside the text (uptime_seconds, bytes; percents are numbers)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "status",
-        help="show a container's state, uptime, sessions and resource use",
-        description="Show the workspace container's status, image, uptime, active sessions and memory/CPU use. "
-        "Uptime, sessions and resources are best effort (5 s at most).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--container", metavar="NAME", help="show this container")
     parser.add_argument("-w", "--workspace", metavar="PATH", help="show this workspace's container (default: current directory)")
     parser.add_argument("--json", action="store_true", help=f"print one JSON document (schema_version {JSON_SCHEMA_VERSION})")
     parser.add_argument("--all-contexts", action="store_true",
                         help="list the cai containers of every Docker context, side by side (5 s each); "
                         "unreachable contexts are reported, not fatal")
-    return parser
 
 
 # --- pure parts ------------------------------------------------------------------------------
@@ -265,7 +260,7 @@ def _context_rows(eng: "engine.Engine") -> tuple[str, list[dict[str, Any]]]:
     return identity, container_rows(eng.context, listed)
 
 
-def _run_all_contexts(args: argparse.Namespace, ctx: "Ctx") -> int:
+def _run_all_contexts(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import all_contexts
 
     for flag, given in (("--container", args.container is not None), ("--workspace", args.workspace is not None)):
@@ -294,7 +289,7 @@ def json_promised(args: argparse.Namespace) -> int | None:
     return 1 if args.all_contexts else JSON_SCHEMA_VERSION
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from pathlib import Path
 
     from cai import resolution

@@ -10,36 +10,30 @@ from __future__ import annotations
 
 import argparse
 import os
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
 from cai import output
+from cai.commands import Ctx
 from cai.errors import CaiError, ExitCode
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from cai import engine
-    from cai.main import Ctx
+
+DESCRIPTION = ("Stop the current workspace's container, a named one, or several. Before stopping, cai looks for "
+               "SSH connections, terminals and exec sessions inside: on a terminal it asks, otherwise it refuses "
+               "unless --force. Without workspace state or --container, it lists containers to pick from.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "stop",
-        help="stop workspace containers (checks for active sessions first)",
-        description="Stop the current workspace's container, a named one, or several. Before stopping, cai looks for "
-        "SSH connections, terminals and exec sessions inside: on a terminal it asks, otherwise it refuses "
-        "unless --force. Without workspace state or --container, it lists containers to pick from.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--container", metavar="NAME", help="stop this container")
     parser.add_argument("--all", action="store_true", help="stop every cai container without asking which")
     parser.add_argument("--remove", action="store_true", help="remove the container (docker rm -f) and its ssh config")
     parser.add_argument("--force", action="store_true", help="stop even with active sessions or a failed export")
     parser.add_argument("--export", action="store_true", help="export the data volume first (not with --all)")
     parser.add_argument("--name", help=argparse.SUPPRESS)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import labels
 
     if args.name is not None:
@@ -63,7 +57,7 @@ def run(args: argparse.Namespace, ctx: "Ctx") -> int:
 # --- one container ---------------------------------------------------------------------------
 
 
-def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+def _stop_named(args: argparse.Namespace, ctx: Ctx, name: str, cwd: str) -> int:
     from pathlib import Path
 
     from cai import resolution
@@ -71,7 +65,7 @@ def _stop_named(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> in
     return _stop_one(args, resolution.find_managed(name, explicit_context=ctx.context, workspace=Path(cwd)))
 
 
-def _stop_from_state(args: argparse.Namespace, ctx: "Ctx", name: str, cwd: str) -> int:
+def _stop_from_state(args: argparse.Namespace, ctx: Ctx, name: str, cwd: str) -> int:
     from pathlib import Path
 
     from cai import labels, resolution
@@ -146,7 +140,7 @@ class Row:
         self.engine, self.id, self.name, self.status = engine, id, name, status
 
 
-def _rows(ctx: "Ctx", cwd: str) -> tuple[list[Row], str]:
+def _rows(ctx: Ctx, cwd: str) -> tuple[list[Row], str]:
     """Our containers in every candidate context, each once (by id), sorted by name per context."""
     from pathlib import Path
 
@@ -189,7 +183,7 @@ def _row_label(row: Row, resolved: str) -> str:
     return f"{row.name} ({row.status}){_where(row, resolved)}"
 
 
-def _stop_listed(args: argparse.Namespace, ctx: "Ctx", cwd: str) -> int:
+def _stop_listed(args: argparse.Namespace, ctx: Ctx, cwd: str) -> int:
     rows, resolved = _rows(ctx, cwd)
     if not rows:
         output.out("No ContainAI containers found.")

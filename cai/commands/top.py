@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
+
+from cai.commands import Ctx
+from cai.commands._target import add_container_flags, existing_container
+from cai.errors import CaiError, ExitCode
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from cai.commands._target import add_container_flags, existing_container
-from cai.errors import CaiError, ExitCode
-
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("List the processes of the workspace container, as the engine's `ps` sees them from the host (host "
+               "pids). Options after the flags (or after --) go to ps, as with `docker top`, e.g. `cai top -- aux`.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "top", help="list the container's processes",
-        description="List the processes of the workspace container, as the engine's `ps` sees them from the host "
-        "(host pids). Options after the flags (or after --) go to ps, as with `docker top`, e.g. `cai top -- aux`.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
     parser.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="PS_OPTIONS", help="options for ps (default: -ef)")
-    return parser
 
 
 def render(top: dict[str, Any]) -> list[str]:
@@ -39,7 +35,7 @@ def render(top: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, output
 
     words = list(args.ps_options)

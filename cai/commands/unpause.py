@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = "Thaw the workspace container's processes after `cai pause`."
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("unpause", help="thaw a paused container",
-                                   description="Thaw the workspace container's processes after `cai pause`.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai.commands.pause import set_paused
 
     return set_paused(args, ctx, paused=False)

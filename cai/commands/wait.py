@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import argparse
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
 
+from cai.commands import Ctx
 from cai.commands._target import add_container_flags, existing_container
 from cai.errors import ExitCode
 
-if TYPE_CHECKING:
-    from cai.main import Ctx
+DESCRIPTION = ("Block until the workspace container stops (at once when it is not running), print its "
+               "exit code and exit with it, so that `cai wait && echo ok` works (the printed code is exact: 10-15 "
+               "may be the container's own, and one outside 0-255 exits 1). Ctrl-C is 130.")
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "wait", help="wait until the container stops, then exit with its exit code",
-        description="Block until the workspace container stops (at once when it is not running), print its "
-        "exit code and exit with it, so that `cai wait && echo ok` works (the printed code is exact: 10-15 "
-        "may be the container's own, and one outside 0-255 exits 1). Ctrl-C is 130.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_container_flags(parser)
-    return parser
 
 
-def run(args: argparse.Namespace, ctx: "Ctx") -> int:
+def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import engine, output
 
     eng, container = existing_container(args, ctx)

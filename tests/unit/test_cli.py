@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cai import __version__
-from cai.main import COMMANDS, build_parser, cli
+from cai.commands import COMMANDS, build_parser
+from cai.main import cli
 
 
 def run_cli(capsys, *argv):
@@ -243,11 +244,11 @@ def test_since_is_a_time_or_a_duration_back_from_now():
 
 
 def test_the_top_level_summaries_are_each_commands_own():
-    """`cai --help` shows main.SUMMARIES without importing the commands: they must say what each
-    command's own parser says."""
+    """`cai --help` shows SUMMARIES without importing the commands: each command's own parser must
+    say the same (build_parser gives it that summary as its help)."""
     import argparse
 
-    from cai.main import SUMMARIES
+    from cai.commands import SUMMARIES
 
     full = build_parser()
     action = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))

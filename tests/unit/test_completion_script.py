@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cai import completion
-from cai.main import COMMANDS, build_parser, cli
+from cai.commands import COMMANDS, build_parser, completion
+from cai.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = {"bash": REPO / "completions" / "cai.bash", "zsh": REPO / "completions" / "_cai"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cai.main import COMMANDS, build_parser
+from cai.commands import COMMANDS, build_parser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GLOBAL = {"-h", "--help", "--verbose", "-q", "--quiet", "-D", "--debug", "--context", "--version"}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE = "import sys, argparse, contextlib, io"
-OWN = {"__future__", "cai", "cai.argparsing", "cai.errors", "cai.main", "cai.output", "locale", "_locale", "textwrap",
-       "errno"}
+OWN = {"__future__", "cai", "cai.argparsing", "cai.commands", "cai.errors", "cai.main", "cai.output", "locale",
+       "_locale", "textwrap", "errno"}
 HELP = OWN
-EXEC_HELP = OWN | {"cai.commands", "cai.commands._target", "cai.commands.exec", "cai.labels"}
+EXEC_HELP = OWN | {"cai.commands._target", "cai.commands.exec", "cai.labels"}
 WARM_EXEC = EXEC_HELP | {
     "cai.config", "cai.layout", "cai.proc", "cai.reach", "cai.ssh", "cai.userfiles",
     "subprocess", "_posixsubprocess", "selectors", "select", "threading", "_weakrefset", "signal", "fcntl", "math",
