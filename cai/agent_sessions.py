@@ -549,6 +549,10 @@ def not_running(name: str) -> CaiError:
     return CaiError(ExitCode.ERROR, f"Session {name} is not running", f"See how it ended: cai session ls -a, cai session logs {name}")
 
 
+class SessionTaken(CaiError):
+    """A session of the name asked for exists (running, or its record is kept)."""
+
+
 def start(eng: Any, container: Any, command: Sequence[str], *, name: str | None, workdir: str | None,
           environment: dict[str, str], log: bool) -> str:
     """Start COMMAND detached; returns the session's name once the command runs."""
@@ -565,8 +569,9 @@ def start(eng: Any, container: Any, command: Sequence[str], *, name: str | None,
                            f"Its record stays until: cai session prune --container {container.name}")
         if result.rc != RC_TAKEN:
             raise CaiError(ExitCode.ERROR, "Could not start the session", *said(result.err))
-    raise CaiError(ExitCode.ERROR, f"Session name {chosen} is taken" if name else "Could not find a free session name",
-                   f"Pick another name, or remove ended sessions: cai session prune --container {container.name}")
+    raise (SessionTaken if name else CaiError)(
+        ExitCode.ERROR, f"Session name {chosen} is taken" if name else "Could not find a free session name",
+        f"Pick another name, or remove ended sessions: cai session prune --container {container.name}")
 
 
 def listing(eng: Any, container: Any) -> Listing:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterable, Sequence
 
     from cai.config import Layers
 
@@ -101,6 +101,13 @@ def parse_list(text: str, layers: Layers) -> list[Agent]:
     if not all(names):
         raise CaiError(ExitCode.ERROR, f"Invalid --agents value: {output.shown(text)}", "[ERROR] A comma-separated list, e.g. claude,codex")
     return [lookup(name, layers) for name in dict.fromkeys(names)]
+
+
+def running_agent(detached: Sequence[str] | None, names: Iterable[str]) -> str | None:
+    """The agent session among a container's running detached sessions: the first one named
+    after an agent (`cai run` names an agent's session after it)."""
+    known = set(names)
+    return next((name for name in detached or () if name in known), None)
 
 
 def default_name(explicit: str | None, layers: Layers) -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from typing import Any, Callable, Mapping, Sequence
 
 from cai import engine, labels, output
 from cai.errors import CaiError, ExitCode
@@ -23,9 +23,9 @@ STATES = ("created", "restarting", "running", "removing", "paused", "exited", "d
 # {{.Field}} of a row, for --format TEMPLATE; the JSON keys are the snake_case of the same.
 TEMPLATE_FIELDS = {"Name": "name", "ID": "id", "Context": "context", "Workspace": "workspace", "Mount": "workspace_mount",
                    "State": "state", "Health": "health", "Status": "status", "Image": "image", "Port": "ssh_port",
-                   "Uptime": "uptime", "Sessions": "sessions_summary"}
+                   "Uptime": "uptime", "Sessions": "sessions_summary", "Agent": "agent_shown"}
 COLUMNS = (("NAME", "name"), ("STATE", "state_shown"), ("WORKSPACE", "workspace_shown"), ("IMAGE", "image"),
-           ("SSH PORT", "ssh_port"), ("UP / AGE", "uptime"), ("SESSIONS", "sessions_summary"))
+           ("SSH PORT", "ssh_port"), ("UP / AGE", "uptime"), ("SESSIONS", "sessions_summary"), ("AGENT", "agent_shown"))
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
@@ -128,10 +128,18 @@ def sessions_of(eng: engine.Engine, records: list[engine.Container], budget: flo
         return dict(found)
 
 
-def add_sessions(row: dict[str, Any], found: Any, wanted: bool) -> None:
+def add_sessions(row: dict[str, Any], found: Any, wanted: bool, agent_names: Sequence[str] = ()) -> None:
+    """The probe's answer, and the agent session among the running detached ones (`cai run`
+    names it after its agent): null when none runs or nobody looked."""
+    row["agent"], row["agent_shown"] = None, "-"
     if not wanted or row["state"] != "running":
         row["sessions"], row["sessions_summary"] = None, "-"
         return
+    from cai import agents
+
+    running = agents.running_agent(found.detached if found is not None else None, agent_names)
+    if running is not None:
+        row["agent"], row["agent_shown"] = {"name": running, "session": running, "state": "running"}, running
     if found is None:
         row["sessions"] = {"state": "unknown", "ssh_connections": None, "active_terminals": None, "exec_sessions": None,
                            "detached_sessions": None, "reason": f"no answer within {SESSIONS_BUDGET_S:g} s"}
@@ -148,15 +156,20 @@ def context_rows(eng: engine.Engine, filters: Mapping[str, list[str]], *, with_s
     rows = [row for row in (base_row(eng.context, item) for item in listed) if row is not None]
     records = engine.inspect_many(eng, [row["id"] for row in rows])
     found = sessions_of(eng, [records[row["id"]] for row in rows if row["id"] in records]) if with_sessions else {}
+    agent_names: list[str] = []
+    if with_sessions:
+        from cai import agents, config
+
+        agent_names = list(agents.defined(config.Layers(None)))
     moment = now()
     for row in rows:
         add_times(row, records.get(row["id"]), moment)
-        add_sessions(row, found.get(row["id"]), with_sessions)
+        add_sessions(row, found.get(row["id"]), with_sessions, agent_names)
     return sorted(rows, key=lambda row: row["name"])
 
 
 JSON_KEYS = ("context", "name", "id", "state", "health", "status", "image", "workspace", "workspace_mount", "ssh_port",
-             "started_at", "uptime", "uptime_seconds", "age_seconds", "sessions")
+             "started_at", "uptime", "uptime_seconds", "age_seconds", "sessions", "agent")
 
 
 def as_json(row: Mapping[str, Any]) -> dict[str, Any]:

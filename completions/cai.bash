@@ -10,7 +10,7 @@ _shtab_cai_ssh_subparsers=(cleanup)
 _shtab_cai_image_subparsers=(build)
 _shtab_cai_subparsers=(run exec shell session attach cp stop status ps logs kill restart wait port inspect top pause unpause rename gc export import ssh image doctor docker completion)
 
-_shtab_cai_run_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --remote-path -d --detached --dry-run --label -e --env --restart --verbose -q --quiet -D --debug --context)
+_shtab_cai_run_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --remote-path -d --detached --agent --no-agent --dry-run --label -e --env --restart --verbose -q --quiet -D --debug --context)
 _shtab_cai_exec_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --remote-path -u --user -e --env --workdir --verbose -q --quiet -D --debug --context)
 _shtab_cai_shell_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --remote-path --verbose -q --quiet -D --debug --context)
 _shtab_cai_session_new_option_strings=(-h --help -w --workspace --container --data-volume --fresh --image --memory --cpus --remote-path --verbose -q --quiet -D --debug --context --workdir -e --env --log)
@@ -147,6 +147,7 @@ _shtab_cai_run___help_nargs=0
 _shtab_cai_run___fresh_nargs=0
 _shtab_cai_run__d_nargs=0
 _shtab_cai_run___detached_nargs=0
+_shtab_cai_run___no_agent_nargs=0
 _shtab_cai_run___dry_run_nargs=0
 _shtab_cai_run___verbose_nargs=0
 _shtab_cai_run__q_nargs=0

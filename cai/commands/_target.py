@@ -96,15 +96,21 @@ def workspace_choice(path: str | None, flag: str | None) -> str | None:
 
 
 def resolve_and_prepare(args: argparse.Namespace, explicit_context: str | None, *, create_missing_named: bool, workspace: str | None) -> Any:
-    from cai import containers, resolution
+    from cai import resolution
 
     target = resolution.resolve(
         explicit_context=explicit_context, workspace_arg=workspace, container_arg=args.container,
         volume_arg=args.data_volume, create_missing_named=create_missing_named,
     )
-    container = containers.prepare(
+    return target, prepare(args, target)
+
+
+def prepare(args: argparse.Namespace, target: Any) -> Any:
+    """The resolved target's container, created or started as the creation flags say."""
+    from cai import containers
+
+    return containers.prepare(
         target, image=args.image or labels.DEFAULT_IMAGE, memory=args.memory or labels.DEFAULT_MEMORY,
         cpus=args.cpus if args.cpus is not None else labels.DEFAULT_CPUS, fresh=args.fresh,
         remote_path=args.remote_path, options=getattr(args, "run_options", None),
     )
-    return target, container

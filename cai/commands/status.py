@@ -87,7 +87,8 @@ RESOURCE_KEYS = ("memory_usage", "memory_bytes", "memory_limit", "memory_limit_b
 
 
 def build_report(container: "engine.Container", uptime: str | None, found: "sessions.Sessions | None",
-                 resources: Mapping[str, Any] | None, uptime_seconds: int | None = None) -> dict[str, Any]:
+                 resources: Mapping[str, Any] | None, uptime_seconds: int | None = None,
+                 agent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from cai import containers
 
     report: dict[str, Any] = {
@@ -100,6 +101,8 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
     }
     if found is not None:
         report["sessions"] = found.as_json()
+    if agent is not None:
+        report["agent"] = dict(agent)
     if resources:
         report["resources"] = {key: resources.get(key) for key in RESOURCE_KEYS}
     return _without_none(report)
@@ -130,6 +133,9 @@ def render_text(report: Mapping[str, Any], remote: bool = False) -> list[str]:
                 lines.append(f"    {title}: {found[key]}")
         if found.get("detached_sessions"):  # only then: scripts read the original's three lines
             lines.append(f"    Detached sessions: {' '.join(found['detached_sessions'])}")
+    agent = report.get("agent")
+    if agent:
+        lines.append(f"  Agent: {agent['name']} ({agent['state']}, session {agent['session']})")
     res = report.get("resources") or {}
     if res:
         lines += ["", "  Resource Usage:"]
@@ -209,6 +215,22 @@ def _container_name(args: argparse.Namespace) -> tuple[str, str]:
         raise CaiError(ExitCode.ERROR, f"No container found for workspace: {raw}",
                        "Use 'cai status --container <name>' to specify a container")
     return saved, workspace
+
+
+def _agent(container: "engine.Container", found: "sessions.Sessions | None") -> dict[str, Any] | None:
+    """The agent `cai run` started here: running when its session is among the running detached
+    ones; else, when the probe answered, the one last started for this workspace, not running."""
+    from cai import agents, config, labels
+
+    state = config.workspace_state(labels.label(container.labels, labels.WORKSPACE))
+    names = list(agents.defined(config.Layers(None)))
+    running = agents.running_agent(found.detached if found is not None else None, names)
+    if running is not None:
+        return {"name": running, "session": running, "state": "running"}
+    last = state.get("agent")
+    if isinstance(last, str) and last in names and (not container.running or (found is not None and found.detached is not None)):
+        return {"name": last, "session": last, "state": "not running"}
+    return None
 
 
 def _best_effort(container: "engine.Container") -> tuple["sessions.Sessions | None", dict[str, str] | None]:
@@ -308,7 +330,7 @@ def run(args: argparse.Namespace, ctx: Ctx) -> int:
         uptime = clock.format_uptime(container.started_at, now)
         uptime_seconds = clock.seconds_since(container.started_at, now)
         found, resources = _best_effort(container)
-    report = build_report(container, uptime, found, resources, uptime_seconds)
+    report = build_report(container, uptime, found, resources, uptime_seconds, _agent(container, found))
     if args.json:
         output.emit_json(report, schema_version=JSON_SCHEMA_VERSION)
     else:

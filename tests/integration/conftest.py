@@ -164,7 +164,7 @@ def agent_workspace(tmp_path_factory, name: str) -> Path:
 def ws(tmp_path_factory, home, docker_client, agent_image):
     """One running workspace container shared by the session, made by `cai run`."""
     workspace = agent_workspace(tmp_path_factory, "shared-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     yield workspace, name
@@ -178,7 +178,7 @@ def fresh(tmp_path_factory, home, docker_client, agent_image):
 
     def make():
         workspace = agent_workspace(tmp_path_factory, "fresh-ws")
-        done = run_cai(home, "run", str(workspace))
+        done = run_cai(home, "run", "--no-agent", str(workspace))
         assert done.returncode == 0, done.stderr
         made.append(done.stdout.strip())
         return workspace, made[-1]

@@ -28,7 +28,7 @@ LEGACY = "/mnt/agent-data/sessions"  # where records were, shared by every conta
 def box(tmp_path_factory, home, docker_client, agent_image):
     """A container of its own: these tests stop it and fill its session records."""
     workspace = agent_workspace(tmp_path_factory, "sessions-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     yield workspace, name
@@ -568,7 +568,7 @@ def test_stop_is_refused_while_a_session_runs_and_it_is_lost_afterwards(home, bo
     lost = cai(home, box, "session", "wait", session)
     assert lost.returncode == 1 and "was lost" in lost.stderr
 
-    assert run_cai(home, "run", "--container", name).returncode == 0
+    assert run_cai(home, "run", "--no-agent", "--container", name).returncode == 0
     time.sleep(1.5)
     again = listed(home, box, "-a")
     assert again[session]["state"] == "lost" and again[session]["lost_at"] == stopped_at

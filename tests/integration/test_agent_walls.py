@@ -142,7 +142,7 @@ def test_a_fork_bomb_stays_inside_the_pids_limit(tmp_path, tmp_path_factory, doc
     (home / ".config" / "containai").mkdir(parents=True)
     (home / ".config" / "containai" / "config.toml").write_text("[container]\npids_limit = 128\n")
     workspace = agent_workspace(tmp_path_factory, "bomb-ws")
-    done = run_cai(home, "run", "--cpus", "0.5", str(workspace))
+    done = run_cai(home, "run", "--no-agent", "--cpus", "0.5", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     container = docker_client.containers.get(name)

@@ -19,7 +19,7 @@ def made_box(tmp_path_factory, docker_client, prefix):
     """(home, workspace, name, container) of a container `cai run` made, with a HOME of its own."""
     home = tmp_path_factory.mktemp(f"{prefix}-home")
     workspace = agent_workspace(tmp_path_factory, f"{prefix}-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     return home, workspace, name, docker_client.containers.get(name)
@@ -362,7 +362,7 @@ def test_a_neighbour_racing_a_stopped_copy_into_the_shared_volume_reaches_nothin
     volume = docker_client.volumes.create(f"cai-race-{RUN_ID}", labels={RUN_LABEL: RUN_ID}).name
     home = tmp_path_factory.mktemp("race-home")
     workspace = agent_workspace(tmp_path_factory, "race-ws")
-    made = run_cai(home, "run", "--data-volume", volume, str(workspace))
+    made = run_cai(home, "run", "--no-agent", "--data-volume", volume, str(workspace))
     assert made.returncode == 0, made.stderr
     name = made.stdout.strip()
     try:

@@ -194,7 +194,7 @@ def test_parallel_first_exec_injects_one_key(tmp_path, docker_client, agent_imag
     dry = run_cai(home, "run", "--dry-run", str(workspace))
     name = dict(l.split("=", 1) for l in dry.stdout.splitlines())["CONTAINER_NAME"]
     try:
-        created = run_cai(home, "run", str(workspace))
+        created = run_cai(home, "run", "--no-agent", str(workspace))
         assert created.returncode == 0, created.stderr
         # forget all client-side SSH state, so every exec below does a first-time setup
         for path in [home / ".ssh" / "containai.d" / f"{name}.conf", home / ".config" / "containai" / "known_hosts"]:
@@ -428,7 +428,7 @@ def test_same_named_workspaces_get_their_own_containers(tmp_path, docker_client,
             workspace = tmp_path / parent / "twin"
             workspace.mkdir(parents=True)
             workspace.chmod(0o777)
-            done = run_cai(home, "run", str(workspace))
+            done = run_cai(home, "run", "--no-agent", str(workspace))
             assert done.returncode == 0, done.stderr
             names.append(done.stdout.strip())
             labels = docker_client.api.inspect_container(names[-1])["Config"]["Labels"]
@@ -480,7 +480,7 @@ def test_a_repeat_exec_asks_the_engine_nothing(ws, home, tmp_path, connection_sh
 
 def test_a_stopped_container_is_started_again_from_a_warm_cache(home, tmp_path_factory, docker_client, connection_sharing):
     workspace = agent_workspace(tmp_path_factory, "fast-stopped")
-    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    name = run_cai(home, "run", "--no-agent", str(workspace)).stdout.strip()
     try:
         assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
         socket_path = control_socket(docker_client, name)
@@ -497,11 +497,11 @@ def test_a_stopped_container_is_started_again_from_a_warm_cache(home, tmp_path_f
 
 def test_a_recreated_container_is_never_confused_with_the_old_one(home, tmp_path_factory, docker_client):
     workspace = agent_workspace(tmp_path_factory, "fast-fresh")
-    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    name = run_cai(home, "run", "--no-agent", str(workspace)).stdout.strip()
     try:
         assert run_cai(home, "exec", "-w", str(workspace), "--", "touch", "/tmp/old-one").returncode == 0
         old_id = docker_client.containers.get(name).id
-        assert run_cai(home, "run", "--fresh", str(workspace)).returncode == 0
+        assert run_cai(home, "run", "--no-agent", "--fresh", str(workspace)).returncode == 0
         assert docker_client.containers.get(name).id != old_id
         done = run_cai(home, "exec", "-w", str(workspace), "--", "sh", "-c", "test -e /tmp/old-one; echo $?")
         assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
@@ -511,7 +511,7 @@ def test_a_recreated_container_is_never_confused_with_the_old_one(home, tmp_path
 
 def test_stop_is_not_refused_for_cais_own_idle_connection(home, tmp_path_factory, docker_client, connection_sharing):
     workspace = agent_workspace(tmp_path_factory, "fast-stop")
-    name = run_cai(home, "run", str(workspace)).stdout.strip()
+    name = run_cai(home, "run", "--no-agent", str(workspace)).stdout.strip()
     try:
         assert run_cai(home, "exec", "-w", str(workspace), "--", "true").returncode == 0
         status = json.loads(run_cai(home, "status", "--container", name, "--json").stdout)

@@ -30,7 +30,7 @@ def agent(tmp_path_factory, docker_client, agent_image):
     config.mkdir(parents=True)
     (config / "config.toml").write_text('default_excludes = ["shell", "/secret.txt"]\n')
     workspace = agent_workspace(tmp_path_factory, "export-ws")
-    done = run_cai(home, "run", "--data-volume", volume, str(workspace))
+    done = run_cai(home, "run", "--no-agent", "--data-volume", volume, str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     script = ("cd /mnt/agent-data && mkdir -p claude/sub shell/bashrc.d && printf 'x\\0y' > claude/bin && "
@@ -142,7 +142,7 @@ def test_hostile_archive_writes_nothing(agent, tmp_path, docker_client, kind):
 
 def test_stop_export_writes_the_archive_then_stops(tmp_path_factory, home, docker_client, tmp_path):
     workspace = agent_workspace(tmp_path_factory, "stopexp-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     name = done.stdout.strip()
     try:
         stopped = run_cai(home, "stop", "--container", name, "--export", cwd=str(tmp_path))

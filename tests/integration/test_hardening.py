@@ -35,7 +35,7 @@ def test_a_home_with_a_space_keeps_every_ssh_working(spaced_home, tmp_path_facto
     env = {"TMPDIR": str(temp), "XDG_RUNTIME_DIR": None}
     env = {k: v for k, v in env.items() if v is not None}
     try:
-        done = run_cai(spaced_home, "run", str(workspace), env=env)
+        done = run_cai(spaced_home, "run", "--no-agent", str(workspace), env=env)
         assert done.returncode == 0, done.stderr
         for _ in range(2):  # the second call goes through the control master under TMPDIR
             done = run_cai(spaced_home, "exec", "-w", str(workspace), "--", "echo", "ok", env=env)
@@ -65,7 +65,7 @@ def test_a_symlinked_ssh_config_stays_a_link(tmp_path, tmp_path_factory, docker_
     (home / ".ssh" / "config").symlink_to(dotfiles / "ssh_config")
     workspace = agent_workspace(tmp_path_factory, "link-ws")
     try:
-        done = run_cai(home, "run", str(workspace))
+        done = run_cai(home, "run", "--no-agent", str(workspace))
         assert done.returncode == 0, done.stderr
         link = home / ".ssh" / "config"
         assert link.is_symlink() and os.readlink(link) == str(dotfiles / "ssh_config")
@@ -80,7 +80,7 @@ def test_an_unreadable_ssh_config_stops_before_any_container(tmp_path, tmp_path_
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "config").write_bytes(b"Host x\n    User caf\xe9\n")
     workspace = agent_workspace(tmp_path_factory, "latin1-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 12
     assert done.stderr.splitlines()[0] == f"[ERROR] Cannot read {home}/.ssh/config: not UTF-8 (byte 19)"
     assert "Unexpected error" not in done.stderr
@@ -114,7 +114,7 @@ def test_an_unwritable_config_dir_is_exit_12_with_the_path(tmp_path, tmp_path_fa
     (home / ".config").mkdir(parents=True)
     (home / ".config" / "containai").write_text("not a directory")  # root ignores modes; a file stops mkdir
     workspace = agent_workspace(tmp_path_factory, "nodir-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 12
     assert done.stderr.splitlines()[0].startswith(f"[ERROR] Cannot create {home}/.config/containai")
     assert containers_for(docker_client, workspace) == []
@@ -127,7 +127,7 @@ def test_a_missing_ssh_keygen_is_named_at_once(tmp_path, tmp_path_factory, docke
         (bin_dir / tool).symlink_to(shutil.which(tool))
     workspace = agent_workspace(tmp_path_factory, "nokeygen-ws")
     started = time.monotonic()
-    done = run_cai(tmp_path / "home", "run", str(workspace), env={"PATH": str(bin_dir)})
+    done = run_cai(tmp_path / "home", "run", "--no-agent", str(workspace), env={"PATH": str(bin_dir)})
     assert done.returncode == 12
     assert done.stderr.splitlines()[0] == "[ERROR] ssh-keygen not found on PATH"
     assert time.monotonic() - started < 10
@@ -224,7 +224,7 @@ def _root_state(container):
 def agent_box(tmp_path, tmp_path_factory, docker_client):
     home = tmp_path / "home"
     workspace = agent_workspace(tmp_path_factory, "attack-ws")
-    done = run_cai(home, "run", str(workspace))
+    done = run_cai(home, "run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     container = docker_client.containers.get(done.stdout.strip())
     yield home, workspace, container

@@ -361,7 +361,7 @@ def test_run_labels_env_and_restart_policy(tmp_path_factory, home, docker_client
     from conftest import agent_workspace
 
     workspace = agent_workspace(tmp_path_factory, "run-options")
-    done = run_cai(home, "run", "--label", "team=agents", "-e", "GREETING=hello world", "-e", "QUOTE=it's",
+    done = run_cai(home, "run", "--no-agent", "--label", "team=agents", "-e", "GREETING=hello world", "-e", "QUOTE=it's",
                    "--restart", "on-failure:3", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import RUN_ID, RUN_LABEL, agent_workspace, run_cai
 
@@ -48,6 +47,7 @@ def test_every_readme_line_is_run_or_says_why_not():
 # (README line, expected exit code). Order matters: they share one container.
 STEPS = [
     ("cai run", 0),
+    ("cai run --no-agent", 0),
     ("cai exec -- ls -la", 0),
     ("cai shell", 0),
     ("cai session new --log train -- python3 train.py", 0),
@@ -115,9 +115,15 @@ class Workspace:
 
 def run_step(ws: Workspace, line: str):
     """Run one README line the way a user would, with the names this test's container has."""
-    if line == "cai run":
+    if line == "cai run":  # the agent is a stand-in the user config defines: the suite's image has none
         done = ws.cai("run")
-        ws.name = done.stdout.strip()
+        assert done.stdout.strip() == "claude", done.stderr  # no terminal: the agent session's name
+        names = ws.cai("ps", "-q", "--filter", f"workspace={ws.path}")
+        ws.name = names.stdout.strip()
+        return done
+    if line == "cai run --no-agent":
+        done = ws.cai("run", "--no-agent")
+        assert done.stdout.strip() == ws.name
         return done
     if line == "cai shell":
         return run_cai(ws.home, "shell", cwd=str(ws.path), env=ws.env(), input="echo in-the-shell; exit\n")
@@ -134,7 +140,7 @@ def run_step(ws: Workspace, line: str):
         assert follower.poll() is None, "it should follow the running container"
         assert ws.cai("stop", "--force").returncode == 0
         out, err = follower.communicate(timeout=60)
-        assert ws.cai("run").returncode == 0
+        assert ws.cai("run", "--no-agent").returncode == 0
         return subprocess.CompletedProcess(line, follower.returncode, out, err)
     if line == "cai exec -u root -- apt-get install -y jq":
         return ws.cai("exec", "-u", "root", "--", "id", "-u")
@@ -181,6 +187,9 @@ def test_readme_use_lines_exit_as_documented(tmp_path_factory, docker_client, ag
     (path / "data").mkdir()
     (path / "data" / "input.csv").write_text("a,b\n1,2\n")
     ws = Workspace(tmp_path_factory.mktemp("readme-home"), path, volume, spare, docker_client)
+    user_config = ws.home / ".config" / "containai" / "config.toml"
+    user_config.parent.mkdir(parents=True)
+    user_config.write_text('[agent.claude]\ncommand = ["bash", "-c", "echo agent-ready; exec sleep 3600"]\nargs = []\n')
     try:
         for line, code in STEPS:
             done = run_step(ws, line)

@@ -26,7 +26,7 @@ def remote(remote_host, tmp_path_factory):
     def cai(*argv, **kwargs):
         return run_cai(home, "--context", context, *argv, env={**env, **kwargs.pop("env", {})}, **kwargs)
 
-    done = cai("run", str(workspace))
+    done = cai("run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     yield cai, name, workspace, home, env
@@ -105,7 +105,7 @@ def another(remote, tmp_path_factory, remote_host):
 
     def make():
         workspace = agent_workspace(tmp_path_factory, "remote-other")
-        done = cai("run", str(workspace))
+        done = cai("run", "--no-agent", str(workspace))
         assert done.returncode == 0, done.stderr
         made.append(done.stdout.strip())
         return workspace, made[-1]
@@ -333,7 +333,7 @@ def test_same_name_on_this_host_and_the_remote_keeps_pins_and_masters_apart(remo
     def on(context, *argv, **kwargs):
         return run_cai(home, "--context", context, *argv, env={**env, **kwargs.pop("env", {})}, **kwargs)
 
-    made = on("default", "run", "--container", name, cwd=str(local_workspace))
+    made = on("default", "run", "--no-agent", "--container", name, cwd=str(local_workspace))
     try:
         assert made.returncode == 0, made.stderr
         local_id = docker_client.containers.get(name).id
@@ -394,7 +394,7 @@ def test_remote_path_binds_the_engine_hosts_directory(remote, remote_host, tmp_p
     assert made.returncode == 0, made.stderr
     workspace = agent_workspace(tmp_path_factory, "remote-path-ws")
     (workspace / "local.txt").write_text("stays here\n")
-    done = cai("run", "--remote-path", "/tmp/checkout", str(workspace))
+    done = cai("run", "--no-agent", "--remote-path", "/tmp/checkout", str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     mounts = {m["Destination"]: m for m in remote_host.client.containers.get(name).attrs["Mounts"]}
@@ -409,7 +409,7 @@ def test_remote_path_binds_the_engine_hosts_directory(remote, remote_host, tmp_p
     # The same path, spelled as a shell completes it, is the same; another one names what it has.
     again = cai("exec", "--remote-path", "/tmp//checkout/", "-w", str(workspace), "--", "true")
     assert again.returncode == 0, again.stderr
-    other = cai("run", "--remote-path", "/tmp/elsewhere", str(workspace))
+    other = cai("run", "--no-agent", "--remote-path", "/tmp/elsewhere", str(workspace))
     assert other.returncode == 1
     assert other.stderr.splitlines() == [
         f"[ERROR] Container {name} has another workspace: /tmp/checkout (on the engine host)",
@@ -424,10 +424,10 @@ def test_a_remote_path_that_is_no_directory_is_refused_and_nothing_is_made(path,
     before = {c.id for c in remote_host.client.containers.list(all=True)}
     refusal = [f"[ERROR] Not a directory on the engine host of context {remote_host.context}: {path}",
                "[HINT] --remote-path names a directory that already exists there"]
-    done = cai("run", "--remote-path", path, str(fresh))
+    done = cai("run", "--no-agent", "--remote-path", path, str(fresh))
     assert (done.returncode, done.stderr.splitlines()) == (1, refusal)
     # --fresh checks before it removes: the existing container is still there, and works.
-    kept = cai("run", "--fresh", "--remote-path", path, str(workspace))
+    kept = cai("run", "--no-agent", "--fresh", "--remote-path", path, str(workspace))
     assert (kept.returncode, kept.stderr.splitlines()[-2:]) == (1, refusal)
     assert {c.id for c in remote_host.client.containers.list(all=True)} == before
     assert cai("exec", "-w", str(workspace), "--", "true").returncode == 0

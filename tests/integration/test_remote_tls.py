@@ -40,7 +40,7 @@ def tls(remote_host, tmp_path_factory):
     def cai(*argv, **kwargs):
         return run_cai(home, "--context", context, *argv, env={**env, **kwargs.pop("env", {})}, **kwargs)
 
-    done = cai("run", str(workspace))
+    done = cai("run", "--no-agent", str(workspace))
     assert done.returncode == 0, done.stderr
     yield SimpleNamespace(cai=cai, name=done.stdout.strip(), workspace=workspace, home=home, docker=wrappers / "docker",
                           docker_log=docker_log)
@@ -178,7 +178,7 @@ def test_exec_starts_a_container_stopped_behind_cais_back(tls, remote_host):
 def test_stop_then_gc_through_the_tls_context(tls, remote_host, tmp_path_factory):
     cai, keep, home = tls.cai, tls.name, tls.home
     other = agent_workspace(tmp_path_factory, "tls-other")
-    made = cai("run", str(other))
+    made = cai("run", "--no-agent", str(other))
     assert made.returncode == 0, made.stderr
     name = made.stdout.strip()
     assert cai("stop", "--container", name).returncode == 0

@@ -222,7 +222,7 @@ def test_the_profile_script_exports_each_value_as_given(tmp_path):
 def test_an_empty_ps_table_is_its_header():
     from cai import listing
 
-    assert listing.table([], with_context=False) == ["NAME  STATE  WORKSPACE  IMAGE  SSH PORT  UP / AGE  SESSIONS"]
+    assert listing.table([], with_context=False) == ["NAME  STATE  WORKSPACE  IMAGE  SSH PORT  UP / AGE  SESSIONS  AGENT"]
 
 
 @pytest.mark.parametrize("text", ["3000w", "1970-01-01T00:00:00Z", "yesterday", "10x"])
