@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, ctx: Ctx) -> int:
     for container in found:
         if not container.running:
             output.warn(f"Container {container.name} is {container.status or 'not running'}: "
-                        "ssh reaches it once it runs (cai run)")
+                        "ssh reaches it once it runs (cai run --no-agent starts it)")
     if args.json:
         output.emit_json({"hosts": hosts})
     elif hosts:  # blank lines between blocks; nothing at all on stdout when there is none

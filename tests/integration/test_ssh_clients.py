@@ -161,7 +161,7 @@ def box(tmp_path_factory, docker_client, agent_image):
     home = tmp_path_factory.mktemp("clients-home")
     workspace = agent_workspace(tmp_path_factory, "clients-ws")
     os.chown(workspace, 1000, 1000)
-    done = run_cai(home, "run", "--image", AGENT_IMAGE, str(workspace))
+    done = run_cai(home, "run", "--no-agent", "--image", AGENT_IMAGE, str(workspace))
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     yield Client(name, include_config(home), home), workspace
@@ -308,7 +308,7 @@ def remote_box(remote_host, tmp_path_factory):
     context = remote_host.add_context(home)
     workspace = agent_workspace(tmp_path_factory, "clients-remote-ws")
     env = remote_host.env(home)
-    done = run_cai(home, "--context", context, "run", "--image", AGENT_IMAGE, str(workspace), env=env)
+    done = run_cai(home, "--context", context, "run", "--no-agent", "--image", AGENT_IMAGE, str(workspace), env=env)
     assert done.returncode == 0, done.stderr
     name = done.stdout.strip()
     # The user's config: the Include, then their own entry for the engine host (the jump's hop).
