@@ -337,17 +337,12 @@ INCLUDE_LINE = "Include ~/.ssh/containai.d/*.conf"
 _INCLUDE_PATTERN = r"(?i)^\s*include\s+[^#]*containai\.d/\*\.conf"  # compiled on first use (re caches it)
 
 
-def write_host_config(endpoint: Endpoint) -> Path:
-    """~/.ssh/containai.d/NAME.conf, and the Include line first in ~/.ssh/config, so `ssh NAME` works."""
+def host_block(endpoint: Endpoint) -> list[str]:
+    """The `Host NAME` block of NAME.conf, which `cai ssh-config` also prints for tools that do
+    not follow `Include` (paramiko, Fabric): every path absolute, and a remote engine's ProxyJump
+    or ProxyCommand in it, so the block works on its own."""
     name, port = endpoint.name, endpoint.port
-    ssh_dir = userfiles.ssh_dir()
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    conf_dir = host_config_dir()
-    conf_dir.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(conf_dir, 0o700)
-    body = "\n".join([
-        f"# ContainAI SSH config for container: {name}",
-        "# Auto-generated - do not edit manually",
+    return [
         f"Host {name}",
         f"    HostName {HOST}",
         "    AddressFamily inet",
@@ -364,6 +359,21 @@ def write_host_config(endpoint: Endpoint) -> Path:
         "    GSSAPIAuthentication no",
         "    PasswordAuthentication no",
         "    ForwardAgent no",
+    ]
+
+
+def write_host_config(endpoint: Endpoint) -> Path:
+    """~/.ssh/containai.d/NAME.conf, and the Include line first in ~/.ssh/config, so `ssh NAME` works."""
+    name = endpoint.name
+    ssh_dir = userfiles.ssh_dir()
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    conf_dir = host_config_dir()
+    conf_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(conf_dir, 0o700)
+    body = "\n".join([
+        f"# ContainAI SSH config for container: {name}",
+        "# Auto-generated - do not edit manually",
+        *host_block(endpoint),
         "",
     ])
     target = conf_dir / f"{name}.conf"

@@ -62,6 +62,7 @@ ensure_client_tools() {
     { command -v ss && command -v ip; } >/dev/null 2>&1 || missing+=(iproute2)
     command -v zsh >/dev/null 2>&1 || missing+=(zsh)
     command -v git >/dev/null 2>&1 || missing+=(git)
+    command -v rsync >/dev/null 2>&1 || missing+=(rsync)  # the tests copy trees with rsync -e ssh
     command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # the tests drive interactive sessions in it
     command -v strace >/dev/null 2>&1 || missing+=(strace)  # the tests count the processes a TAB starts
     # The tests' remote engine host (tests/integration/remote_host.py): an sshd and a dockerd in

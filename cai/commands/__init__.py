@@ -47,6 +47,7 @@ SUMMARIES = {
     "export": "export the data volume to a .tgz file",
     "import": "restore the data volume from an export",
     "ssh": "manage SSH client state",
+    "ssh-config": "print self-contained ssh_config Host blocks for other SSH tools",
     "image": "build the agent image",
     "doctor": "check the engine, the SSH tools and the agent image",
     "docker": "run docker against cai's engine context",

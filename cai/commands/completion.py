@@ -27,6 +27,7 @@ DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
 FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from"})
 CONTAINER_FLAGS = frozenset({"--container"})
 DIRECTORY_POSITIONALS = frozenset({"path"})  # `cai shell PATH`
+CONTAINER_POSITIONALS = frozenset({"names"})  # `cai ssh-config NAME...`
 OFFERED_SIGNALS = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT")
 
 
@@ -203,6 +204,8 @@ def _mark(parser: argparse.ArgumentParser) -> None:
             action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
         elif options & FILE_FLAGS:
             action.complete = shtab.FILE  # type: ignore[attr-defined]
+        elif not options and action.dest in CONTAINER_POSITIONALS:
+            action.complete = _CONTAINERS  # type: ignore[attr-defined]
         elif not options and action.dest in DIRECTORY_POSITIONALS:
             action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
         elif "--signal" in options and parser.prog.endswith(" kill"):

@@ -150,3 +150,10 @@ def test_the_examples_in_the_docs_have_the_documented_fields():
     for heading, version in (("cai status --json", 2), ("When a command fails", 1)):
         body = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
         check(heading.removesuffix(" --json"), json.loads(re.search(r"```json\n(.*?)```", body, re.DOTALL)[1]), version)
+
+
+def test_ssh_config(home, ws):
+    _, name = ws
+    done = run_cai(home, "ssh-config", name, "--json")
+    assert done.returncode == 0, done.stderr
+    check("cai ssh-config", json.loads(done.stdout))

@@ -66,6 +66,7 @@ STEPS = [
     ("cai exec -u root -- apt-get install -y jq", 0),
     ("cai run --label team=ml -e MODEL=small --restart unless-stopped", 0),
     ("ssh project-main", 0),
+    ("cai ssh-config > hosts", 0),
     ("cai logs -f --since 10m", 0),
     ("cai wait && echo ok", 0),
     ("cai restart", 0),
@@ -131,6 +132,12 @@ def run_step(ws: Workspace, line: str):
         # ssh finds ~ in the password database, not $HOME: name the file that the Include line reaches
         conf = ws.home / ".ssh" / "containai.d" / f"{ws.name}.conf"
         return subprocess.run(["ssh", "-F", str(conf), ws.name, "true"], capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if line == "cai ssh-config > hosts":
+        done = ws.shell(line)
+        assert done.returncode == 0, done.stderr
+        # the printed block alone, with no Include, reaches the container
+        return subprocess.run(["ssh", "-F", str(ws.path / "hosts"), ws.name, "true"], capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
     if line in ("cai logs -f --since 10m", "cai wait && echo ok"):
         follower = subprocess.Popen(["bash", "-c", line], cwd=str(ws.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

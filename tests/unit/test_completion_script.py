@@ -60,7 +60,7 @@ def test_bash_script_lists_exactly_the_parsers_commands_and_flags():
     top = re.search(r"^_shtab_cai_subparsers=\((.*)\)$", text, re.MULTILINE)
     assert top and top[1].split() == list(COMMANDS)
     for name, sub in _subparsers(build_parser()).choices.items():
-        found = re.search(rf"^_shtab_cai_{name}_option_strings=\((.*)\)$", text, re.MULTILINE)
+        found = re.search(rf"^_shtab_cai_{name.replace('-', '_')}_option_strings=\((.*)\)$", text, re.MULTILINE)
         assert found, name
         assert found[1].split() == _public_options(sub), name
     assert "--name" not in re.search(r"^_shtab_cai_stop_option_strings=\((.*)\)$", text, re.MULTILINE)[1].split()
