@@ -211,12 +211,17 @@ HOST_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
 def engine_host_keys(eng: engine.Engine, name: str) -> list[str]:
     """The container's public host keys ("TYPE BASE64"), read through the engine, not from the
     network: whatever answers on the port has to prove it holds one of these."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(kind: str) -> bytes | None:
+        return engine.read_regular_file(eng, name, f"/etc/ssh/ssh_host_{kind}_key.pub")
+
     keys = []
-    for kind in HOST_KEY_TYPES:
-        data = engine.read_regular_file(eng, name, f"/etc/ssh/ssh_host_{kind}_key.pub")
-        fields = data.decode("ascii", "replace").split() if data else []
-        if len(fields) >= 2 and fields[0].isascii() and fields[1].isascii():
-            keys.append(f"{fields[0]} {fields[1]}")
+    with ThreadPoolExecutor(len(HOST_KEY_TYPES)) as pool:  # side by side: a new container's start waits on them
+        for data in pool.map(read, HOST_KEY_TYPES):
+            fields = data.decode("ascii", "replace").split() if data else []
+            if len(fields) >= 2 and fields[0].isascii() and fields[1].isascii():
+                keys.append(f"{fields[0]} {fields[1]}")
     return keys
 
 
@@ -251,10 +256,15 @@ def setup_ssh(eng: engine.Engine, container: engine.Container, *, ready_timeout:
         keys[:] = found
         return settled
 
-    ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running), ready_timeout,
-                      also=keys_readable, proxy=ssh.proxy_words(target, target.port))
-    pin_from_engine(eng, target, keys)
-    inject_key(eng, container.name, public_key)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        # The key goes in (an exec as the agent) while a new container's sshd makes its host keys.
+        injected = pool.submit(inject_key, eng, container.name, public_key)
+        ssh.wait_for_sshd(target.port, lambda: bool((c := eng.inspect_container(container.name)) and c.running),
+                          ready_timeout, also=keys_readable, proxy=ssh.proxy_words(target, target.port))
+        pin_from_engine(eng, target, keys)
+        injected.result()
     ssh.write_host_config(target)
     output.ok(f"SSH access configured for container {container.name}: ssh {container.name}")
     return target
