@@ -24,7 +24,7 @@ EPILOG = """install (then open a new shell):
 
 SHELLS = ("bash", "zsh")
 DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
-FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from"})
+FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from", "--ca-cert"})
 CONTAINER_FLAGS = frozenset({"--container"})
 DIRECTORY_POSITIONALS = frozenset({"path"})  # `cai shell PATH`
 OFFERED_SIGNALS = ("KILL", "TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "STOP", "CONT")
