@@ -43,7 +43,8 @@ def read_certificates(path: Path) -> list[Certificate]:
     try:
         if not path.is_file():
             raise CaiError(ExitCode.ERROR, f"Not a CA certificate file: {shown}", "[ERROR] No such regular file")
-        data = path.read_bytes()[: MAX_CERT_FILE + 1]
+        with path.open("rb") as file:
+            data = file.read(MAX_CERT_FILE + 1)
     except OSError as exc:
         raise CaiError(ExitCode.ERROR, f"Cannot read CA certificate file: {shown}", f"[ERROR] {exc.strerror or exc}") from exc
     if len(data) > MAX_CERT_FILE:

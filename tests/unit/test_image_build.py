@@ -144,14 +144,6 @@ def test_config_ca_certs_are_the_users_paths(tmp_path, isolated_home):
             build.configured_ca_files({"image": {"ca_certs": eval(bad)}}, path)
 
 
-def test_a_repo_config_cannot_add_certificates(tmp_path, capsys):
-    workspace = tmp_path / "ws"
-    (workspace / ".containai").mkdir(parents=True)
-    (workspace / ".containai" / "config.toml").write_text('[image]\nca_certs = ["/nonexistent.pem"]\n')
-    explicit = build.configured_ca_files(config.Layers(workspace).user(), user_config_path())
-    assert explicit == []
-
-
 def test_host_certificates_are_those_debian_lacks(tmp_path):
     extra, distro = tmp_path / "local", tmp_path / "share" / "mozilla"
     extra.mkdir()
