@@ -39,11 +39,18 @@ class Agent:
 
 
 # The agents of the original's image, with its wrappers' arguments (reference agents-sync-network
-# §2). Versions are pinned so that an image built twice holds the same agents.
+# §2). Versions are pinned so that an image built twice holds the same agents, each the newest
+# whose `--version` runs on the image's Node.js, Debian bookworm's 18 (docs/image.md):
+# - claude: a native binary that npm's postinstall (`node install.cjs`) puts in place; its
+#   package asks for node >= 22, which only makes npm warn (EBADENGINE).
+# - codex: a native binary too (node >= 16).
+# - gemini: JavaScript that needs node >= 20 from 0.1.13 on (RegExp `v` flag), in its own code or
+#   in its dependencies: 0.1.1 is the last that starts on 18. On a base with a newer Node.js,
+#   `[agent.gemini] package = "@google/gemini-cli@0.61.0"` in the user config.
 KNOWN: dict[str, Agent] = {
     "claude": Agent("claude", "@anthropic-ai/claude-code@2.1.332", ("claude",), ("--dangerously-skip-permissions",)),
     "codex": Agent("codex", "@openai/codex@0.171.0", ("codex",), ("--dangerously-bypass-approvals-and-sandbox",)),
-    "gemini": Agent("gemini", "@google/gemini-cli@0.61.0", ("gemini",), ("--yolo",)),
+    "gemini": Agent("gemini", "@google/gemini-cli@0.1.1", ("gemini",), ("--yolo",)),
 }
 
 
@@ -51,6 +58,13 @@ def valid_name(name: str) -> bool:
     import re
 
     return bool(re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name))
+
+
+def valid_package(spec: Any) -> bool:
+    """One word of `npm install -g`: the image's build splits the list on spaces, and a leading
+    '-' would be an option."""
+    return isinstance(spec, str) and bool(spec) and not spec.startswith("-") and spec.isprintable() \
+        and not any(char.isspace() for char in spec)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -74,8 +88,9 @@ def defined(layers: Layers) -> dict[str, Agent]:
             raise CaiError(ExitCode.ERROR, f"Invalid agent name in {where}: {output.shown(name)}", f"[ERROR] Agent {NAME_RULE}")
         known = agents.get(name)
         package = entry.get("package", known.package if known else None)
-        if package is not None and (not isinstance(package, str) or not package or package.startswith("-")):
-            raise CaiError(ExitCode.ERROR, f"Invalid {where} package: {output.shown(repr(package))}")
+        if package is not None and not valid_package(package):
+            raise CaiError(ExitCode.ERROR, f"Invalid {where} package: {output.shown(repr(package))}",
+                           "[ERROR] An npm package spec (name, name@version, @scope/name@version): no spaces, no leading '-'")
         if "command" in entry:
             command = _strings(entry["command"], f"{where} command")
         elif known is not None:
@@ -123,3 +138,45 @@ def default_name(explicit: str | None, layers: Layers) -> str:
         if isinstance(value, str) and value:
             return value
     return DEFAULT_AGENT
+
+
+# --- what an image holds ---------------------------------------------------------------------
+
+IMAGE_LABEL = "containai.agents"  # on the image: {"name": "package spec", ...} of `--agents`
+
+
+def packages(selected: list[Agent]) -> str:
+    """The image build's AGENT_PACKAGES: the specs to install, space-separated, in order."""
+    return " ".join(agent.package for agent in selected if agent.package)
+
+
+def label_value(selected: list[Agent]) -> str:
+    import json
+
+    return json.dumps({agent.name: agent.package or "" for agent in selected}, separators=(",", ":"))
+
+
+def spec_version(spec: str) -> str | None:
+    """`@scope/name@1.2.3` -> 1.2.3; None for a spec without a version (or a range, a tag)."""
+    import re
+
+    match = re.fullmatch(r"(?:@[^/@]+/)?[^/@]+@(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?)", spec)
+    return match[1] if match else None
+
+
+def in_image(image_labels: dict[str, str] | None) -> list[dict[str, Any]] | None:
+    """The agents an image was built with (name, package, version), from its label; None when
+    the image carries no such label (built before agents were recorded) or a broken one."""
+    import json
+
+    text = (image_labels or {}).get(IMAGE_LABEL)
+    if text is None:
+        return None
+    try:
+        recorded = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return [{"name": str(name), "package": spec or None, "version": spec_version(spec) if isinstance(spec, str) else None}
+            for name, spec in recorded.items() if isinstance(spec, str)]

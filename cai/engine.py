@@ -13,7 +13,6 @@ import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping
@@ -312,12 +311,16 @@ class Engine:
             return None
 
     def image_exists(self, reference: str) -> bool:
+        return self.image_labels(reference) is not None
+
+    def image_labels(self, reference: str) -> dict[str, str] | None:
+        """The image's labels ({} when it has none), or None when there is no such image."""
         docker = docker_py.sdk()
         try:
-            self.call("inspect_image", reference)
-            return True
+            config = self.call("inspect_image", reference).get("Config") or {}
         except docker.errors.NotFound:
-            return False
+            return None
+        return dict(config.get("Labels") or {})
 
 
 def _api_message(exc: Any) -> str:
@@ -379,28 +382,48 @@ def cli_env() -> dict[str, str | None]:
     return {var: None for var in AMBIENT_DOCKER_VARS}
 
 
-def build_image(engine: Engine, context_dir: Path, tag: str, buildargs: Mapping[str, str], labels: Mapping[str, str], on_line: Any) -> str:
-    """Build with the engine's builder (no registry needed when the base is local). `on_line`
-    receives each progress line. Returns the image id."""
+class BuildFailed(CaiError):
+    """The builder stopped: `detail` is its own error text, for the caller to place in context."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ExitCode.ERROR, f"Image build failed: {detail}")
+        self.detail = detail
+
+
+def build_image(engine: Engine, context_tar: bytes, tag: str, buildargs: Mapping[str, str], labels: Mapping[str, str],
+                on_line: Any) -> str:
+    """Build from a tar of the build context with the engine's builder (no registry needed when
+    the base is local), its layer cache used. `on_line` receives each line of the builder's
+    output, whole. Returns the image id."""
+    import io
+
     docker = docker_py.sdk()
     image_id = ""
+    pending = ""
     try:
         stream = engine.api(SLOW_TIMEOUT_S * 5).build(
-            path=str(context_dir), tag=tag, buildargs=dict(buildargs), labels=dict(labels),
-            rm=True, forcerm=True, pull=False, decode=True,
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, buildargs=dict(buildargs),
+            labels=dict(labels), rm=True, forcerm=True, pull=False, decode=True,
         )
         for chunk in stream:
             if "error" in chunk:
-                raise CaiError(ExitCode.ERROR, f"Image build failed: {str(chunk['error']).strip()}")
-            line = chunk.get("stream") or chunk.get("status") or ""
-            if line.strip():
-                on_line(line.rstrip("\n"))
-            aux = chunk.get("aux") or {}
-            image_id = aux.get("ID", image_id)
+                if pending:
+                    on_line(pending)
+                raise BuildFailed(str(chunk["error"]).strip())
+            # A chunk may hold several lines or part of one; a pull of the base says one "status" each.
+            pending += chunk.get("stream") or ""
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                on_line(line)
+            if chunk.get("status"):
+                on_line(" ".join(str(chunk[key]) for key in ("status", "id", "progress") if chunk.get(key)))
+            image_id = (chunk.get("aux") or {}).get("ID", image_id)
+        if pending:
+            on_line(pending)
     except CaiError:
         raise
     except docker.errors.APIError as exc:
-        raise CaiError(ExitCode.ERROR, f"Image build failed: {_api_message(exc)}") from exc
+        raise BuildFailed(_api_message(exc)) from exc
     except Exception as exc:
         raise classify(exc) from exc
     return image_id

@@ -71,6 +71,26 @@ def plain_err(line: str = "") -> None:
     _err(line)
 
 
+def terminal_width(default: int = 80) -> int:
+    for stream in (sys.stderr, sys.stdout):
+        try:
+            return os.get_terminal_size(stream.fileno()).columns or default
+        except (AttributeError, ValueError, OSError):
+            continue
+    return default
+
+
+def status_line(text: str) -> None:
+    """The one updating line of a long step on a terminal (stderr): it replaces what it showed.
+    The caller keeps `text` shorter than the terminal, so it never wraps onto a second line."""
+    sys.stderr.write(f"\r\x1b[2K{text}")
+    sys.stderr.flush()
+
+
+def status_line_done() -> None:
+    status_line("")
+
+
 def out(line: str = "") -> None:
     print(line, flush=True)
 

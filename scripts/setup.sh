@@ -171,5 +171,7 @@ ensure_engine
 ensure_client_tools
 ensure_base_image
 ensure_cai
+# No agents in the suite's image: installing one takes 15-45 s and 400 MB, and only
+# tests/integration/test_image_build.py needs one (it builds `--agents claude` once per run).
 "$repo/.venv/bin/cai" image build --base "$base_image"
 "$repo/.venv/bin/cai" doctor

@@ -24,7 +24,7 @@ EPILOG = """install (then open a new shell):
 
 SHELLS = ("bash", "zsh")
 DIRECTORY_FLAGS = frozenset({"-w", "--workspace"})
-FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from"})
+FILE_FLAGS = frozenset({"-o", "--output", "--config", "--from", "--ca-cert"})
 CONTAINER_FLAGS = frozenset({"--container"})
 DIRECTORY_POSITIONALS = frozenset({"path"})  # `cai shell PATH`
 CONTAINER_POSITIONALS = frozenset({"names"})  # `cai ssh-config NAME...`

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 DESCRIPTION = ("Report the Docker engine (context, endpoint, version), the OpenSSH client tools "
-               "and the agent image. Exits 1 when something cai needs is missing.")
+               "and the agent image with the agents it holds. Exits 1 when something cai needs is missing.")
 
 TOOLS = ("docker", "ssh", "ssh-keygen")
 
@@ -23,13 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect(explicit_context: str | None) -> dict[str, Any]:
     import shutil
 
-    from cai import engine, labels, resolution
+    from cai import agents, engine, labels, resolution
     from cai.errors import CaiError
 
     report: dict[str, Any] = {
         "engine": {"context": explicit_context, "endpoint": None, "reachable": False, "version": None, "api_version": None, "error": None},
         "tools": {tool: shutil.which(tool) for tool in TOOLS},
         "image": {"name": labels.DEFAULT_IMAGE, "present": None},
+        "agents": None,  # what the image's label says it holds; None while that is unknown
         "imports": [],
     }
     problems: list[CaiError] = []
@@ -40,7 +41,9 @@ def collect(explicit_context: str | None) -> dict[str, Any]:
         report["engine"]["endpoint"] = eng.endpoint()
         info = eng.info()
         report["engine"].update(reachable=True, version=info.version, api_version=info.api_version)
-        report["image"]["present"] = eng.image_exists(labels.DEFAULT_IMAGE)
+        image_labels = eng.image_labels(labels.DEFAULT_IMAGE)
+        report["image"]["present"] = image_labels is not None
+        report["agents"] = agents.in_image(image_labels)
         from cai import volumes
 
         report["imports"] = volumes.leftover_imports(eng)
@@ -92,3 +95,12 @@ def _print_text(report: dict[str, Any]) -> None:
     state = {True: "present", False: "missing", None: "unknown"}[image["present"]]
     output.out("Agent image")
     output.out(f"  {image['name']}: {state}")
+    if image["present"]:
+        held = report["agents"]
+        if held is None:
+            listed = "unknown (built before cai recorded them; cai image build --agents claude)"
+        elif not held:
+            listed = "none (cai image build --agents claude)"
+        else:
+            listed = ", ".join(f"{agent['name']} {agent['version'] or agent['package'] or ''}".rstrip() for agent in held)
+        output.out(f"  Agents:     {listed}")
