@@ -291,7 +291,7 @@ def test_a_ca_cert_is_trusted_by_curl_and_node_only_when_given(built, make_conta
     # Over SSH, as an agent's own commands run: sshd hands the image's trust variables on.
     home = tmp_path_factory.mktemp("ca-home")
     workspace = agent_workspace(tmp_path_factory, "ca-ws")
-    started = run_cai(home, "run", "--image", tag("ca"), str(workspace))
+    started = run_cai(home, "run", "--no-agent", "--image", tag("ca"), str(workspace))
     try:
         assert started.returncode == 0, started.stderr
         done = run_cai(home, "exec", "-w", str(workspace), "--", "node", "-e", node)
@@ -301,3 +301,27 @@ def test_a_ca_cert_is_trusted_by_curl_and_node_only_when_given(built, make_conta
     finally:
         if started.stdout.strip():
             docker_client.api.remove_container(started.stdout.strip(), force=True)
+
+
+def test_the_quick_start_ends_in_the_agents_own_screen(agent_build, tmp_path_factory, docker_client):
+    """README's quick start, `cai image build --agents claude && cd project && cai run`, on a
+    terminal: cai attaches to the agent's session, and what shows is Claude Code itself."""
+    from conftest import CAI, Tmux
+
+    image, _ = agent_build
+    home = tmp_path_factory.mktemp("quick-home")
+    workspace = agent_workspace(tmp_path_factory, "quick-ws")
+    screen = Tmux(home, 120, 40)
+    try:
+        screen.type(f"cd {workspace} && {CAI} run --image {image}; echo run-rc=$?")
+        screen.wait_for_text(r"Claude Code", timeout=120)
+        assert "run-rc=" not in screen.screen()  # still attached
+        screen.key("C-b")
+        screen.key("d")
+        screen.wait_for_text(r"^run-rc=0$")
+        sessions = run_cai(home, "session", "ls", "--json", "-w", str(workspace))
+        assert [s["name"] for s in json.loads(sessions.stdout)["sessions"]] == [AGENT], sessions.stderr
+    finally:
+        screen.close()
+        for container in docker_client.containers.list(all=True, filters={"label": f"containai.workspace={workspace}"}):
+            container.remove(force=True)
