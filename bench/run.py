@@ -65,7 +65,7 @@ Sample = Callable[[], float]  # one timed run, in milliseconds
 @dataclass(frozen=True)
 class Target:
     text: str
-    kind: str | None = None  # what it judges: "ratio", "ms" (cai's median) or "forks"; None: for reference
+    kind: str | None = None  # what it judges: "ratio", "ms" (cai's median), "forks" or "warnings"; None: for reference
     limit: float = 0.0
 
     def measured(self, row: "Row") -> float | None:
@@ -73,6 +73,8 @@ class Target:
             return row.ratio
         if self.kind == "ms":
             return row.median
+        if self.kind == "warnings":
+            return row.warnings
         return row.forks if self.kind == "forks" else None
 
     def met(self, row: "Row") -> bool | None:
@@ -83,11 +85,14 @@ class Target:
         value = self.measured(row)
         if self.kind == "ratio":
             return f"{value:.2f}×"
+        if self.kind == "warnings":
+            return f"{value} `[WARN]` lines"
         return f"{value:.0f} ms" if self.kind == "ms" else f"{value} processes per call"
 
 
 REFERENCE = Target("(for reference)")
 NO_FORK = Target("no fork", "forks", 0)
+NO_WARNING = Target("no `[WARN]`, no retry", "warnings", 0)
 
 
 def ratio_at_most(limit: float) -> Target:
@@ -108,6 +113,7 @@ class Row:
     target: Target
     note: str = ""
     forks: int | None = None
+    warnings: int | None = None
 
     @property
     def median(self) -> float:
@@ -193,20 +199,33 @@ class Workspace:
     connection (its control socket, named by cai's own code), and raw ssh."""
 
     def __init__(self, stack: contextlib.ExitStack, cai: str, env: dict[str, str], home: Path, directory: Path,
-                 context: str | None = None, jump: str | None = None) -> None:
-        self.env, self.home = env, home
+                 context: str | None = None, jump: str | None = None, image: str | None = None) -> None:
+        self.env, self.home, self.directory, self.context, self.jump = env, home, directory, context, jump
         self.cai = [cai, *(["--context", context] if context else [])]
+        self.image = ["--image", image] if image else []
         directory.mkdir()
         directory.chmod(0o777)
-        self.name = run_checked([*self.cai, "run", str(directory)], env).strip()
+        self.name = run_checked([*self.cai, "run", *self.image, str(directory)], env).strip()
         self.docker = ["docker", "--context", context or "default"]
         stack.callback(subprocess.run, [*self.docker, "rm", "-f", self.name], env=env, capture_output=True)
-        port, container_id = run_checked([*self.docker, "inspect", "--format",
-                                          '{{index .Config.Labels "containai.ssh-port"}} {{.Id}}', self.name], env).split()
-        self.endpoint = ssh.Endpoint(self.name, int(port), ssh.host_key_alias(context or "default", container_id), jump)
-        self.socket = ssh.control_path(ssh.control_dir(), self.endpoint)
-        stack.callback(self.close_master)  # runs before the removal above
+        self.find_endpoint()
+        stack.callback(lambda: self.close_master())  # runs before the removal above, on the latest socket
         self.exec_true = [*self.cai, "exec", "--container", self.name, "--", "true"]
+
+    def find_endpoint(self) -> None:
+        port, container_id = run_checked([*self.docker, "inspect", "--format",
+                                          '{{index .Config.Labels "containai.ssh-port"}} {{.Id}}', self.name],
+                                         self.env).split()
+        self.endpoint = ssh.Endpoint(self.name, int(port), ssh.host_key_alias(self.context or "default", container_id),
+                                     self.jump)
+        self.socket = ssh.control_path(ssh.control_dir(), self.endpoint)
+
+    def recreate(self) -> None:
+        """A new container for the workspace, as an agent's first command makes it: `cai run --fresh
+        DIR -- true`. No shared connection to it exists yet, and no cached target reaches it."""
+        self.close_master()
+        run_checked([*self.cai, "run", *self.image, "--fresh", str(self.directory), "--", "true"], self.env)
+        self.find_endpoint()
 
     def run(self, *words: str) -> float:
         return timed([*self.cai, *words], self.env)
@@ -255,6 +274,7 @@ class Fixtures:
     tls: Workspace
     engine: SpareEngine
     spare_context: str
+    burst: list[Workspace]
     made: int = 0  # exited containers on the spare engine
 
     def grow(self, count: int) -> None:
@@ -289,12 +309,27 @@ def remove_unmounted(directories: list[Path]) -> None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
+BURST_CONTAINERS = 10
+
+
+def burst_workspaces(stack: contextlib.ExitStack, cai: str, tmp: Path, image: str | None) -> list[Workspace]:
+    """The burst rows' containers, with a HOME of their own: their `cai run --fresh` rewrites the
+    pinned keys, which would void the other rows' cached targets."""
+    home = tmp / "burst-home"
+    home.mkdir()
+    env = cai_env(home)
+    # Container names come from the directory's: the engine may be shared, so the temp dir's random name too.
+    return [Workspace(stack, cai, env, home, tmp / f"{tmp.name}-burst-{i}", image=image)
+            for i in range(BURST_CONTAINERS)]
+
+
+def build(stack: contextlib.ExitStack, tmp: Path, first_size: int, image: str | None) -> Fixtures:
     cai, python = install(tmp)
     home = tmp / "home"
     home.mkdir()
     env = cai_env(home)
     local = Workspace(stack, cai, env, home, tmp / "ws")
+    burst = burst_workspaces(stack, cai, tmp, image)
 
     cleanup_leftovers()  # an interrupted run's remote host
     host = RemoteHost(basetemp=tmp).start()
@@ -311,7 +346,7 @@ def build(stack: contextlib.ExitStack, tmp: Path, first_size: int) -> Fixtures:
     stack.callback(remove_unmounted, [root for root in roots if not root.exists()])
     engine = SpareEngine(SPARE_INDEX, tmp).start()
     stack.callback(engine.stop)
-    fixtures = Fixtures(cai, python, env, local, host, remote, tls, engine, engine.add_context(home))
+    fixtures = Fixtures(cai, python, env, local, host, remote, tls, engine, engine.add_context(home), burst)
     fixtures.grow(first_size)
     return fixtures
 
@@ -352,6 +387,57 @@ def local_rows(f: Fixtures, runs: int) -> list[Row]:
     rows.append(measure("P7", "`cai session ls --container X`", lambda: ws.run("session", "ls", "--container", ws.name),
                         "raw `ssh … true` (cold)", ws.raw(), REFERENCE, runs))
     return rows
+
+
+def burst(argvs: list[list[str]], env: dict[str, str]) -> tuple[float, int]:
+    """All of `argvs` started at once, as an agent's parallel tool calls are: the milliseconds
+    until the last one ended, and how many `[WARN]` lines they printed. Any non-zero exit fails."""
+    started = time.perf_counter()
+    children = [subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE) for argv in argvs]
+    said = [child.communicate(timeout=600)[1].decode(errors="replace") for child in children]
+    elapsed = (time.perf_counter() - started) * 1000
+    failed = [(child.returncode, err) for child, err in zip(children, said) if child.returncode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(argvs)} failed, first ({failed[0][0]}): {failed[0][1][-500:]}")
+    return elapsed, sum(err.count("[WARN]") for err in said)
+
+
+def burst_row(workspaces: list[Workspace], per: int, runs: int) -> Row:
+    """`per` parallel `cai exec -- true` on each of `workspaces`, all at once, right after `cai run
+    --fresh -- true` made each container anew (untimed), against the same burst through plain ssh
+    over cai's master, already up. Fewer pairs than the other rows: a pair is a few hundred
+    processes on the shared cores."""
+    env = workspaces[0].env
+    warnings: list[int] = []
+
+    def ours() -> float:
+        for ws in workspaces:
+            ws.recreate()
+        elapsed, warned = burst([ws.exec_true for _ in range(per) for ws in workspaces], env)
+        warnings.append(warned)
+        return elapsed
+
+    def theirs() -> float:
+        argvs = []
+        for ws in workspaces:
+            ws.open_master()
+            argvs += [ws.raw_ssh("-o", "ControlMaster=no", "-o", f"ControlPath={ws.socket}")] * per
+        return burst(argvs, env)[0]
+
+    count = per * len(workspaces)
+    on = "a new container" if len(workspaces) == 1 else f"{len(workspaces)} new containers, {per} each"
+    row = measure("P10", f"{count} parallel `cai exec -- true` on {on}, right after `cai run --fresh -- true`", ours,
+                  f"the same {count} plain `ssh … true` over cai's master, already up", theirs, NO_WARNING, runs)
+    # The warm-up pair's burst counts too: every burst must be free of retries.
+    row.warnings = sum(warnings)
+    row.note = f"{row.warnings} `[WARN]` lines in {len(warnings)} bursts"
+    return row
+
+
+def burst_rows(workspaces: list[Workspace], runs: int) -> list[Row]:
+    """100 calls on one new container, and 500 over ten."""
+    return [burst_row(group, per, runs) for group, per in ((workspaces[:1], 100), (workspaces, 50))]
 
 
 def bash_completion_ms(env: dict[str, str], function: str, words: list[str], calls: int) -> float:
@@ -575,6 +661,16 @@ def fixture_notes(f: Fixtures, sizes: list[int]) -> list[str]:
     ]
 
 
+def burst_note(runs: int, image: str | None) -> str:
+    return (f"P10: {runs} pairs per row (and the dropped warm-up pair), not the others' count: each pair is hundreds "
+            "of processes on the machine's cores. Before each of cai's bursts, every container is made anew by "
+            f"`cai run{' --image ' + image if image else ''} --fresh DIR -- true` (untimed, in a HOME of the rows' "
+            "own), "
+            "so no call finds a cached target or a shared connection; the `[WARN]` count covers every burst, the "
+            "warm-up's included. The baseline is the same burst through plain ssh with `ControlPath` set to cai's "
+            "master, which cai's burst left up.")
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -590,21 +686,37 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15, help="pairs per measure (default 15)")
     parser.add_argument("--sizes", type=sizes_arg, default=sizes_arg("50,200,500,1000"),
                         help="exited containers for the gc and ps series (default 50,200,500,1000)")
-    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--burst-runs", type=int, default=3,
+                        help="pairs per P10 burst row (default 3): each pair is hundreds of processes")
+    parser.add_argument("--image", help="image of the P10 burst containers (default: cai's own default)")
+    parser.add_argument("--only-burst", action="store_true",
+                        help="the P10 rows alone, printed; written only where --output says")
+    parser.add_argument("--output", type=Path, default=None, help="default: docs/benchmarks.md, unless --only-burst")
     args = parser.parse_args()
-    output = args.output.resolve()
+    output = args.output.resolve() if args.output else None if args.only_burst else REPO / "docs" / "benchmarks.md"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cai-bench-")))
-        f = build(stack, tmp, args.sizes[0])
-        f.settle()
-        rows = [*startup_rows(f, args.runs), *local_rows(f, args.runs), *completion_rows(f, args.runs),
-                *remote_rows(f, args.runs)]
-        points = scaling_points(f, args.sizes, args.runs)
-        rows += [row for p in points for row in (p.gc, p.ps)]
-        notes = fixture_notes(f, args.sizes)
-        report = render(sys.argv[1:], args.runs, rows, points, output.with_name(f"{output.stem}-scaling.png"), notes)
-    output.write_text(report)
+        if args.only_burst:
+            cai, _ = install(tmp)
+            workspaces = burst_workspaces(stack, cai, tmp, args.image)
+            time.sleep(SETTLE_S)
+            rows = burst_rows(workspaces, args.burst_runs)
+            report = "\n".join([*header(sys.argv[1:], args.burst_runs), *main_table(rows), "## Notes", "",
+                                f"- {burst_note(args.burst_runs, args.image)}", ""])
+        else:
+            f = build(stack, tmp, args.sizes[0], args.image)
+            f.settle()
+            rows = [*startup_rows(f, args.runs), *local_rows(f, args.runs), *completion_rows(f, args.runs),
+                    *remote_rows(f, args.runs), *burst_rows(f.burst, args.burst_runs)]
+            points = scaling_points(f, args.sizes, args.runs)
+            rows += [row for p in points for row in (p.gc, p.ps)]
+            notes = [*fixture_notes(f, args.sizes), burst_note(args.burst_runs, args.image)]
+            assert output is not None
+            chart = output.with_name(f"{output.stem}-scaling.png")
+            report = render(sys.argv[1:], args.runs, rows, points, chart, notes)
+    if output is not None:
+        output.write_text(report)
     print(report)
     return 0
 

@@ -59,6 +59,64 @@ def lookup(cache_key: str) -> Known | None:
     return known
 
 
+# Agents run commands in parallel, often right after `cai run`: with no entry yet, each call would
+# ask the engine itself (docker-py's import and a few requests each, on the same cores). The first
+# one finds the container, under a lock beside the entry, and remembers it before its command
+# runs; the others wait for that (bounded: a start or a readiness wait may come first), then look
+# again. A finder that failed leaves no entry, and the others then go their own way at once, as
+# if they had come alone: a missing container is not looked for a hundred times in a row.
+FIND_WAIT_S = 60.0  # 500 calls at once on 2 cores waited up to 14 s
+
+
+def find_or_wait(cache_key: str) -> tuple[Known | None, int | None]:
+    """(what a concurrent finder remembered, None) after waiting for it; or (None, the lock's
+    descriptor) when this call is to ask the engine and `remember`, then `release`; or (None, None)
+    when it is to ask alone (no lock to be had, the wait ran out, or the finder found nothing)."""
+    import fcntl
+    import os
+    import time
+
+    path = _entry_path(cache_key).with_suffix(".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None, None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass
+    else:
+        known = lookup(cache_key)  # a finder may have just let go
+        if known is None:
+            return None, fd
+        os.close(fd)
+        return known, None
+    deadline = time.monotonic() + FIND_WAIT_S
+    delay = ssh.POLL_FIRST_S
+    try:
+        while True:
+            try:
+                # Shared, and let go at once: only a finder holds it exclusively.
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return None, None
+                time.sleep(delay)
+                delay = min(delay * 1.5, ssh.POLL_MAX_S)
+    finally:
+        os.close(fd)
+    return lookup(cache_key), None
+
+
+def release(lock: int | None) -> None:
+    if lock is not None:
+        import os
+
+        os.close(lock)
+
+
 def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
     body = json.dumps({"key": cache_key, "name": endpoint.name, "port": endpoint.port, "alias": endpoint.alias,
                        "jump": endpoint.jump, "bridge": endpoint.bridge,

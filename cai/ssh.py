@@ -498,10 +498,12 @@ def multiplex_options(directory: Path, endpoint: Endpoint) -> list[str]:
             "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
 
 
-def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bool = False) -> int:
+def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bool = False,
+                   keep_checked: bool = False) -> int:
     """Ask this user's control master for the endpoint (or every one on its port) to exit once its
     sessions end, and wait (a little) for it to go: an idle shared connection must not count as
-    someone inside. Returns how many were asked."""
+    someone inside. `keep_checked` spares a master made since the host keys were last pinned.
+    Returns how many were asked."""
     directory = control_dir()
     if directory is None:
         return 0
@@ -509,12 +511,81 @@ def release_master(endpoint: Endpoint, wait_s: float = 2.0, *, every_on_port: bo
         sockets = sorted(directory.glob(f"*-{endpoint.port}"))
     else:
         sockets = [path for path in (control_path(directory, endpoint),) if path.exists()]
+    if keep_checked:
+        sockets = [path for path in sockets if not _checked_against_pins(path)]
     for socket_path in sockets:
         proc.run([*base_argv(endpoint), "-o", f"ControlPath={config_path_value(socket_path)}", "-O", "stop", HOST], timeout=5)
     deadline = time.monotonic() + wait_s
     while any(path.exists() for path in sockets) and time.monotonic() < deadline:
         time.sleep(0.02)
     return len(sockets)
+
+
+def _checked_against_pins(socket_path: Path) -> bool:
+    """Whether the master behind `socket_path` logged in after cai last wrote its pinned host keys:
+    its handshake then checked the keys pinned now. (A recreated container is another endpoint,
+    and a stopped one takes its master's connection with it.) Both times come from the kernel's
+    file clock; a tie counts as older."""
+    try:
+        return socket_path.lstat().st_ctime_ns > known_hosts_path().stat().st_mtime_ns
+    except OSError:
+        return False
+
+
+# Agents run commands in parallel, often right after a container starts. With no master yet,
+# every such call would dial sshd at once, and sshd drops connections past its MaxStartups: so
+# one caller per endpoint dials, under a lock file beside the control socket, and the others wait
+# for the socket to appear (ssh binds it only once the master has logged in) and then use it.
+# The bounds are for a dialler that hangs, not for a slow login: 500 calls at once on 2 cores took
+# one master 18 s to log in, and a waiter that gives up dials too (sshd's LoginGraceTime is 120 s).
+DIAL_HOLD_S = 60.0
+DIAL_WAIT_S = 90.0  # longer than the hold: the next waiter takes over from a dialler that failed
+POLL_FIRST_S, POLL_MAX_S = 0.01, 0.1  # hundreds of waiters polling must not take the cores they wait on
+
+
+def _dial_lock_path(socket_path: Path) -> Path:
+    return socket_path.with_name(socket_path.name + ".lock")
+
+
+def claim_dial(socket_path: Path, interrupted: Sequence[int] = ()) -> int | None:
+    """The lock's descriptor when this caller is to dial the master; None when one is up (or came
+    up while waiting), when waiting ran out, or when `interrupted` got a signal. A socket that is
+    there is trusted: a master removes it when it exits, and ssh replaces one left by a killed
+    master itself."""
+    if socket_path.exists():
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(_dial_lock_path(socket_path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None  # dial as before: sharing still works, only not the wait
+    deadline = time.monotonic() + DIAL_WAIT_S
+    delay = POLL_FIRST_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not (socket_path.exists() or interrupted or time.monotonic() >= deadline):
+                time.sleep(delay)
+                delay = min(delay * 1.5, POLL_MAX_S)
+                continue
+        else:
+            if not socket_path.exists():  # the previous holder's dial failed, or there was none
+                return fd
+        os.close(fd)
+        return None
+
+
+def hand_over_dial(lock: int, socket_path: Path, child: subprocess.Popen, interrupted: Sequence[int] = ()) -> None:
+    """Hold the dial lock until `child`'s master is up (its socket appears), or it ended, or the
+    hold ran out; then let the waiters go."""
+    try:
+        deadline = time.monotonic() + DIAL_HOLD_S
+        while child.poll() is None and not interrupted and not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(POLL_FIRST_S)  # one process per endpoint: the waiters see the master at once
+    finally:
+        os.close(lock)
 
 
 # --- sessions --------------------------------------------------------------------------------
@@ -672,6 +743,7 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     so cai never dies leaving its ssh behind (a master lives on by design)."""
     directory = control_dir() if shared and multiplexing() else None
     sharing = multiplex_options(directory, endpoint) if directory is not None else []
+    socket_path = control_path(directory, endpoint) if directory is not None else None
     log_path = _log_file(directory)
     jump_log = _new_private_file(f"{log_path}-jump") if endpoint.proxied else None
     argv = [*base_argv(endpoint, jump_log), *(sharing or NOT_SHARED), "-v", "-E", log_path, *([tty] if tty else []), HOST, remote]
@@ -689,7 +761,9 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
     # so that a signalled cai releases its caller's pipes at once, as a plain ssh session does.
     relayed = bool(sharing) and tty is None
     previous = {signum: signal.signal(signum, forward) for signum in _FORWARDED_SIGNALS}
+    dial_lock = None
     try:
+        dial_lock = claim_dial(socket_path, received) if socket_path is not None else None
         try:
             child = subprocess.Popen(argv, stdout=subprocess.PIPE if relayed else None,
                                      stderr=subprocess.PIPE if relayed else None, env=session_env(endpoint))
@@ -705,6 +779,9 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
         relays = [_relay(child.stdout, 1), _relay(child.stderr, 2)] if relayed else []
         if received:  # it arrived before ssh existed
             child.send_signal(received[0])
+        if dial_lock is not None:
+            lock, dial_lock = dial_lock, None
+            hand_over_dial(lock, socket_path, child, received)
         rc = child.wait()
         if not received:
             for thread in relays:
@@ -712,6 +789,8 @@ def run_session(endpoint: Endpoint, remote: str, *, tty: str | None, shared: boo
         elif tty is None:
             stop_remote(endpoint, remote, received[0], sharing)
     finally:
+        if dial_lock is not None:  # ssh never started
+            os.close(dial_lock)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if saved_terminal is not None:  # ssh resets it itself, unless it was killed

@@ -48,10 +48,13 @@ def run(args: argparse.Namespace, ctx: Ctx) -> int:
     from cai import labels, reach
 
     fast = ssh.multiplexing() and not creation_flags_given(args)
+    known = finding = None
     if fast:
         workspace = labels.resolve_workspace(args.workspace)
         cache_key = reach.key(ctx.context, args.container, workspace)
         known = reach.lookup(cache_key)
+        if known is None:
+            known, finding = reach.find_or_wait(cache_key)
         if known is not None:
             outcome = ssh.run_session(known, remote, tty=tty, shared=True)
             if outcome.signal is not None:
@@ -61,11 +64,21 @@ def run(args: argparse.Namespace, ctx: Ctx) -> int:
             reach.forget(cache_key)  # stopped, moved or recreated: the engine knows
     from cai import containers
 
-    target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False, workspace=args.workspace)
-    if fast:  # a shared connection made before whatever changed is not reused
-        ssh.release_master(containers.endpoint(container))
+    try:
+        target, container = resolve_and_prepare(args, ctx.context, create_missing_named=False,
+                                                workspace=args.workspace)
+        if fast:
+            found = containers.endpoint(container)
+            # A shared connection made before whatever changed is not reused: one that just failed,
+            # or one older than the pinned keys. A sibling's, made since (a burst of first calls
+            # after `cai run`), was checked against them and is kept for the rest of the burst.
+            ssh.release_master(found, keep_checked=known is None)
+            if finding is not None:  # before the command runs, so that the calls waiting for it go now
+                reach.remember(cache_key, found)
+    finally:
+        reach.release(finding)
     rc = containers.connect(target.engine, container, remote, tty=tty, shared=fast)
-    if fast:  # the key again: the slow path may have just saved the workspace's state
+    if fast:  # the key again: the slow path may have just saved the workspace's state (and the keys)
         reach.remember(reach.key(ctx.context, args.container, workspace), containers.endpoint(container))
     return rc
 
