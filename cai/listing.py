@@ -128,6 +128,23 @@ def sessions_of(eng: engine.Engine, records: list[engine.Container], budget: flo
         return dict(found)
 
 
+def managed_in(contexts: Sequence[str]) -> list[tuple[engine.Engine, list[dict[str, Any]]]]:
+    """Each context's sparse list of cai-labelled containers, in order. A context that does not
+    answer is an [INFO] line and left out; when none answers, the first one's error is raised."""
+    answered: list[tuple[engine.Engine, list[dict[str, Any]]]] = []
+    failures: list[engine.EngineUnavailable] = []
+    for context in contexts:
+        eng = engine.Engine(context)
+        try:
+            answered.append((eng, engine.list_containers(eng, [labels.MANAGED_FILTER])))
+        except engine.EngineUnavailable as exc:
+            output.info(f"Context '{context}' is not reachable: {exc.message}")
+            failures.append(exc)
+    if failures and len(failures) == len(contexts):
+        raise failures[0]
+    return answered
+
+
 def add_sessions(row: dict[str, Any], found: Any, wanted: bool, agent_names: Sequence[str] = ()) -> None:
     """The probe's answer, and the agent session among the running detached ones (`cai run`
     names it after its agent): null when none runs or nobody looked."""

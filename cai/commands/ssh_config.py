@@ -88,29 +88,18 @@ def _with_config(ctx: Ctx) -> list[engine.Container]:
     import os
     from pathlib import Path
 
-    from cai import engine, labels, output, resolution
+    from cai import listing, resolution
 
-    candidates = resolution.candidate_contexts(ctx.context, Path(os.getcwd()))
     found: list[engine.Container] = []
     seen: set[str] = set()
-    failures: list[engine.EngineUnavailable] = []
-    for context in candidates:
-        eng = engine.Engine(context)
-        try:
-            listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
-        except engine.EngineUnavailable as exc:
-            output.info(f"Context '{context}' is not reachable: {exc.message}")
-            failures.append(exc)
-            continue
+    for eng, listed in listing.managed_in(resolution.candidate_contexts(ctx.context, Path(os.getcwd()))):
         mine = [item for item in listed if item["Id"] not in seen
-                and _has_config(item["Names"][0].lstrip("/"), context, item["Id"])]
+                and _has_config(item["Names"][0].lstrip("/"), eng.context, item["Id"])]
         for item in sorted(mine, key=lambda item: item["Names"][0]):
             container = eng.inspect_container(item["Id"])
             if container is not None:  # removed since the listing
                 seen.add(item["Id"])
                 found.append(container)
-    if failures and len(failures) == len(candidates):
-        raise failures[0]
     return found
 
 

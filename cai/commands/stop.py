@@ -144,21 +144,12 @@ def _rows(ctx: Ctx, cwd: str) -> tuple[list[Row], str]:
     """Our containers in every candidate context, each once (by id), sorted by name per context."""
     from pathlib import Path
 
-    from cai import engine, labels, resolution
+    from cai import labels, listing, resolution
 
     resolved = resolution.context_here(ctx.context, Path(cwd))
     rows: list[Row] = []
     seen: set[str] = set()
-    failures: list[CaiError] = []
-    candidates = resolution.candidate_contexts(ctx.context, Path(cwd))
-    for name in candidates:
-        eng = engine.Engine(name)
-        try:
-            listed = engine.list_containers(eng, [labels.MANAGED_FILTER])
-        except engine.EngineUnavailable as exc:
-            output.info(f"Context '{name}' is not reachable: {exc.message}")
-            failures.append(exc)
-            continue
+    for eng, listed in listing.managed_in(resolution.candidate_contexts(ctx.context, Path(cwd))):
         found = {}
         for item in listed:
             item_labels = item.get("Labels") or {}
@@ -169,8 +160,6 @@ def _rows(ctx: Ctx, cwd: str) -> tuple[list[Row], str]:
             found[item["Id"]] = Row(eng, item["Id"], item["Names"][0].lstrip("/"), item.get("Status", ""))
         seen.update(found)
         rows += sorted(found.values(), key=lambda r: r.name)
-    if failures and len(failures) == len(candidates):
-        raise failures[0]
     return rows, resolved
 
 
