@@ -205,7 +205,7 @@ class Workspace:
         self.image = ["--image", image] if image else []
         directory.mkdir()
         directory.chmod(0o777)
-        self.name = run_checked([*self.cai, "run", *self.image, str(directory)], env).strip()
+        self.name = run_checked([*self.cai, "run", "--no-agent", *self.image, str(directory)], env).strip()
         self.docker = ["docker", "--context", context or "default"]
         stack.callback(subprocess.run, [*self.docker, "rm", "-f", self.name], env=env, capture_output=True)
         self.find_endpoint()
@@ -389,6 +389,94 @@ def local_rows(f: Fixtures, runs: int) -> list[Row]:
     return rows
 
 
+def sshd_greets(port: int, deadline: float) -> None:
+    """Until an SSH server greets on the loopback port, asked every 10 ms."""
+    import socket
+
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((ssh.HOST, port), timeout=1) as conn:
+                conn.settimeout(2)
+                if conn.recv(4) == b"SSH-":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"no sshd greeted on port {port}")
+
+
+def new_container_row(f: Fixtures, tmp: Path, image: str, runs: int) -> Row:
+    """P8: `cai run --no-agent` of a new workspace, which returns once the container's sshd answers
+    with its host keys pinned, against `docker run -d` of the same image with port 22 published,
+    until that port greets. Each side's container is removed after its sample, untimed."""
+    serial = iter(range(1 << 30))
+
+    def ours() -> float:
+        directory = tmp / f"{tmp.name}-new-{next(serial)}"
+        directory.mkdir()
+        directory.chmod(0o777)
+        started = time.perf_counter()
+        name = run_checked([f.cai, "run", "--no-agent", "--image", image, str(directory)], f.env).strip()
+        elapsed = (time.perf_counter() - started) * 1000
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+        return elapsed
+
+    def theirs() -> float:
+        started = time.perf_counter()
+        made = run_checked(["docker", "run", "-d", "-p", f"{ssh.HOST}::22", "--label", "containai.bench=true", image]).strip()
+        port = int(run_checked(["docker", "port", made, "22"]).split(":")[-1])
+        sshd_greets(port, time.monotonic() + 60)
+        elapsed = (time.perf_counter() - started) * 1000
+        subprocess.run(["docker", "rm", "-f", made], capture_output=True, timeout=120)
+        return elapsed
+
+    return measure("P8", "`cai run --no-agent` of a new workspace, until its sshd answers", ours,
+                   "`docker run -d -p 127.0.0.1::22` of the same image, until port 22 greets", theirs,
+                   ratio_at_most(1.2), runs)
+
+
+AGENT = "claude"
+
+
+def agent_row(f: Fixtures, stack: contextlib.ExitStack, tmp: Path, base: str, runs: int) -> Row:
+    """P9: `cai run` of a stopped container with the agent, until the agent has started and
+    answered (it is told `--version`, so its whole run is its first output; `cai run` without a
+    terminal returns once the agent's command runs), against `docker start` plus `docker exec
+    AGENT --version`. Each sample's log is checked for the agent's answer, untimed."""
+    image = f"containai:bench-{AGENT}-{tmp.name[-8:].lower()}"
+    run_checked([f.cai, "image", "build", "--base", base, "--tag", image, "--agents", AGENT], f.env, timeout=1800)
+    stack.callback(subprocess.run, ["docker", "rmi", "-f", image], capture_output=True)
+    home = tmp / "agent-home"
+    (home / ".config" / "containai").mkdir(parents=True)
+    (home / ".config" / "containai" / "config.toml").write_text(f'[agent.{AGENT}]\nargs = ["--version"]\n')
+    env = cai_env(home)
+    directory = tmp / f"{tmp.name}-agent"
+    directory.mkdir()
+    directory.chmod(0o777)
+    name = run_checked([f.cai, "run", "--no-agent", "--image", image, str(directory)], env).strip()
+    stack.callback(subprocess.run, ["docker", "rm", "-f", name], capture_output=True)
+
+    def ours() -> float:
+        run_checked(["docker", "stop", "-t", "0", name])
+        elapsed = timed([f.cai, "run", str(directory)], env)
+        deadline = time.monotonic() + 30
+        while "Claude Code" not in run_checked([f.cai, "session", "logs", AGENT, "-w", str(directory)], env):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the agent's session shows no answer")
+            time.sleep(0.1)
+        return elapsed
+
+    def theirs() -> float:
+        run_checked(["docker", "stop", "-t", "0", name])
+        started = time.perf_counter()
+        run_checked(["docker", "start", name])
+        run_checked(["docker", "exec", "-u", "agent", name, AGENT, "--version"])
+        return (time.perf_counter() - started) * 1000
+
+    return measure("P9", f"`cai run` of a stopped container with the agent ({AGENT} --version), until it has answered",
+                   ours, f"`docker start` + `docker exec … {AGENT} --version`", theirs, ratio_at_most(1.5), runs)
+
+
 def burst(argvs: list[list[str]], env: dict[str, str]) -> tuple[float, int]:
     """All of `argvs` started at once, as an agent's parallel tool calls are: the milliseconds
     until the last one ended, and how many `[WARN]` lines they printed. Any non-zero exit fails."""
@@ -433,6 +521,12 @@ def burst_row(workspaces: list[Workspace], per: int, runs: int) -> Row:
     row.warnings = sum(warnings)
     row.note = f"{row.warnings} `[WARN]` lines in {len(warnings)} bursts"
     return row
+
+
+def default_image(f: Fixtures) -> tuple[str, str]:
+    """The image cai runs by default, and the base it was built on."""
+    image = "containai:latest"
+    return image, run_checked(["docker", "inspect", "--format", '{{index .Config.Labels "containai.base"}}', image]).strip()
 
 
 def burst_rows(workspaces: list[Workspace], runs: int) -> list[Row]:
@@ -691,13 +785,24 @@ def main() -> int:
     parser.add_argument("--image", help="image of the P10 burst containers (default: cai's own default)")
     parser.add_argument("--only-burst", action="store_true",
                         help="the P10 rows alone, printed; written only where --output says")
+    parser.add_argument("--only-launch", action="store_true",
+                        help="the P8 and P9 rows alone (a new container; the agent), printed; written only where --output says")
     parser.add_argument("--output", type=Path, default=None, help="default: docs/benchmarks.md, unless --only-burst")
     args = parser.parse_args()
-    output = args.output.resolve() if args.output else None if args.only_burst else REPO / "docs" / "benchmarks.md"
+    output = args.output.resolve() if args.output else None if args.only_burst or args.only_launch \
+        else REPO / "docs" / "benchmarks.md"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cai-bench-")))
-        if args.only_burst:
+        if args.only_launch:
+            cai, python = install(tmp)
+            home = tmp / "home"
+            home.mkdir()
+            f = Fixtures(cai, python, cai_env(home), None, None, None, None, None, "", [])  # type: ignore[arg-type]
+            image, base = default_image(f)
+            rows = [new_container_row(f, tmp, image, args.runs), agent_row(f, stack, tmp, base, args.runs)]
+            report = "\n".join([*header(sys.argv[1:], args.runs), *main_table(rows), ""])
+        elif args.only_burst:
             cai, _ = install(tmp)
             workspaces = burst_workspaces(stack, cai, tmp, args.image)
             time.sleep(SETTLE_S)
@@ -707,8 +812,10 @@ def main() -> int:
         else:
             f = build(stack, tmp, args.sizes[0], args.image)
             f.settle()
+            image, base = default_image(f)
             rows = [*startup_rows(f, args.runs), *local_rows(f, args.runs), *completion_rows(f, args.runs),
                     *remote_rows(f, args.runs), *burst_rows(f.burst, args.burst_runs)]
+            rows += [new_container_row(f, tmp, image, args.runs), agent_row(f, stack, tmp, base, args.runs)]
             points = scaling_points(f, args.sizes, args.runs)
             rows += [row for p in points for row in (p.gc, p.ps)]
             notes = [*fixture_notes(f, args.sizes), burst_note(args.burst_runs, args.image)]

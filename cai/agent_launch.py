@@ -39,6 +39,7 @@ def _running(eng: Any, container: Any, session: str) -> bool:
     if found.state in ("running", "starting"):
         return True
     # An ended or lost agent session leaves its record; the agent starts afresh under its name.
+    output.warn(f"The last {session} session {found.state_text()}; its record and log make way for a new one")
     agent_sessions.control(eng, container, "remove", session)
     return False
 

@@ -102,6 +102,16 @@ def defined(layers: Layers) -> dict[str, Agent]:
     return agents
 
 
+def names_for_display(layers: Layers) -> list[str]:
+    """The agents' names for `status` and `ps`: a broken `[agent.X]` is `cai run`'s error to
+    report, not a reason for a listing to fail; the known ones and the table's keys then."""
+    try:
+        return list(defined(layers))
+    except CaiError:
+        table = layers.user().get("agent")
+        return [*KNOWN, *(name for name in table if isinstance(name, str))] if isinstance(table, dict) else list(KNOWN)
+
+
 def lookup(name: str, layers: Layers) -> Agent:
     agents = defined(layers)
     if name not in agents:

@@ -415,6 +415,8 @@ def build_image(engine: Engine, context_tar: bytes, tag: str, buildargs: Mapping
             *lines, pending = pending.split("\n")
             for line in lines:
                 on_line(line)
+            if len(pending) > 1 << 16:  # a script's endless line: what shows of a line is its end anyway
+                pending = pending[-(1 << 16):]
             if chunk.get("status"):
                 on_line(" ".join(str(chunk[key]) for key in ("status", "id", "progress") if chunk.get(key)))
             image_id = (chunk.get("aux") or {}).get("ID", image_id)

@@ -177,7 +177,7 @@ def context_rows(eng: engine.Engine, filters: Mapping[str, list[str]], *, with_s
     if with_sessions:
         from cai import agents, config
 
-        agent_names = list(agents.defined(config.Layers(None)))
+        agent_names = agents.names_for_display(config.Layers(None))
     moment = now()
     for row in rows:
         add_times(row, records.get(row["id"]), moment)

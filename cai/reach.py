@@ -130,10 +130,11 @@ def remember(cache_key: str, endpoint: ssh.Endpoint) -> None:
 
 
 def forget(cache_key: str) -> None:
-    try:
-        _entry_path(cache_key).unlink()
-    except FileNotFoundError:
-        pass
+    for path in (_entry_path(cache_key), _entry_path(cache_key).with_suffix(".lock")):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def forget_alias(alias: str) -> None:
@@ -143,5 +144,6 @@ def forget_alias(alias: str) -> None:
         try:
             if json.loads(path.read_text()).get("alias") == alias:
                 path.unlink()
+                path.with_suffix(".lock").unlink(missing_ok=True)
         except (OSError, ValueError, AttributeError):
             continue

@@ -20,7 +20,9 @@ HOST_EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")  # what the host's 
 HOST_DISTRO_CA_DIR = Path("/usr/share/ca-certificates")  # Debian's bundle, as the host has it
 MAX_CERT_FILE = 1 << 20
 
-_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+# The body is base64 text only: each BEGIN's scan stops at the first other character, so a file of
+# repeated BEGIN lines costs linear time, not quadratic (a certificate file may sit in a repo).
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]*)-----END \1-----")
 
 
 # --- CA certificates ----------------------------------------------------------------------------
@@ -52,7 +54,9 @@ def read_certificates(path: Path) -> list[Certificate]:
     text = data.decode("ascii", errors="replace")
     blocks = list(_PEM_BLOCK.finditer(text))
     problem = None
-    if not blocks:
+    if text.count("-----BEGIN ") > len(blocks):
+        problem = "A PEM block in it is not base64 text between its BEGIN and END lines"
+    elif not blocks:
         problem = "No PEM certificate in it (-----BEGIN CERTIFICATE-----)"
     elif any(block[1] != "CERTIFICATE" for block in blocks):
         problem = f"It holds a {next(block[1] for block in blocks if block[1] != 'CERTIFICATE')}, not only certificates"
@@ -194,7 +198,8 @@ _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 # The builder's own bookkeeping between a step's output lines.
 _NOISE = re.compile(r"^( ---> |Removing intermediate container |Successfully built |Successfully tagged )")
 _SET_E = re.compile(r"^(RUN )set -[a-z]+; ")
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f]")
+# C1 controls too (U+009B is CSI, U+009D OSC): a package's install script writes these lines.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 TAIL_LINES = 15
 
 # (pattern in the failed step's output or error, hint): what went wrong, said once.
@@ -241,7 +246,7 @@ class Progress:
             self.tail.clear()
             return True
         if line.strip() and not _NOISE.match(line):
-            self.tail.append(line)
+            self.tail.append(line[-4096:])  # its end is what a failure shows
         return False
 
     def short_instruction(self, width: int = 72) -> str:

@@ -102,5 +102,6 @@ def _print_text(report: dict[str, Any]) -> None:
         elif not held:
             listed = "none (cai image build --agents claude)"
         else:
-            listed = ", ".join(f"{agent['name']} {agent['version'] or agent['package'] or ''}".rstrip() for agent in held)
+            listed = ", ".join(output.shown(f"{agent['name']} {agent['version'] or agent['package'] or ''}".rstrip())
+                               for agent in held)  # the image's label: whoever built it wrote it
         output.out(f"  Agents:     {listed}")

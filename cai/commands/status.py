@@ -223,7 +223,7 @@ def _agent(container: "engine.Container", found: "sessions.Sessions | None") -> 
     from cai import agents, config, labels
 
     state = config.workspace_state(labels.label(container.labels, labels.WORKSPACE))
-    names = list(agents.defined(config.Layers(None)))
+    names = agents.names_for_display(config.Layers(None))
     running = agents.running_agent(found.detached if found is not None else None, names)
     if running is not None:
         return {"name": running, "session": running, "state": "running"}

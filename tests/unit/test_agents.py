@@ -86,3 +86,11 @@ def test_bad_definitions_are_errors(user_config, body, message):
     with pytest.raises(CaiError) as info:
         agents.defined(config.Layers(None))
     assert info.value.message == message
+
+
+def test_a_broken_definition_does_not_break_a_listing(user_config):
+    user_config.write_text('[agent.Claude]\ncommand = ["x"]\n[agent.mine]\ncommand = ["mine"]\n')
+    with pytest.raises(CaiError):
+        agents.defined(config.Layers(None))
+    names = agents.names_for_display(config.Layers(None))
+    assert {"claude", "codex", "gemini", "mine"} <= set(names)

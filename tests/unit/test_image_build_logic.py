@@ -115,7 +115,8 @@ def test_a_pem_bundle_gives_one_certificate_each(tmp_path):
 @pytest.mark.parametrize(("content", "why"), [
     ("", "No PEM certificate in it"),
     ("hello\n", "No PEM certificate in it"),
-    ("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n", "OpenSSL cannot read"),
+    ("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n", "A PEM block in it is not base64"),
+    ("-----BEGIN CERTIFICATE-----\n" * 20000, "A PEM block in it is not base64"),  # linear time, not quadratic
     ("-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n", "OpenSSL cannot read"),
     ("-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n", "It holds a PRIVATE KEY"),
 ])
@@ -275,3 +276,7 @@ def test_doctor_lists_the_image_agents(capsys, held, line):
               "tools": {"docker": "/usr/bin/docker"}, "image": {"name": "containai:latest", "present": True}, "agents": held}
     doctor._print_text(report)
     assert capsys.readouterr().out.splitlines()[-2:] == ["  containai:latest: present", line]
+
+
+def test_build_lines_lose_c1_controls_too():
+    assert build.clean("npm \x9d8;;http://evil\x9c notice \x9b31m red") == "npm 8;;http://evil notice 31m red"
