@@ -101,11 +101,9 @@ def build_report(container: "engine.Container", uptime: str | None, found: "sess
     }
     if found is not None:
         report["sessions"] = found.as_json()
-    if agent is not None:
-        report["agent"] = dict(agent)
     if resources:
         report["resources"] = {key: resources.get(key) for key in RESOURCE_KEYS}
-    return _without_none(report)
+    return {**_without_none(report), "agent": dict(agent) if agent is not None else None}
 
 
 def workspace_line(workspace: Mapping[str, Any], remote: bool) -> str | None:

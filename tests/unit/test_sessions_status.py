@@ -130,7 +130,8 @@ class _Container:
 
 def test_report_of_a_stopped_container_has_only_the_required_keys():
     report = status.build_report(_Container(), None, None, None)
-    assert list(report) == ["container", "status", "image", "workspace"]
+    assert list(report) == ["container", "status", "image", "workspace", "agent"]
+    assert report["agent"] is None
     assert report["workspace"] == {"path": "/src/p", "mount": "bind", "source": "/src/p", "copy": False}
     assert status.render_text(report) == ["Container: c1", "  Status: exited", "  Image: containai:latest",
                                           "  Workspace: /src/p"]
