@@ -337,7 +337,7 @@ def test_ps_lists_running_ones_by_default_and_everything_with_a(fresh, home, doc
     assert rows[stopped]["state"] == "exited" and rows[stopped]["sessions"] is None
     assert isinstance(rows[stopped]["age_seconds"], int)
     table = run_cai(home, "ps", "-a").stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATE", "WORKSPACE", "IMAGE", "SSH", "PORT", "UP", "/", "AGE", "SESSIONS"]
+    assert table[0].split() == ["NAME", "STATE", "WORKSPACE", "IMAGE", "SSH", "PORT", "UP", "/", "AGE", "SESSIONS", "AGENT"]
     assert any(line.startswith(f"{stopped} ") and " exited " in line for line in table)
 
 
