@@ -145,7 +145,8 @@ def test_status_json_keys_of_a_running_container(ws, home):
     _, name = ws
     report = status_json(home, name)
     assert list(report) == ["schema_version", "container", "status", "image", "uptime", "uptime_seconds", "workspace",
-                            "sessions", "resources"]
+                            "sessions", "resources", "agent"]
+    assert report["agent"] is None  # cai run started no agent there
     assert report["schema_version"] == 2 and isinstance(report["uptime_seconds"], int)
     assert report["workspace"] == {"path": str(ws[0]), "mount": "bind", "source": str(ws[0]), "copy": False}
     assert list(report["resources"]) == ["memory_usage", "memory_bytes", "memory_limit", "memory_limit_bytes",
@@ -188,14 +189,14 @@ def test_status_of_an_exited_container(fresh, home, docker_client):
         0, f"Container: {name}\n  Status: exited\n  Image: containai:latest\n  Workspace: {workspace}\n")
     assert status_json(home, name) == {"schema_version": 2, "container": name, "status": "exited", "image": "containai:latest",
                                        "workspace": {"path": str(workspace), "mount": "bind", "source": str(workspace),
-                                                     "copy": False}}
+                                                     "copy": False}, "agent": None}
 
 
 def test_status_of_a_created_container(make_container, home):
     c = make_container(start=False, labels={"containai.managed": "true"})
     # Made by hand: no workspace label and no workspace mount, so nothing to say of either.
     assert status_json(home, c.name) == {"schema_version": 2, "container": c.name, "status": "created", "image": "containai:latest",
-                                         "workspace": {}}
+                                         "workspace": {}, "agent": None}
 
 
 def test_status_of_a_foreign_container(make_container, home):
