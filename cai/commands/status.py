@@ -220,12 +220,12 @@ def _agent(container: "engine.Container", found: "sessions.Sessions | None") -> 
     ones; else, when the probe answered, the one last started for this workspace, not running."""
     from cai import agents, config, labels
 
-    state = config.workspace_state(labels.label(container.labels, labels.WORKSPACE))
-    names = agents.names_for_display(config.Layers(None))
+    user = config.Layers(None)  # the user config, read once for both questions
+    names = agents.names_for_display(user)
     running = agents.running_agent(found.detached if found is not None else None, names)
     if running is not None:
         return {"name": running, "session": running, "state": "running"}
-    last = state.get("agent")
+    last = user.workspace_state(labels.label(container.labels, labels.WORKSPACE)).get("agent")
     if isinstance(last, str) and last in names and (not container.running or (found is not None and found.detached is not None)):
         return {"name": last, "session": last, "state": "not running"}
     return None
